@@ -1,0 +1,1 @@
+//! Compute kernels (filled by the kernels issue).

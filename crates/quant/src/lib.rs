@@ -1,0 +1,1 @@
+//! ggml-compatible block formats (filled by the quantization issue).

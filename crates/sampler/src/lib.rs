@@ -1,0 +1,1 @@
+//! Samplers (filled by the generation issue).

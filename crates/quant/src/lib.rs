@@ -1,4 +1,5 @@
-//! ggml-compatible block formats and their scalar reference quantize / dequantize / dot product.
+//! ggml-compatible block formats, their scalar reference quantize / dequantize / dot product,
+//! and the per-tensor quantization policy of llama.cpp's `llama-quantize` for GPT-2.
 //!
 //! One trait, [`BlockFormat`], is the whole contract of a format: its ggml type, elements per
 //! block, the `#[repr(C)]` block struct (bit-exact with `ggml-common.h`), the activation format
@@ -31,6 +32,7 @@ mod error;
 pub mod float;
 pub mod kquants;
 pub mod legacy;
+pub mod policy;
 
 pub use cast::{blocks_as_bytes, cast_blocks, cast_blocks_mut};
 pub use dispatch::{
@@ -43,6 +45,7 @@ pub use kquants::{BlockQ4_K, BlockQ5_K, BlockQ6_K, BlockQ8_K, Q4_K, Q5_K, Q6_K, 
 pub use legacy::{
     BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1,
 };
+pub use policy::{FileType, QuantPolicy, TensorOverride};
 
 /// The whole contract of a ggml block format.
 ///

@@ -4,7 +4,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod common;
+mod default_model;
 mod inspect;
+mod logits;
 
 #[derive(Parser)]
 #[command(name = "quill", version, about = "GPT-2 inference from memory-mapped, quantized GGUF weights")]
@@ -17,12 +20,15 @@ struct Cli {
 enum Command {
     /// Show a GGUF file's header, metadata and tensor table.
     Inspect(inspect::Args),
+    /// Print a prompt's token ids and the logits at its last position.
+    Logits(logits::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args),
+        Command::Logits(args) => logits::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

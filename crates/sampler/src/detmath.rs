@@ -23,8 +23,12 @@ const EXP_MAX_ARG: f32 = 88.0;
 /// Branch-free, so a loop over it vectorises.
 #[inline]
 pub fn exp(x: f32) -> f32 {
-    let xc = x.clamp(EXP_MIN_ARG, EXP_MAX_ARG);
-    let k = (xc * LOG2_E + ROUND_MAGIC) - ROUND_MAGIC;
+    // Plain comparisons rather than `f32::clamp`, whose NaN rules cost extra instructions:
+    // each of these is one `maxss`/`minss`, and the loop over candidates vectorises.
+    let xc = if x < EXP_MIN_ARG { EXP_MIN_ARG } else { x };
+    let xc = if xc > EXP_MAX_ARG { EXP_MAX_ARG } else { xc };
+    let k_magic = xc * LOG2_E + ROUND_MAGIC;
+    let k = k_magic - ROUND_MAGIC;
     let r = (xc - k * LN2_HI) - k * LN2_LO;
     let z = r * r;
     // Cephes expf.c polynomial for e^r - 1 - r on |r| <= ln2 / 2.
@@ -35,8 +39,11 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let y = (p * z + r) + 1.0;
-    // k is an integer in [-126, 127] here, so 2^k is a normal float built from its exponent.
-    let scale = f32::from_bits(((k as i32 + 127) as u32) << 23);
+    // k is an integer in [-126, 127], so 2^k is a normal float built from its exponent. The
+    // integer is read from the low mantissa bits of `k_magic` (1.5 * 2^23 + k), not with a
+    // saturating `k as i32`, whose range checks do not vectorise.
+    let k_int = (k_magic.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000;
+    let scale = f32::from_bits(((k_int + 127) as u32) << 23);
     if x < EXP_MIN_ARG {
         0.0
     } else {

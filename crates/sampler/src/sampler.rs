@@ -21,8 +21,8 @@ use crate::stages::{self, Penalties, PenaltyHistory};
 ///
 /// The same seed, settings, logits and accepted tokens give the same tokens on every run and
 /// platform: the draw uses [`Xoshiro256StarStar`] and platform-independent `exp`/`ln`, every
-/// sort and selection has a single correct answer (ties go to the lower id), and a non-greedy
-/// sample consumes exactly one `u64`.
+/// sort and selection has a single correct answer (ties go to the lower id), and each
+/// successful non-greedy sample consumes exactly one `u64`.
 ///
 /// ```
 /// use quill_sampler::{Sampler, SamplerConfig};
@@ -44,6 +44,8 @@ pub struct Sampler {
     rng: Xoshiro256StarStar,
     /// `[n_vocab]` candidate storage, reused for every token.
     candidates: Candidates,
+    /// `[n_vocab]` the row after logit biases and penalties, when there are any.
+    adjusted: Vec<f32>,
     /// `[repeat_last_n]` ring and `[n_vocab]` counts.
     history: PenaltyHistory,
 }
@@ -52,7 +54,7 @@ impl Sampler {
     /// Validates `config` for a vocabulary of `n_vocab` tokens and allocates every buffer.
     pub fn new(config: SamplerConfig, n_vocab: usize) -> Result<Self, SamplerError> {
         config.validate()?;
-        if n_vocab == 0 || n_vocab > 1 << 32 {
+        if n_vocab == 0 || n_vocab > u32::MAX as usize {
             return Err(SamplerError::VocabSize(n_vocab));
         }
         if let Some(&(token, _)) = config.logit_bias.iter().find(|(t, _)| *t as usize >= n_vocab) {
@@ -69,6 +71,7 @@ impl Sampler {
             seed,
             rng: Xoshiro256StarStar::seed_from_u64(seed),
             candidates: Candidates::with_capacity(n_vocab),
+            adjusted: vec![0.0; n_vocab],
             history: PenaltyHistory::new(n_vocab, config.repeat_last_n),
             n_vocab,
             config,
@@ -85,22 +88,36 @@ impl Sampler {
         if logits.len() != self.n_vocab {
             return Err(SamplerError::LogitsLength { expected: self.n_vocab, found: logits.len() });
         }
-        let c = &mut self.candidates;
         let cfg = &self.config;
-        c.load(logits);
-        stages::logit_bias(c, &cfg.logit_bias);
-        stages::penalties(c, &self.history, &self.penalties);
-        c.sanitize();
+        // Biases and penalties touch a few tokens of a copy of the row; without them the
+        // row is read as it is.
+        let row: &[f32] = if cfg.logit_bias.is_empty() && (self.penalties.is_neutral() || self.history.is_empty()) {
+            logits
+        } else {
+            self.adjusted.copy_from_slice(logits);
+            stages::apply_logit_bias(&mut self.adjusted, &cfg.logit_bias);
+            stages::apply_penalties(&mut self.adjusted, &self.history, &self.penalties);
+            &self.adjusted
+        };
+        let c = &mut self.candidates;
+        let greedy = cfg.is_greedy();
+        if greedy && cfg.typical_p >= 1.0 {
+            // None of top-k, top-p and min-p can drop the likeliest token, so greedy is one
+            // pass over the row.
+            let Some((id, logit)) = argmax(row) else {
+                c.load_sanitized(&[]);
+                return Err(SamplerError::NoCandidates);
+            };
+            c.set_single(id, logit.min(f32::MAX));
+            return Ok(id);
+        }
+        c.load_top_k(row, self.top_k);
         if c.is_empty() {
             return Err(SamplerError::NoCandidates);
         }
-        let greedy = cfg.is_greedy();
-        if !(greedy && cfg.typical_p >= 1.0) {
-            stages::top_k(c, self.top_k);
-            stages::typical(c, cfg.typical_p, cfg.min_keep);
-            stages::top_p(c, cfg.top_p, cfg.min_keep);
-            stages::min_p(c, cfg.min_p, cfg.min_keep);
-        }
+        stages::typical(c, cfg.typical_p, cfg.min_keep);
+        stages::top_p(c, cfg.top_p, cfg.min_keep);
+        stages::min_p(c, cfg.min_p, cfg.min_keep);
         let token = if greedy {
             stages::greedy(c)
         } else {
@@ -140,7 +157,7 @@ impl Sampler {
     }
 
     /// What the last [`Self::sample`] left: the chosen candidate, with its probability after the
-    /// filters and temperature (1 when greedy). Empty after a failed sample.
+    /// filters and temperature (1 when greedy). Empty after [`SamplerError::NoCandidates`].
     pub fn candidates(&self) -> &[Candidate] {
         self.candidates.as_slice()
     }
@@ -149,6 +166,27 @@ impl Sampler {
     pub fn history(&self) -> &PenaltyHistory {
         &self.history
     }
+}
+
+/// The highest logit that is not NaN (ties: lowest id), unless every logit is NaN or `-inf`.
+fn argmax(row: &[f32]) -> Option<(u32, f32)> {
+    // A NaN never compares greater, so it is skipped. Eight running maxima let the loop
+    // vectorise; max is order-independent here (the sign of a zero maximum aside, which the
+    // comparison below ignores).
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut chunks = row.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (m, &l) in lanes.iter_mut().zip(chunk) {
+            *m = if l > *m { l } else { *m };
+        }
+    }
+    let max = chunks.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |m, &l| if l > m { l } else { m });
+    if max == f32::NEG_INFINITY {
+        return None;
+    }
+    // The first index holding it is the lowest id; -0.0 == 0.0, as in the sort key.
+    let id = row.iter().position(|&l| l == max)?;
+    Some((id as u32, max))
 }
 
 /// A seed nobody chose: the process's random hash keys (from the OS) mixed with the clock.

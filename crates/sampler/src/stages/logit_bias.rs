@@ -12,12 +12,19 @@ pub fn logit_bias(c: &mut Candidates, biases: &[(u32, f32)]) {
     let identity = c.order == Order::Identity;
     let live = c.live_mut();
     for &(token, bias) in biases {
-        if identity {
-            if let Some(cand) = live.get_mut(token as usize) {
-                cand.logit += bias;
-            }
-        } else if let Some(cand) = live.iter_mut().find(|cand| cand.id == token) {
+        let cand = if identity { live.get_mut(token as usize) } else { live.iter_mut().find(|c| c.id == token) };
+        if let Some(cand) = cand {
             cand.logit += bias;
+        }
+    }
+}
+
+/// [`logit_bias`] on a raw row of logits (index = token id), before any candidate list is
+/// built. Ids past the end are ignored.
+pub fn apply_logit_bias(logits: &mut [f32], biases: &[(u32, f32)]) {
+    for &(token, bias) in biases {
+        if let Some(l) = logits.get_mut(token as usize) {
+            *l += bias;
         }
     }
 }
@@ -51,5 +58,12 @@ mod tests {
         c.sanitize();
         assert_eq!(c.best(), Some(0));
         assert_eq!(c.as_slice()[0].logit, f32::MAX);
+    }
+
+    #[test]
+    fn raw_row_version_agrees() {
+        let mut row = [1.0, 2.0, 3.0];
+        apply_logit_bias(&mut row, &[(0, 0.5), (2, f32::NEG_INFINITY), (0, 0.25), (7, 1.0)]);
+        assert_eq!(row, [1.75, 2.0, f32::NEG_INFINITY]);
     }
 }

@@ -5,6 +5,7 @@
 
 mod dist;
 mod logit_bias;
+mod mass;
 mod min_p;
 mod penalties;
 mod temperature;
@@ -13,9 +14,9 @@ mod top_p;
 mod typical;
 
 pub use dist::{dist, greedy};
-pub use logit_bias::logit_bias;
+pub use logit_bias::{apply_logit_bias, logit_bias};
 pub use min_p::min_p;
-pub use penalties::{penalties, Penalties, PenaltyHistory};
+pub use penalties::{apply_penalties, penalties, Penalties, PenaltyHistory};
 pub use temperature::temperature;
 pub use top_k::top_k;
 pub use top_p::top_p;

@@ -3,7 +3,7 @@
 //! token seen `count > 0` times in the window, a logit `<= 0` is multiplied by the repetition
 //! penalty and a positive one divided by it, then `count * frequency + presence` is subtracted.
 
-use crate::candidates::{Candidate, Candidates, Order};
+use crate::candidates::{Candidates, Order};
 
 /// The three penalty strengths. Neutral values: repeat 1, frequency 0, presence 0.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -22,14 +22,14 @@ impl Penalties {
         self.repeat == 1.0 && self.frequency == 0.0 && self.presence == 0.0
     }
 
+    /// The penalised value of `logit` for a token seen `count` times in the window.
     #[inline]
-    fn apply_to(&self, cand: &mut Candidate, count: u32) {
-        if cand.logit <= 0.0 {
-            cand.logit *= self.repeat;
-        } else {
-            cand.logit /= self.repeat;
+    pub fn penalize(&self, logit: f32, count: u32) -> f32 {
+        if count == 0 {
+            return logit;
         }
-        cand.logit -= count as f32 * self.frequency + f32::from(u8::from(count > 0)) * self.presence;
+        let scaled = if logit <= 0.0 { logit * self.repeat } else { logit / self.repeat };
+        scaled - (count as f32 * self.frequency + self.presence)
     }
 }
 
@@ -144,15 +144,25 @@ pub fn penalties(c: &mut Candidates, history: &PenaltyHistory, p: &Penalties) {
     if identity {
         for &t in &history.present {
             if let Some(cand) = live.get_mut(t as usize) {
-                p.apply_to(cand, history.counts[t as usize]);
+                cand.logit = p.penalize(cand.logit, history.counts[t as usize]);
             }
         }
     } else {
         for cand in live.iter_mut() {
-            let count = history.count(cand.id);
-            if count > 0 {
-                p.apply_to(cand, count);
-            }
+            cand.logit = p.penalize(cand.logit, history.count(cand.id));
+        }
+    }
+}
+
+/// [`penalties`] on a raw row of logits (index = token id), before any candidate list is
+/// built: one step per distinct token in the window.
+pub fn apply_penalties(logits: &mut [f32], history: &PenaltyHistory, p: &Penalties) {
+    if p.is_neutral() {
+        return;
+    }
+    for &t in &history.present {
+        if let Some(l) = logits.get_mut(t as usize) {
+            *l = p.penalize(*l, history.counts[t as usize]);
         }
     }
 }
@@ -262,5 +272,16 @@ mod tests {
         let mut c = Candidates::from_logits(&[1.0, -1.0, 0.0]);
         penalties(&mut c, &h, &Penalties { repeat: 1.0, frequency: 0.0, presence: 0.0 });
         assert_eq!(logits(&c), [1.0, -1.0, 0.0]);
+    }
+
+    #[test]
+    fn raw_row_version_agrees() {
+        let h = history(6, 64, &[5, 0, 5, 3]);
+        let p = Penalties { repeat: 1.3, frequency: 0.2, presence: 0.1 };
+        let mut row = [2.0, -1.0, 0.5, -3.0, 0.0, 7.0];
+        let mut c = Candidates::from_logits(&row);
+        penalties(&mut c, &h, &p);
+        apply_penalties(&mut row, &h, &p);
+        assert_eq!(row.to_vec(), logits(&c));
     }
 }

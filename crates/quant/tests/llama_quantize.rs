@@ -2,7 +2,9 @@
 //! two tiny GPT-2 models (weights from a deterministic generator) to every file type Quill
 //! offers and recorded each output tensor's type and CRC-32. Here the same weights are
 //! regenerated, our policy must pick the same type for every tensor, and our quantizers must
-//! write the same bytes.
+//! write the same bytes. The same script also ran `llama-quantize --dry-run` on all-zero GPT-2
+//! 124M and 1558M models (real shapes): our policy must give every one of their tensors the
+//! type llama-quantize chose.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -125,4 +127,41 @@ fn small_model_matches_llama_quantize() {
 #[test]
 fn wide_model_matches_llama_quantize() {
     check_model("wide.json");
+}
+
+/// Our policy against `llama-quantize --dry-run` at real GPT-2 sizes, every tensor and file type.
+fn check_policy(file: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama").join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let fixture: Value = serde_json::from_str(&text).unwrap();
+    let dims = fixture["dims"].as_object().unwrap();
+    let n_layer = dims.keys().filter(|k| k.ends_with(".attn_qkv.weight")).count();
+    let file_types = fixture["file_types"].as_object().unwrap();
+    assert_eq!(file_types.len(), FileType::ALL.len(), "{file}: every file type is covered");
+    let mut checked = 0;
+    for (ft_name, types) in file_types {
+        let ft = FileType::from_name(ft_name).unwrap();
+        let policy = QuantPolicy::new(ft, n_layer, false);
+        let types = types.as_object().unwrap();
+        assert_eq!(types.len(), dims.len(), "{file} {ft}");
+        for (name, ty) in types {
+            let d: Vec<u64> = dims[name].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+            let want = GgmlType::from_name(ty.as_str().unwrap()).unwrap();
+            assert_eq!(policy.tensor_type(name, &d, GgmlType::F32), want, "{file} {ft}: {name} {d:?}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, dims.len() * FileType::ALL.len());
+}
+
+/// GPT-2 124M: n_embd 768, 12 layers, 50257 tokens.
+#[test]
+fn policy_124m_matches_llama_quantize() {
+    check_policy("policy_124m.json");
+}
+
+/// GPT-2 XL 1558M: n_embd 1600 (not a multiple of 256), 48 layers.
+#[test]
+fn policy_1558m_matches_llama_quantize() {
+    check_policy("policy_1558m.json");
 }

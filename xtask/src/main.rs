@@ -1,7 +1,10 @@
 //! `cargo xtask ...`: project tasks.
 
-use anyhow::{bail, Result};
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use quill_gpt2::synth::{write_checkpoint, SynthSpec};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -10,14 +13,45 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum Shape {
+    /// GPT-2 small (124M parameters).
+    #[value(name = "124m")]
+    Gpt2_124m,
+    /// GPT-2 XL (1558M parameters).
+    #[value(name = "1558m")]
+    Gpt2_1558m,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Speed and memory benchmarks, side by side with llama.cpp (not implemented yet).
-    Bench,
+    /// Write a Hugging Face GPT-2 checkpoint with seeded random weights (for benchmarks).
+    Synth {
+        #[arg(long, value_enum)]
+        shape: Shape,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is inside the workspace").to_owned()
 }
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Bench => bail!("cargo xtask bench is not implemented yet (issue: bench suite)"),
+        Command::Synth { shape, seed, out } => {
+            let spec = match shape {
+                Shape::Gpt2_124m => SynthSpec::gpt2_124m(seed),
+                Shape::Gpt2_1558m => SynthSpec::gpt2_1558m(seed),
+            };
+            write_checkpoint(&out, &spec, &repo().join("models/tokenizer"))
+                .with_context(|| out.display().to_string())?;
+            eprintln!("wrote {}", out.display());
+            Ok(())
+        }
     }
 }

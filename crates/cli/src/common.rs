@@ -23,13 +23,18 @@ pub struct ModelArgs {
 /// A loaded model file; [`Loaded::model`] views it.
 pub struct Loaded {
     pub file: GgufFile,
-    pub load_secs: f64,
+    started: std::time::Instant,
 }
 
 impl Loaded {
     pub fn model(&self) -> Result<Gpt2Model<'_>> {
         let path = self.file.path().map(|p| p.display().to_string()).unwrap_or_default();
         Gpt2Model::load(&self.file).with_context(|| path)
+    }
+
+    /// Seconds since loading began (call right after [`Loaded::model`] for the load time).
+    pub fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
     }
 }
 
@@ -47,23 +52,15 @@ impl ModelArgs {
 
     pub fn load(&self) -> Result<Loaded> {
         let path = self.path()?;
-        let start = std::time::Instant::now();
+        let started = std::time::Instant::now();
         let mode = if self.no_mmap { LoadMode::Read } else { LoadMode::Mmap };
         let file = GgufFile::open_with(&path, mode)?;
-        Ok(Loaded { file, load_secs: start.elapsed().as_secs_f64() })
+        Ok(Loaded { file, started })
     }
 
-    /// Runs `f` on a thread pool of `--threads` threads.
-    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> Result<R> {
-        match self.threads {
-            None => Ok(f()),
-            Some(0) => anyhow::bail!("--threads must be at least 1"),
-            Some(n) => {
-                let pool =
-                    rayon::ThreadPoolBuilder::new().num_threads(n).build().context("starting the thread pool")?;
-                Ok(pool.install(f))
-            }
-        }
+    /// Sizes rayon's global pool to `--threads` (all cores when absent). Call before any work.
+    pub fn init_threads(&self) -> Result<()> {
+        init_threads(self.threads)
     }
 }
 
@@ -80,5 +77,14 @@ impl From<KvTypeArg> for KvType {
             KvTypeArg::F32 => KvType::F32,
             KvTypeArg::F16 => KvType::F16,
         }
+    }
+}
+
+/// Sizes rayon's global thread pool (all cores when `threads` is `None`).
+pub fn init_threads(threads: Option<usize>) -> Result<()> {
+    match threads {
+        None => Ok(()),
+        Some(0) => anyhow::bail!("--threads must be at least 1"),
+        Some(n) => rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("starting the thread pool"),
     }
 }

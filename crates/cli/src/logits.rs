@@ -29,6 +29,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    args.model.init_threads()?;
     let loaded = args.model.load()?;
     let model = loaded.model()?;
     let ids = model.tokenizer.encode(&args.prompt)?;
@@ -39,7 +40,7 @@ pub fn run(args: Args) -> Result<()> {
         bail!("the prompt has {} tokens, more than the model's context of {}", ids.len(), model.config.n_ctx);
     }
     let mut session = model.session(SessionOptions { kv_type: args.kv_type.into(), ..Default::default() })?;
-    let logits = args.model.install(|| session.prefill(&ids))??.to_vec();
+    let logits = session.prefill(&ids)?.to_vec();
     if let Some(path) = &args.out {
         let bytes: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
         std::fs::write(path, bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;

@@ -6,8 +6,11 @@ use clap::{Parser, Subcommand};
 
 mod common;
 mod default_model;
+mod generate;
 mod inspect;
 mod logits;
+mod mem;
+mod quantize;
 
 #[derive(Parser)]
 #[command(name = "quill", version, about = "GPT-2 inference from memory-mapped, quantized GGUF weights")]
@@ -18,8 +21,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate text from a prompt, streaming it as it comes.
+    Generate(generate::Args),
     /// Show a GGUF file's header, metadata and tensor table.
     Inspect(inspect::Args),
+    /// Convert a Hugging Face checkpoint or a GGUF into a (quantized) GGUF.
+    Quantize(quantize::Args),
     /// Print a prompt's token ids and the logits at its last position.
     Logits(logits::Args),
 }
@@ -27,8 +34,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Generate(args) => generate::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Logits(args) => logits::run(args),
+        Command::Quantize(args) => quantize::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

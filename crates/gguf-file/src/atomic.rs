@@ -70,6 +70,14 @@ impl AtomicFile {
         let mut prefix = tmp_prefix(&dest);
         prefix.push(format!("{}.", std::process::id()));
         let tmp = tempfile::Builder::new().prefix(&prefix).suffix(TMP_SUFFIX).tempfile_in(&dir)?;
+        // Temporary files are created private (0600); the result gets the permissions of the
+        // file it replaces, or those of an ordinary new file.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&dest).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
+            tmp.as_file().set_permissions(fs::Permissions::from_mode(mode))?;
+        }
         Ok(AtomicFile { dest, out: BufWriter::with_capacity(1 << 20, tmp) })
     }
 
@@ -119,6 +127,16 @@ mod tests {
         f.write_all(b"new").unwrap();
         f.commit().unwrap();
         assert_eq!(fs::read(&dest).unwrap(), b"new");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&dest), 0o644, "not the temporary file's 0600");
+            fs::set_permissions(&dest, fs::Permissions::from_mode(0o640)).unwrap();
+            let f = AtomicFile::create(&dest).unwrap();
+            f.commit().unwrap();
+            assert_eq!(mode(&dest), 0o640, "a replaced file keeps its permissions");
+        }
     }
 
     #[test]

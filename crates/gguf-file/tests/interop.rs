@@ -58,8 +58,11 @@ fn hex(s: &str) -> Vec<u8> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
+/// A tensor of the spec: name, type, dims, bytes.
+type TensorSpec = (String, GgmlType, Vec<u64>, Vec<u8>);
+
 /// Every (key, value) and tensor the fixture holds, per the spec.
-fn expected(spec: &Json) -> (Vec<(String, Value)>, Vec<(String, GgmlType, Vec<u64>, Vec<u8>)>) {
+fn expected(spec: &Json) -> (Vec<(String, Value)>, Vec<TensorSpec>) {
     let mut kvs = vec![("general.architecture".to_owned(), Value::from("interop"))];
     for s in spec["scalars"].as_array().unwrap() {
         kvs.push((s[0].as_str().unwrap().to_owned(), typed(&s[1], s[2].as_str().unwrap())));

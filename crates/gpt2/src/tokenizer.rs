@@ -219,16 +219,15 @@ impl StreamDecoder {
         Self::default()
     }
 
-    /// Adds a token's bytes and returns the text that is complete so far.
-    pub fn push(&mut self, bytes: &[u8]) -> String {
+    /// Adds a token's bytes and appends to `out` the text that is complete so far.
+    pub fn push(&mut self, bytes: &[u8], out: &mut String) {
         self.pending.extend_from_slice(bytes);
-        let mut out = String::new();
         loop {
             match std::str::from_utf8(&self.pending) {
                 Ok(s) => {
                     out.push_str(s);
                     self.pending.clear();
-                    return out;
+                    return;
                 }
                 Err(e) => {
                     let valid = e.valid_up_to();
@@ -237,7 +236,7 @@ impl StreamDecoder {
                         // Incomplete sequence at the end: wait for more bytes.
                         None => {
                             self.pending.drain(..valid);
-                            return out;
+                            return;
                         }
                         // Bytes that can never become valid: replace them and go on.
                         Some(bad) => {
@@ -278,13 +277,18 @@ mod tests {
     #[test]
     fn stream_decoder_holds_back_split_characters() {
         let mut d = StreamDecoder::new();
+        let mut push = |b: &[u8]| {
+            let mut s = String::new();
+            d.push(b, &mut s);
+            s
+        };
         let snowman = "☃".as_bytes(); // 3 bytes
-        assert_eq!(d.push(b"a"), "a");
-        assert_eq!(d.push(&snowman[..1]), "");
-        assert_eq!(d.push(&snowman[1..2]), "");
-        assert_eq!(d.push(&[snowman[2], b'b']), "☃b");
-        assert_eq!(d.push(&[0xff, b'c']), "\u{FFFD}c");
-        assert_eq!(d.push(&snowman[..2]), "");
+        assert_eq!(push(b"a"), "a");
+        assert_eq!(push(&snowman[..1]), "");
+        assert_eq!(push(&snowman[1..2]), "");
+        assert_eq!(push(&[snowman[2], b'b']), "☃b");
+        assert_eq!(push(&[0xff, b'c']), "\u{FFFD}c");
+        assert_eq!(push(&snowman[..2]), "");
         assert_eq!(d.finish(), "\u{FFFD}");
     }
 }

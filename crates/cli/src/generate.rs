@@ -15,6 +15,7 @@ use crate::common::{KvTypeArg, ModelArgs};
 use crate::mem::{mib, RssTracker};
 
 #[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
@@ -25,7 +26,7 @@ pub struct Args {
     #[arg(short, long)]
     file: Option<PathBuf>,
     /// Tokens to generate (-1: until end of text or the context is full).
-    #[arg(short = 'n', long = "n-predict", default_value_t = 128, allow_negative_numbers = true)]
+    #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
     n_predict: i64,
     /// Temperature (0: greedy).
     #[arg(long = "temp", default_value_t = 0.8)]
@@ -66,6 +67,9 @@ pub struct Args {
     /// Stop when the output contains this string (repeatable; it is not printed).
     #[arg(long = "stop")]
     stop: Vec<String>,
+    /// Never stop at the end-of-text token (its logit is set to -inf).
+    #[arg(long)]
+    ignore_eos: bool,
     /// Print one JSON object (text, token ids, timings, memory) instead of streaming.
     #[arg(long)]
     json: bool,
@@ -166,19 +170,6 @@ impl<'s> StopFilter<'s> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let prompt = args.prompt_text()?;
-    if prompt.is_empty() {
-        bail!("the prompt is empty: give text with -p, -f or on standard input");
-    }
-    if args.stop.iter().any(String::is_empty) {
-        bail!("--stop must not be empty");
-    }
-    let sampler_cfg = args.sampler_config();
-    sampler_cfg.validate()?;
-    if args.n_predict < -1 {
-        bail!("-n must be -1 (no limit) or at least 0, got {}", args.n_predict);
-    }
-
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupted.clone();
@@ -188,6 +179,18 @@ pub fn run(args: Args) -> Result<()> {
                 std::process::exit(130);
             }
         });
+    }
+    let prompt = args.prompt_text()?;
+    if prompt.is_empty() {
+        bail!("the prompt is empty: give text with -p, -f or on standard input");
+    }
+    if args.stop.iter().any(String::is_empty) {
+        bail!("--stop must not be empty");
+    }
+    let mut sampler_cfg = args.sampler_config();
+    sampler_cfg.validate()?;
+    if args.n_predict < -1 {
+        bail!("-n must be -1 (no limit) or at least 0, got {}", args.n_predict);
     }
 
     args.model.init_threads()?;
@@ -209,11 +212,14 @@ pub fn run(args: Args) -> Result<()> {
             ids.len()
         );
     }
+    let eos = model.tokenizer.eos();
+    if let (true, Some(eos)) = (args.ignore_eos, eos) {
+        sampler_cfg.logit_bias.push((eos, f32::NEG_INFINITY));
+    }
     let mut sampler = Sampler::new(sampler_cfg, model.config.n_vocab)?;
     // Batch buffers sized for this prompt (at most 512 rows): decode needs one.
     let n_batch = ids.len().min(512);
     let mut session = model.session(SessionOptions { n_ctx, n_batch, kv_type: args.kv_type.into() })?;
-    let eos = model.tokenizer.eos();
 
     let mut stdout = io::stdout().lock();
     let stream = !args.json;

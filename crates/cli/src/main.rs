@@ -10,6 +10,7 @@ mod generate;
 mod inspect;
 mod logits;
 mod mem;
+mod perplexity;
 mod quantize;
 
 #[derive(Parser)]
@@ -25,6 +26,8 @@ enum Command {
     Generate(generate::Args),
     /// Show a GGUF file's header, metadata and tensor table.
     Inspect(inspect::Args),
+    /// Perplexity of a model on a text (llama.cpp's method), and KL divergence to a base model.
+    Perplexity(perplexity::Args),
     /// Convert a Hugging Face checkpoint or a GGUF into a (quantized) GGUF.
     Quantize(quantize::Args),
     /// Print a prompt's token ids and the logits at its last position.
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Logits(args) => logits::run(args),
+        Command::Perplexity(args) => perplexity::run(args),
         Command::Quantize(args) => quantize::run(args),
     };
     match result {

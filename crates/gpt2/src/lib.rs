@@ -19,6 +19,7 @@ pub mod convert;
 mod error;
 pub mod hf;
 mod model;
+pub mod perplexity;
 pub mod synth;
 mod tokenizer;
 mod weights;

@@ -120,6 +120,7 @@ struct RunState {
     proj: Vec<f32>,   // [n_batch][n_embd] projections added to the residual
     ff: Vec<f32>,     // [n_batch][n_ff]
     logits: Vec<f32>, // [n_vocab] logits of the last position
+    rows: Vec<f32>,   // [LOGIT_ROWS][n_vocab] for eval_rows, allocated on first use
     k: KvCache,       // [n_layer][n_ctx][n_embd]
     v: KvCache,       // [n_layer][n_ctx][n_embd]
     mm: MatmulScratch,
@@ -130,9 +131,14 @@ struct RunState {
 enum Logits<'o> {
     /// Only the last position's, into the session's buffer.
     Last,
-    /// Every position's, `[n_tokens][n_vocab]`.
-    All(&'o mut [f32]),
+    /// Those of batch rows `from..`, handed to the callback with their position in the batch,
+    /// in groups of [`LOGIT_ROWS`] (the buffer for a whole batch of 50257-wide rows would be
+    /// 100 MB).
+    Rows { from: usize, f: &'o mut dyn FnMut(usize, &[f32]) },
 }
+
+/// Rows of logits computed together by [`Session::eval_rows`].
+const LOGIT_ROWS: usize = 32;
 
 /// A run of the model: position, KV cache and buffers.
 pub struct Session<'m, 'a> {
@@ -161,6 +167,7 @@ impl<'m, 'a> Session<'m, 'a> {
             proj: vec![0.0; b * e],
             ff: vec![0.0; b * c.n_ff],
             logits: vec![0.0; c.n_vocab],
+            rows: Vec::new(),
             k: KvCache::new(opts.kv_type, kv),
             v: KvCache::new(opts.kv_type, kv),
             mm: MatmulScratch::new(),
@@ -203,14 +210,19 @@ impl<'m, 'a> Session<'m, 'a> {
         self.prefill(&[id])
     }
 
-    /// Evaluates `ids` and writes the logits of every position into `out`
-    /// (`[ids.len()][n_vocab]`), for perplexity.
-    pub fn eval_all(&mut self, ids: &[u32], out: &mut [f32]) -> Result<(), ModelError> {
+    /// Evaluates `ids` and calls `f(i, logits)` for every position `i >= from` of `ids`, in
+    /// order (perplexity). The last position's logits also stay available as for `prefill`.
+    pub fn eval_rows(&mut self, ids: &[u32], from: usize, f: &mut dyn FnMut(usize, &[f32])) -> Result<(), ModelError> {
         self.check(ids)?;
-        let v = self.model.config.n_vocab;
-        assert_eq!(out.len(), ids.len() * v, "eval_all: output buffer has the wrong length");
-        for (chunk, o) in ids.chunks(self.n_batch).zip(out.chunks_mut(self.n_batch * v)) {
-            self.forward(chunk, Logits::All(o));
+        for (c, chunk) in ids.chunks(self.n_batch).enumerate() {
+            let base = c * self.n_batch;
+            let from_here = from.saturating_sub(base);
+            if from_here >= chunk.len() {
+                self.forward(chunk, Logits::Last);
+                continue;
+            }
+            let mut g = |i: usize, row: &[f32]| f(base + i, row);
+            self.forward(chunk, Logits::Rows { from: from_here, f: &mut g });
         }
         Ok(())
     }
@@ -304,13 +316,30 @@ impl<'m, 'a> Session<'m, 'a> {
                 k::layer_norm(&x[last * e..], &w.ln_f_w, &w.ln_f_b, c.eps, &mut h[..e]);
                 k::matmul(&w.output, &h[..e], 1, &mut s.logits, &mut s.mm);
             }
-            Logits::All(out) => {
-                for (xt, ht) in x.chunks_exact(e).zip(h.chunks_exact_mut(e)) {
-                    k::layer_norm(xt, &w.ln_f_w, &w.ln_f_b, c.eps, ht);
-                }
-                k::matmul(&w.output, h, n, out, &mut s.mm);
+            Logits::Rows { from, f } => {
                 let v = c.n_vocab;
-                s.logits.copy_from_slice(&out[(n - 1) * v..n * v]);
+                if s.rows.is_empty() {
+                    s.rows = vec![0.0; LOGIT_ROWS * v];
+                }
+                for start in (from..n).step_by(LOGIT_ROWS) {
+                    let m = (n - start).min(LOGIT_ROWS);
+                    for t in 0..m {
+                        let row = start + t;
+                        k::layer_norm(
+                            &x[row * e..(row + 1) * e],
+                            &w.ln_f_w,
+                            &w.ln_f_b,
+                            c.eps,
+                            &mut h[t * e..(t + 1) * e],
+                        );
+                    }
+                    let out = &mut s.rows[..m * v];
+                    k::matmul(&w.output, &h[..m * e], m, out, &mut s.mm);
+                    for t in 0..m {
+                        f(start + t, &out[t * v..(t + 1) * v]);
+                    }
+                }
+                s.logits.copy_from_slice(&s.rows[((n - 1 - from) % LOGIT_ROWS) * v..][..v]);
             }
         }
         self.pos += n;

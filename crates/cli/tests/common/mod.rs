@@ -45,3 +45,37 @@ pub fn tiny_gguf(dir: &Path, ty: &str) -> PathBuf {
     }
     out
 }
+
+/// The golden model `name` of tests/fixtures/golden/models.json, converted to `ty` in `dir`
+/// (regenerated from its seed, as the root golden tests do).
+pub fn golden_gguf(dir: &Path, name: &str, ty: quill_quant::FileType) -> PathBuf {
+    use quill_gpt2::convert::{convert, ConvertOptions};
+    use quill_gpt2::synth::{write_checkpoint, SynthSpec};
+    let out = dir.join(format!("{name}-{}.gguf", ty.name()));
+    if out.exists() {
+        return out;
+    }
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("tests/fixtures/golden/models.json")).unwrap())
+            .unwrap();
+    let m = meta["models"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap();
+    let u = |k: &str| m[k].as_u64().unwrap() as usize;
+    let spec = SynthSpec {
+        n_vocab: 50257,
+        n_ctx: u("n_ctx"),
+        n_embd: u("n_embd"),
+        n_head: u("n_head"),
+        n_layer: u("n_layer"),
+        seed: m["seed"].as_u64().unwrap(),
+    };
+    let ck = dir.join(format!("{name}-hf"));
+    if !ck.exists() {
+        write_checkpoint(&ck, &spec, &repo().join("models/tokenizer")).unwrap();
+    }
+    convert(&ck, &out, &ConvertOptions { file_type: ty, overrides: Vec::new() }, &|_, _, _| {}).unwrap();
+    out
+}
+
+pub fn golden_json(file: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(repo().join("tests/fixtures/golden").join(file)).unwrap()).unwrap()
+}

@@ -1,6 +1,9 @@
 use gguf_file::GgmlType;
 
-/// Errors of building kernel inputs (shapes and types); the kernels themselves cannot fail.
+use crate::Backend;
+
+/// Errors of building kernel inputs (shapes and types) and of choosing a backend; the kernels
+/// themselves cannot fail.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum KernelError {
     #[error("matrix of type {ty} with {rows}x{cols} needs {expected} bytes, got {found}")]
@@ -11,4 +14,10 @@ pub enum KernelError {
 
     #[error("weights of type {0} are not supported for matrix products")]
     Unsupported(GgmlType),
+
+    #[error("QUILL_KERNEL={0:?} is not a backend (expected scalar, avx2, avx512 or neon)")]
+    UnknownBackend(String),
+
+    #[error("QUILL_KERNEL={0} asks for instructions this CPU does not have")]
+    BackendUnsupported(Backend),
 }

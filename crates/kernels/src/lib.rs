@@ -1,15 +1,34 @@
 //! Compute kernels for the GPT-2 graph: matrix products over any weight format, layer norm,
 //! GELU, softmax and the attention core.
 //!
-//! Every function writes into caller-provided buffers and allocates nothing, so a decode step
-//! allocates nothing per token.
+//! Every function writes into caller-provided buffers; after the first call with a given shape
+//! nothing allocates, so a decode step allocates nothing per token.
+//!
+//! The instruction set is chosen once at run time ([`Kernels::active`]: AVX-512, AVX2 or NEON
+//! when the CPU has them, else portable scalar code; `QUILL_KERNEL` forces one). The free
+//! functions use that table; [`Kernels::get`] gives any other supported one, so tests and
+//! benches can run every path in one process.
 
+mod act;
+mod arch;
 mod attention;
+mod decode;
+mod dispatch;
 mod error;
+mod formats;
+mod gemm;
+mod gemv;
 mod matrix;
 mod ops;
+mod panel;
+mod scalar;
+mod table;
 
-pub use attention::{attention, AttnScratch, KvSlice};
+pub use attention::{attention, AttnScratch, KvSlice, MAX_HEAD_DIM};
+pub use dispatch::{backend_from_env, Backend, Kernels};
 pub use error::KernelError;
-pub use matrix::{matmul, MatmulScratch, Matrix};
+pub use matrix::{matmul, MatmulScratch, Matrix, GEMM_MIN_TOKENS};
 pub use ops::{add_assign, add_bias, gelu, layer_norm, softmax};
+
+#[cfg(test)]
+mod tests;

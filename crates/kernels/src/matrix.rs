@@ -1,10 +1,13 @@
-//! Matrix products `out[t][r] = sum_c W[r][c] * x[t][c]` for weights in any supported format.
+//! Matrix products `out[t][r] = sum_c W[r][c] * x[t][c]` for weights in any supported format:
+//! the weight view, the reusable scratch, and the choice between GEMV (decode) and GEMM
+//! (prefill).
 
 use gguf_file::GgmlType;
 use half::{bf16, f16};
-use rayon::prelude::*;
 
-use crate::KernelError;
+use crate::act::{grow, lane_units, units_as_bytes_mut, A64};
+use crate::formats::{is_float, quant_spec, SIMD_QUANT_TYPES};
+use crate::{KernelError, Kernels};
 
 /// A weight matrix viewed in place: `rows` rows of `cols` elements (`cols` contiguous, ggml's
 /// `ne[0]`), stored as `ty`.
@@ -64,54 +67,89 @@ impl<'a> Matrix<'a> {
     }
 }
 
-/// Reusable buffers for [`matmul`] (the activation in the weights' dot-product format).
+/// Reusable buffers for [`matmul`]: the activation quantized to the weights' dot-product format
+/// and its rearrangements (see `act.rs`). Buffers only grow; size them up front with
+/// [`MatmulScratch::with_capacity`] so that no matmul allocates.
 #[derive(Default)]
 pub struct MatmulScratch {
-    xq: Vec<u8>,
+    /// `[n_tokens]` rows of ggml activation blocks.
+    pub(crate) q: Vec<A64>,
+    /// One token in the GEMV lane layout.
+    pub(crate) lanes: Vec<A64>,
+    /// GEMM block layout: `[n_tokens][k]` codes, `[n_tokens][k / sblock]` scales, corrections
+    /// and minimum terms.
+    pub(crate) qs: Vec<i8>,
+    pub(crate) dx: Vec<f32>,
+    pub(crate) corr: Vec<i32>,
+    pub(crate) sx: Vec<f32>,
 }
 
 impl MatmulScratch {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Scratch large enough for any matmul of up to `max_tokens` rows of `max_cols` elements,
+    /// whatever the weight format.
+    pub fn with_capacity(max_tokens: usize, max_cols: usize) -> Self {
+        let mut s = Self::new();
+        s.reserve(max_tokens, max_cols);
+        s
+    }
+
+    /// Grows the buffers for `n_tokens` rows of `cols` elements of every format.
+    pub fn reserve(&mut self, n_tokens: usize, cols: usize) {
+        let cols = cols.next_multiple_of(256);
+        let q_bytes = [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K]
+            .iter()
+            .map(|&t| quill_quant::row_bytes(t, cols).expect("whole blocks"))
+            .max()
+            .unwrap_or(0);
+        grow(&mut self.q, (q_bytes * n_tokens).div_ceil(64));
+        let lanes = SIMD_QUANT_TYPES.iter().map(|&t| lane_units(&quant_spec(t).unwrap(), cols)).max().unwrap_or(0);
+        grow(&mut self.lanes, lanes);
+        let n = n_tokens * cols;
+        if self.qs.len() < n {
+            self.qs.resize(n, 0);
+        }
+        let n_sb = n / 16;
+        if self.dx.len() < n_sb {
+            self.dx.resize(n_sb, 0.0);
+            self.corr.resize(n_sb, 0);
+            self.sx.resize(n_sb, 0.0);
+        }
+    }
+
+    /// The first `n_tokens` rows of `row_bytes` bytes of activation blocks (grown as needed).
+    pub(crate) fn q_rows(&mut self, n_tokens: usize, row_bytes: usize) -> &mut [u8] {
+        grow(&mut self.q, (n_tokens * row_bytes).div_ceil(64));
+        &mut units_as_bytes_mut(&mut self.q)[..n_tokens * row_bytes]
+    }
 }
 
-fn dot_row(w: &Matrix<'_>, r: usize, x: &[f32]) -> f32 {
-    let row = w.row(r);
-    match w.ty {
-        GgmlType::F32 => {
-            row.chunks_exact(4).zip(x).map(|(b, &xv)| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * xv).sum()
+/// Token count from which a matmul runs as GEMM (weights decoded once into panels and reused
+/// across tokens) rather than as one GEMV per token.
+pub const GEMM_MIN_TOKENS: usize = 4;
+
+impl Kernels {
+    /// [`matmul`] with this table's kernels.
+    pub fn matmul(&self, w: &Matrix<'_>, x: &[f32], n_tokens: usize, out: &mut [f32], scratch: &mut MatmulScratch) {
+        assert_eq!(x.len(), n_tokens * w.cols, "matmul: x has the wrong length");
+        assert_eq!(out.len(), n_tokens * w.rows, "matmul: out has the wrong length");
+        if n_tokens == 0 || w.rows == 0 {
+            return;
         }
-        GgmlType::F16 => {
-            row.chunks_exact(2).zip(x).map(|(b, &xv)| f16::from_le_bytes([b[0], b[1]]).to_f32() * xv).sum()
+        let gemm_ok = is_float(w.ty) || quant_spec(w.ty).is_some();
+        if n_tokens >= GEMM_MIN_TOKENS && gemm_ok && self.gemm.is_some() {
+            crate::gemm::run(self, w, x, n_tokens, out, scratch);
+        } else {
+            crate::gemv::run(self, w, x, n_tokens, out, scratch);
         }
-        GgmlType::BF16 => {
-            row.chunks_exact(2).zip(x).map(|(b, &xv)| bf16::from_le_bytes([b[0], b[1]]).to_f32() * xv).sum()
-        }
-        ty => unreachable!("quantized {ty} rows take the quantized path"),
     }
 }
 
 /// `out[t][r] = sum_c w[r][c] * x[t][c]` for `n_tokens` rows of `x` (`[n_tokens][w.cols]`) into
-/// `out` (`[n_tokens][w.rows]`).
+/// `out` (`[n_tokens][w.rows]`), with the process-wide kernels ([`Kernels::active`]).
 pub fn matmul(w: &Matrix<'_>, x: &[f32], n_tokens: usize, out: &mut [f32], scratch: &mut MatmulScratch) {
-    assert_eq!(x.len(), n_tokens * w.cols, "matmul: x has the wrong length");
-    assert_eq!(out.len(), n_tokens * w.rows, "matmul: out has the wrong length");
-    if w.ty.is_quantized() {
-        let dot_ty = quill_quant::dot_type(w.ty).expect("Matrix::new checked the type");
-        let xrow = quill_quant::row_bytes(dot_ty, w.cols).expect("whole blocks");
-        scratch.xq.resize(xrow * n_tokens, 0);
-        quill_quant::quantize(dot_ty, x, w.cols, &mut scratch.xq).expect("whole blocks");
-        for t in 0..n_tokens {
-            let xq = &scratch.xq[t * xrow..(t + 1) * xrow];
-            out[t * w.rows..(t + 1) * w.rows].par_iter_mut().enumerate().for_each(|(r, o)| {
-                *o = quill_quant::vec_dot_ref(w.ty, w.row(r), xq).expect("checked shapes");
-            });
-        }
-        return;
-    }
-    for t in 0..n_tokens {
-        let xt = &x[t * w.cols..(t + 1) * w.cols];
-        out[t * w.rows..(t + 1) * w.rows].par_iter_mut().enumerate().for_each(|(r, o)| *o = dot_row(w, r, xt));
-    }
+    Kernels::active().matmul(w, x, n_tokens, out, scratch)
 }

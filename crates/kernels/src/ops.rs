@@ -1,50 +1,75 @@
-//! Element-wise and row operations.
+//! Element-wise and row operations of the GPT-2 graph, through the process-wide kernels.
 
-/// `out = (x - mean) / sqrt(var + eps) * w + b` over one row.
-pub fn layer_norm(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
-    let n = x.len();
-    debug_assert!(w.len() == n && b.len() == n && out.len() == n);
-    let mean = x.iter().sum::<f32>() / n as f32;
-    let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / n as f32;
-    let inv = 1.0 / (var + eps).sqrt();
-    for i in 0..n {
-        out[i] = (x[i] - mean) * inv * w[i] + b[i];
+use crate::Kernels;
+
+impl Kernels {
+    /// [`layer_norm`] with this table's kernels.
+    pub fn layer_norm(&self, x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
+        let n = x.len();
+        assert!(w.len() == n && b.len() == n && out.len() == n, "layer_norm: lengths differ");
+        // SAFETY: the table's kernels run on this CPU (Kernels::get); lengths checked above.
+        unsafe { (self.ops.layer_norm)(x, w, b, eps, out) }
+    }
+
+    /// [`gelu`] with this table's kernels.
+    pub fn gelu(&self, x: &mut [f32]) {
+        // SAFETY: the table's kernels run on this CPU (Kernels::get).
+        unsafe { (self.ops.gelu)(x) }
+    }
+
+    /// [`softmax`] with this table's kernels.
+    pub fn softmax(&self, x: &mut [f32]) {
+        // SAFETY: the table's kernels run on this CPU (Kernels::get).
+        unsafe { (self.ops.softmax)(x) }
+    }
+
+    /// [`add_assign`] with this table's kernels.
+    pub fn add_assign(&self, dst: &mut [f32], src: &[f32]) {
+        assert_eq!(dst.len(), src.len(), "add_assign: lengths differ");
+        // SAFETY: the table's kernels run on this CPU (Kernels::get); lengths checked above.
+        unsafe { (self.ops.add_assign)(dst, src) }
+    }
+
+    /// [`add_bias`] with this table's kernels.
+    pub fn add_bias(&self, rows: &mut [f32], bias: &[f32]) {
+        assert_eq!(rows.len() % bias.len().max(1), 0, "add_bias: not whole rows");
+        for row in rows.chunks_exact_mut(bias.len()) {
+            self.add_assign(row, bias);
+        }
+    }
+
+    /// `sum a[i] * b[i]` in f32.
+    pub fn dot(&self, a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len(), "dot: lengths differ");
+        // SAFETY: the table's kernels run on this CPU (Kernels::get); lengths checked above.
+        unsafe { (self.ops.dot_f32)(a, b) }
     }
 }
 
-/// GPT-2's GELU, tanh approximation, in place.
+/// `out = (x - mean) / sqrt(var + eps) * w + b` over one row.
+pub fn layer_norm(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
+    Kernels::active().layer_norm(x, w, b, eps, out)
+}
+
+/// GPT-2's GELU (tanh approximation), in place. The SIMD paths compute it as
+/// `u / (1 + exp(-2z))`, `z = sqrt(2/pi) (u + 0.044715 u^3)` (the same function, without the
+/// cancellation of `1 + tanh(z)` for negative `u`), with a relative error below 1e-6 against an
+/// f64 evaluation wherever the result is a normal float.
 pub fn gelu(x: &mut [f32]) {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    for v in x {
-        let u = *v;
-        *v = 0.5 * u * (1.0 + (SQRT_2_OVER_PI * (u + 0.044_715 * u * u * u)).tanh());
-    }
+    Kernels::active().gelu(x)
 }
 
 /// Numerically stable softmax in place.
 pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
-    for v in x.iter_mut() {
-        *v *= inv;
-    }
+    Kernels::active().softmax(x)
 }
 
 /// `dst += src`.
 pub fn add_assign(dst: &mut [f32], src: &[f32]) {
-    for (d, s) in dst.iter_mut().zip(src) {
-        *d += s;
-    }
+    Kernels::active().add_assign(dst, src)
 }
 
 /// Adds `bias` to every row of `rows` (row length = `bias.len()`).
 pub fn add_bias(rows: &mut [f32], bias: &[f32]) {
-    for row in rows.chunks_exact_mut(bias.len()) {
-        add_assign(row, bias);
-    }
+    Kernels::active().add_bias(rows, bias)
 }

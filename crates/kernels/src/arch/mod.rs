@@ -1,0 +1,11 @@
+//! Per-architecture kernels (files named after the instruction set hold only kernels) and the
+//! tables that list them.
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_avx2_table;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_avx512;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_avx512_table;

@@ -1,0 +1,38 @@
+//! The AVX2 function table.
+
+use super::x86_avx2 as k;
+use crate::attention::AttnKernels;
+use crate::dispatch::{Backend, Kernels};
+use crate::table::{GemvKernels, OpsKernels, QuantKernels};
+
+pub(crate) static KERNELS: Kernels = Kernels {
+    backend: Backend::Avx2,
+    quant: QuantKernels {
+        q8_0: k::quantize_q8_0,
+        q8_1: k::quantize_q8_1,
+        q8_k: k::quantize_q8_k,
+        lanes: true,
+        gemv: GemvKernels {
+            f32: k::vec_dot_f32_f32,
+            f16: k::vec_dot_f16_f32,
+            bf16: k::vec_dot_bf16_f32,
+            q4_0: k::vec_dot_q4_0_q8_0,
+            q4_1: k::vec_dot_q4_1_q8_1,
+            q5_0: k::vec_dot_q5_0_q8_0,
+            q5_1: k::vec_dot_q5_1_q8_1,
+            q8_0: k::vec_dot_q8_0_q8_0,
+            q4_k: k::vec_dot_q4_k_q8_k,
+            q5_k: k::vec_dot_q5_k_q8_k,
+            q6_k: k::vec_dot_q6_k_q8_k,
+        },
+    },
+    gemm: None,
+    ops: OpsKernels {
+        dot_f32: crate::scalar::dot_f32,
+        layer_norm: crate::scalar::layer_norm,
+        gelu: crate::scalar::gelu,
+        softmax: crate::scalar::softmax,
+        add_assign: crate::scalar::add_assign,
+        attn: AttnKernels::SCALAR,
+    },
+};

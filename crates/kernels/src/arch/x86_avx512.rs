@@ -1,0 +1,530 @@
+//! AVX-512 (F, BW, VL, VNNI) kernels: activation quantizers and GEMV dot products.
+//!
+//! GEMV kernels read weights straight from ggml's blocks and activations in the lane layout
+//! (`act.rs`): unsigned weight codes meet signed activation bytes in `vpdpbusd`, whose integer
+//! sums start from the precomputed `-offset * sum(x)` lanes; each 16-lane integer vector is
+//! converted once and scaled by `weight scale * activation scale` per lane.
+
+#![allow(clippy::missing_safety_doc)]
+
+use std::arch::x86_64::*;
+
+use quill_quant::{BlockQ8_0, BlockQ8_1, BlockQ8_K};
+
+use crate::act::GemvAct;
+
+#[inline(always)]
+unsafe fn rd16(p: *const u8) -> u64 {
+    u64::from(p.cast::<u16>().read_unaligned())
+}
+
+#[inline(always)]
+unsafe fn rd32(p: *const u8) -> u64 {
+    u64::from(p.cast::<u32>().read_unaligned())
+}
+
+/// Four f16 scales (packed in a u64) as 16 f32 lanes `[d0 x4, d1 x4, d2 x4, d3 x4]`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn f16x4_lanes(d: u64) -> __m512 {
+    let v = _mm_cvtph_ps(_mm_cvtsi64_si128(d as i64));
+    _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0), _mm512_castps128_ps512(v))
+}
+
+/// Two f16 scales (packed in a u32) as 16 f32 lanes `[d0 x8, d1 x8]`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn f16x2_lanes(d: u64) -> __m512 {
+    let v = _mm_cvtph_ps(_mm_cvtsi64_si128(d as i64));
+    _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_castps128_ps512(v))
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn f16_to_f32(bits: u64) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64)))
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn f32_to_f16(v: f32) -> u16 {
+    _mm_extract_epi16::<0>(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(v))) as u16
+}
+
+#[inline(always)]
+unsafe fn ld(p: *const u8) -> __m512i {
+    _mm512_loadu_si512(p.cast())
+}
+
+#[inline(always)]
+unsafe fn ldps(p: *const u8) -> __m512 {
+    _mm512_loadu_ps(p.cast())
+}
+
+/// The 16 bytes at each of four pointers, as one register.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn gather4x16(p0: *const u8, p1: *const u8, p2: *const u8, p3: *const u8) -> __m512i {
+    let lo =
+        _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(_mm_loadu_si128(p0.cast())), _mm_loadu_si128(p1.cast()));
+    let hi =
+        _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(_mm_loadu_si128(p2.cast())), _mm_loadu_si128(p3.cast()));
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+}
+
+/// Round half away from zero (C `roundf`), exact for every float.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn round_away(x: __m512) -> __m512 {
+    let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(x);
+    let frac = _mm512_abs_ps(_mm512_sub_ps(x, t));
+    let half = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(frac, _mm512_set1_ps(0.5));
+    let sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MIN));
+    let one = _mm512_castsi512_ps(_mm512_or_si512(sign, _mm512_set1_epi32(0x3f80_0000)));
+    _mm512_mask_add_ps(t, half, t, one)
+}
+
+/// One Q8_0 block's codes `(q0..16, q16..32)` as i32 and its scale: ggml-quants.c
+/// `quantize_row_q8_0_ref` (d = amax / 127 stored as f16, codes `roundf(x / d)`).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn q8_block(x: *const f32) -> (__m512i, __m512i, f32) {
+    let (v0, v1) = (_mm512_loadu_ps(x), _mm512_loadu_ps(x.add(16)));
+    let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    let d = amax / 127.0;
+    let id = _mm512_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+    let q0 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v0, id)));
+    let q1 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v1, id)));
+    (q0, q1, d)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
+    debug_assert_eq!(x.len(), out.len() * 32);
+    for (i, b) in out.iter_mut().enumerate() {
+        let (q0, q1, d) = q8_block(x.as_ptr().add(32 * i));
+        b.d = half::f16::from_bits(f32_to_f16(d));
+        _mm_storeu_si128(b.qs.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128(b.qs.as_mut_ptr().add(16).cast(), _mm512_cvtepi32_epi8(q1));
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
+    debug_assert_eq!(x.len(), out.len() * 32);
+    for (i, b) in out.iter_mut().enumerate() {
+        let (q0, q1, d) = q8_block(x.as_ptr().add(32 * i));
+        b.d = half::f16::from_bits(f32_to_f16(d));
+        let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+        b.s = half::f16::from_bits(f32_to_f16(sum as f32 * d));
+        _mm_storeu_si128(b.qs.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128(b.qs.as_mut_ptr().add(16).cast(), _mm512_cvtepi32_epi8(q1));
+    }
+}
+
+/// ggml-quants.c `quantize_row_q8_K_ref`: the value of largest magnitude (the first on ties)
+/// maps to -127, codes round half to even, `bsums` sum each 16.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8_K]) {
+    debug_assert_eq!(x.len(), out.len() * 256);
+    for (i, b) in out.iter_mut().enumerate() {
+        let xb = x.as_ptr().add(256 * i);
+        let mut m = _mm512_setzero_ps();
+        for j in 0..16 {
+            m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(xb.add(16 * j))));
+        }
+        let amax = _mm512_reduce_max_ps(m);
+        if amax == 0.0 {
+            *b = bytemuck::Zeroable::zeroed();
+            continue;
+        }
+        let va = _mm512_set1_ps(amax);
+        let mut max = 0.0;
+        for j in 0..16 {
+            let mask = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_abs_ps(_mm512_loadu_ps(xb.add(16 * j))), va);
+            if mask != 0 {
+                max = *xb.add(16 * j + mask.trailing_zeros() as usize);
+                break;
+            }
+        }
+        let iscale = -127.0 / max;
+        let vs = _mm512_set1_ps(iscale);
+        for j in 0..16 {
+            let q = _mm512_min_epi32(
+                _mm512_cvtps_epi32(_mm512_mul_ps(vs, _mm512_loadu_ps(xb.add(16 * j)))),
+                _mm512_set1_epi32(127),
+            );
+            b.bsums[j] = _mm512_reduce_add_epi32(q) as i16;
+            _mm_storeu_si128(b.qs.as_mut_ptr().add(16 * j).cast(), _mm512_cvtepi32_epi8(q));
+        }
+        b.d = 1.0 / iscale;
+    }
+}
+
+/// The GEMV row loop shared by the quantized kernels: two rows at a time (independent
+/// accumulator chains), whole groups straight from the row, the last partial group from a
+/// zero-padded copy (its activation lanes are zero past the row's end).
+macro_rules! gemv_rows {
+    ($w:expr, $rb:expr, $k:expr, $act:expr, $out:expr, $elems:expr, $wbytes:expr, $abytes:expr, $group:ident) => {{
+        let (w, rb, k, out): (&[u8], usize, usize, &mut [f32]) = ($w, $rb, $k, $out);
+        let a = $act.lanes.as_ptr().cast::<u8>();
+        let (full, n_groups) = (k / $elems, k.div_ceil($elems));
+        let mut pad = [[0u8; $wbytes]; 2];
+        let tail = rb - full * $wbytes;
+        let n = out.len();
+        let mut r = 0;
+        while r < n {
+            let two = r + 1 < n;
+            let p0 = w.as_ptr().add(r * rb);
+            let p1 = if two { p0.add(rb) } else { p0 };
+            let (mut acc0, mut acc1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+            for g in 0..full {
+                acc0 = $group(p0.add(g * $wbytes), a.add(g * $abytes), acc0);
+                acc1 = $group(p1.add(g * $wbytes), a.add(g * $abytes), acc1);
+            }
+            if full < n_groups {
+                std::ptr::copy_nonoverlapping(p0.add(full * $wbytes), pad[0].as_mut_ptr(), tail);
+                std::ptr::copy_nonoverlapping(p1.add(full * $wbytes), pad[1].as_mut_ptr(), tail);
+                acc0 = $group(pad[0].as_ptr(), a.add(full * $abytes), acc0);
+                acc1 = $group(pad[1].as_ptr(), a.add(full * $abytes), acc1);
+            }
+            out[r] = _mm512_reduce_add_ps(acc0);
+            if two {
+                out[r + 1] = _mm512_reduce_add_ps(acc1);
+            }
+            r += 2;
+        }
+    }};
+}
+
+/// Low and high nibbles of 64 bytes.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn nibbles(q: __m512i) -> (__m512i, __m512i) {
+    let m = _mm512_set1_epi8(0x0f);
+    (_mm512_and_si512(q, m), _mm512_and_si512(_mm512_srli_epi16::<4>(q), m))
+}
+
+/// Four Q4_0 blocks (72 bytes) against one P32 group (x0, x1, dx, corr).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn group_q4_0(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
+    let d = rd16(b) | rd16(b.add(18)) << 16 | rd16(b.add(36)) << 32 | rd16(b.add(54)) << 48;
+    let (lo, hi) = nibbles(gather4x16(b.add(2), b.add(20), b.add(38), b.add(56)));
+    let sumi = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(ld(a.add(192)), lo, ld(a)), hi, ld(a.add(64)));
+    _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_mul_ps(f16x4_lanes(d), ldps(a.add(128))), acc)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn vec_dot_q4_0_q8_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_rows!(w, rb, k, act, out, 128, 72, 256, group_q4_0)
+}
+
+/// Four Q4_1 blocks (80 bytes) against one P32 group with minimum terms.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn group_q4_1(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
+    let d = rd16(b) | rd16(b.add(20)) << 16 | rd16(b.add(40)) << 32 | rd16(b.add(60)) << 48;
+    let m = rd16(b.add(2)) | rd16(b.add(22)) << 16 | rd16(b.add(42)) << 32 | rd16(b.add(62)) << 48;
+    let (lo, hi) = nibbles(gather4x16(b.add(4), b.add(24), b.add(44), b.add(64)));
+    let sumi = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, ld(a)), hi, ld(a.add(64)));
+    let acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_mul_ps(f16x4_lanes(d), ldps(a.add(128))), acc);
+    _mm512_fmadd_ps(f16x4_lanes(m), ldps(a.add(256)), acc)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn vec_dot_q4_1_q8_1(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_rows!(w, rb, k, act, out, 128, 80, 320, group_q4_1)
+}
+
+/// Fifth bits of four Q5 blocks as two byte masks over the P32 registers: bit `16b + j` of
+/// the first is bit `j` of block `b`'s `qh`, of the second bit `j + 16`.
+#[inline(always)]
+fn qh_masks(h: [u64; 4]) -> (u64, u64) {
+    let lo = (h[0] & 0xffff) | (h[1] & 0xffff) << 16 | (h[2] & 0xffff) << 32 | (h[3] & 0xffff) << 48;
+    let hi = (h[0] >> 16) | (h[1] >> 16) << 16 | (h[2] >> 16) << 32 | (h[3] >> 16) << 48;
+    (lo, hi)
+}
+
+/// Four Q5_0 blocks (88 bytes) against one P32 group.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn group_q5_0(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
+    let d = rd16(b) | rd16(b.add(22)) << 16 | rd16(b.add(44)) << 32 | rd16(b.add(66)) << 48;
+    let (mlo, mhi) = qh_masks([rd32(b.add(2)), rd32(b.add(24)), rd32(b.add(46)), rd32(b.add(68))]);
+    let (lo, hi) = nibbles(gather4x16(b.add(6), b.add(28), b.add(50), b.add(72)));
+    let sixteen = _mm512_set1_epi8(16);
+    let (lo, hi) = (_mm512_mask_add_epi8(lo, mlo, lo, sixteen), _mm512_mask_add_epi8(hi, mhi, hi, sixteen));
+    let sumi = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(ld(a.add(192)), lo, ld(a)), hi, ld(a.add(64)));
+    _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_mul_ps(f16x4_lanes(d), ldps(a.add(128))), acc)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn vec_dot_q5_0_q8_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_rows!(w, rb, k, act, out, 128, 88, 256, group_q5_0)
+}
+
+/// Four Q5_1 blocks (96 bytes) against one P32 group with minimum terms.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn group_q5_1(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
+    let d = rd16(b) | rd16(b.add(24)) << 16 | rd16(b.add(48)) << 32 | rd16(b.add(72)) << 48;
+    let m = rd16(b.add(2)) | rd16(b.add(26)) << 16 | rd16(b.add(50)) << 32 | rd16(b.add(74)) << 48;
+    let (mlo, mhi) = qh_masks([rd32(b.add(4)), rd32(b.add(28)), rd32(b.add(52)), rd32(b.add(76))]);
+    let (lo, hi) = nibbles(gather4x16(b.add(8), b.add(32), b.add(56), b.add(80)));
+    let sixteen = _mm512_set1_epi8(16);
+    let (lo, hi) = (_mm512_mask_add_epi8(lo, mlo, lo, sixteen), _mm512_mask_add_epi8(hi, mhi, hi, sixteen));
+    let sumi = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, ld(a)), hi, ld(a.add(64)));
+    let acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_mul_ps(f16x4_lanes(d), ldps(a.add(128))), acc);
+    _mm512_fmadd_ps(f16x4_lanes(m), ldps(a.add(256)), acc)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn vec_dot_q5_1_q8_1(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_rows!(w, rb, k, act, out, 128, 96, 320, group_q5_1)
+}
+
+/// Two Q8_0 blocks (68 bytes) against one Nat group (x, dx, corr): codes flipped to `q + 128`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn group_q8_0(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
+    let d = rd16(b) | rd16(b.add(34)) << 16;
+    let q = _mm512_inserti64x4::<1>(
+        _mm512_castsi256_si512(_mm256_loadu_si256(b.add(2).cast())),
+        _mm256_loadu_si256(b.add(36).cast()),
+    );
+    let u = _mm512_xor_si512(q, _mm512_set1_epi8(-128));
+    let sumi = _mm512_dpbusd_epi32(ld(a.add(128)), u, ld(a));
+    _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_mul_ps(f16x2_lanes(d), ldps(a.add(64))), acc)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn vec_dot_q8_0_q8_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_rows!(w, rb, k, act, out, 64, 68, 192, group_q8_0)
+}
+
+/// The 8 scales and 8 minimums of a Q4_K / Q5_K block as 16 f32 `[sc0..8, m0..8]`
+/// (ggml-cpu `ggml_vec_dot_q4_K_q8_K`'s `utmp` unpacking of `get_scale_min_k4`).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn k4_scales_mins(s: *const u8) -> __m512 {
+    const KMASK1: u32 = 0x3f3f_3f3f;
+    const KMASK2: u32 = 0x0f0f_0f0f;
+    const KMASK3: u32 = 0x0303_0303;
+    let u0 = s.cast::<u32>().read_unaligned();
+    let u1 = s.add(4).cast::<u32>().read_unaligned();
+    let u2 = s.add(8).cast::<u32>().read_unaligned();
+    let sc_lo = u0 & KMASK1;
+    let sc_hi = (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4);
+    let m_lo = u1 & KMASK1;
+    let m_hi = ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4);
+    let v = _mm_set_epi32(m_hi as i32, m_lo as i32, sc_hi as i32, sc_lo as i32);
+    _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v))
+}
+
+/// The P32 registers of one half (four sub-blocks, 64 bytes of `qs`) of a Q4_K / Q5_K block:
+/// register 0 = first 16 codes of each sub-block, register 1 = last 16.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn k4_half(qs: *const u8) -> (__m512i, __m512i) {
+    let q = ld(qs);
+    let shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
+    let m = _mm512_set1_epi8(0x0f);
+    let r0 = _mm512_and_si512(_mm512_srlv_epi64(_mm512_shuffle_i64x2::<0xa0>(q, q), shift), m);
+    let r1 = _mm512_and_si512(_mm512_srlv_epi64(_mm512_shuffle_i64x2::<0xf5>(q, q), shift), m);
+    (r0, r1)
+}
+
+/// Adds 16 to the codes of one Q5_K half whose fifth bit is set: bit `4h + s` of `qh[j]`
+/// (first 16) and of `qh[16 + j]` (last 16) for sub-block `s` of the half.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn k5_high(qh: *const u8, h: usize, r0: __m512i, r1: __m512i) -> (__m512i, __m512i) {
+    let bits = _mm512_set_epi64(
+        0x0808_0808_0808_0808,
+        0x0808_0808_0808_0808,
+        0x0404_0404_0404_0404,
+        0x0404_0404_0404_0404,
+        0x0202_0202_0202_0202,
+        0x0202_0202_0202_0202,
+        0x0101_0101_0101_0101,
+        0x0101_0101_0101_0101,
+    );
+    let bits = if h == 0 { bits } else { _mm512_slli_epi64::<4>(bits) };
+    let q0 = _mm512_broadcast_i32x4(_mm_loadu_si128(qh.cast()));
+    let q1 = _mm512_broadcast_i32x4(_mm_loadu_si128(qh.add(16).cast()));
+    let sixteen = _mm512_set1_epi8(16);
+    let r0 = _mm512_mask_add_epi8(r0, _mm512_test_epi8_mask(q0, bits), r0, sixteen);
+    let r1 = _mm512_mask_add_epi8(r1, _mm512_test_epi8_mask(q1, bits), r1, sixteen);
+    (r0, r1)
+}
+
+/// One Q4_K (`FIVE = false`, 144 bytes) or Q5_K (176 bytes) block against two P32 groups.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn block_k4<const FIVE: bool>(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
+    let (d, dmin) = (f16_to_f32(rd16(b)), f16_to_f32(rd16(b.add(2))));
+    let dx = *a.add(128).cast::<f32>();
+    let sm = k4_scales_mins(b.add(4));
+    // [sc * d * dx (8), m * -dmin (8)]
+    let sm = _mm512_mul_ps(sm, _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(d * dx), _mm512_set1_ps(-dmin)));
+    let qs = if FIVE { b.add(48) } else { b.add(16) };
+    let mut acc = acc;
+    for h in 0..2 {
+        let ah = a.add(320 * h);
+        let (mut r0, mut r1) = k4_half(qs.add(64 * h));
+        if FIVE {
+            (r0, r1) = k5_high(b.add(16), h, r0, r1);
+        }
+        let sumi = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), r0, ld(ah)), r1, ld(ah.add(64)));
+        let base = 4 * h as i32;
+        let idx =
+            _mm512_add_epi32(_mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0), _mm512_set1_epi32(base));
+        let sc = _mm512_permutexvar_ps(idx, sm);
+        let mn = _mm512_permutexvar_ps(_mm512_add_epi32(idx, _mm512_set1_epi32(8)), sm);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), sc, acc);
+        acc = _mm512_fmadd_ps(mn, ldps(ah.add(256)), acc);
+    }
+    acc
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn block_q4_k(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
+    block_k4::<false>(b, a, acc)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn block_q5_k(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
+    block_k4::<true>(b, a, acc)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn vec_dot_q4_k_q8_k(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_rows!(w, rb, k, act, out, 256, 144, 640, block_q4_k)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn vec_dot_q5_k_q8_k(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_rows!(w, rb, k, act, out, 256, 176, 640, block_q5_k)
+}
+
+/// One Q6_K block (210 bytes) against four Nat groups (x, dx, corr = -32 * sum).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn block_q6_k(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
+    let d = f16_to_f32(rd16(b.add(208)));
+    let dx = *a.add(64).cast::<f32>();
+    let sc = _mm512_mul_ps(
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(b.add(192).cast()))),
+        _mm512_set1_ps(d * dx),
+    );
+    let m4 = _mm512_set1_epi8(0x0f);
+    let m30 = _mm512_set1_epi8(0x30);
+    let mut acc = acc;
+    for h in 0..2 {
+        let ql = ld(b.add(64 * h));
+        let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(b.add(128 + 32 * h).cast()));
+        let qh = _mm512_srlv_epi64(qh, _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0));
+        // (A & C) | B with A = low/high nibbles, B = the two high bits in place, C = 0x0f.
+        let g0 = _mm512_ternarylogic_epi32::<0xec>(ql, _mm512_and_si512(_mm512_slli_epi16::<4>(qh), m30), m4);
+        let g1 = _mm512_ternarylogic_epi32::<0xec>(_mm512_srli_epi16::<4>(ql), _mm512_and_si512(qh, m30), m4);
+        for (j, g) in [g0, g1].into_iter().enumerate() {
+            let grp = 2 * h + j;
+            let ag = a.add(192 * grp);
+            let sumi = _mm512_dpbusd_epi32(ld(ag.add(128)), g, ld(ag));
+            let idx = _mm512_add_epi32(
+                _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0),
+                _mm512_set1_epi32(4 * grp as i32),
+            );
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_permutexvar_ps(idx, sc), acc);
+        }
+    }
+    acc
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn vec_dot_q6_k_q8_k(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_rows!(w, rb, k, act, out, 256, 210, 768, block_q6_k)
+}
+
+/// Float rows against f32 activations; `load` widens 16 weights at a pointer to f32 lanes and
+/// `$masked` the last `n < 16`.
+macro_rules! gemv_float {
+    ($w:expr, $rb:expr, $k:expr, $act:expr, $out:expr, $esz:expr, $load:ident, $masked:ident) => {{
+        let (w, rb, k, out): (&[u8], usize, usize, &mut [f32]) = ($w, $rb, $k, $out);
+        let x = $act.x.as_ptr();
+        let full = k / 64;
+        for (r, o) in out.iter_mut().enumerate() {
+            let p = w.as_ptr().add(r * rb);
+            let mut acc = [_mm512_setzero_ps(); 4];
+            for i in 0..full {
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let e = 64 * i + 16 * j;
+                    *a = _mm512_fmadd_ps($load(p.add(e * $esz)), _mm512_loadu_ps(x.add(e)), *a);
+                }
+            }
+            let mut e = 64 * full;
+            while e < k {
+                let n = (k - e).min(16);
+                let m: __mmask16 = ((1u32 << n) - 1) as u16;
+                acc[0] = _mm512_fmadd_ps($masked(p.add(e * $esz), m), _mm512_maskz_loadu_ps(m, x.add(e)), acc[0]);
+                e += 16;
+            }
+            let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+            *o = _mm512_reduce_add_ps(s);
+        }
+    }};
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn load_f32(p: *const u8) -> __m512 {
+    _mm512_loadu_ps(p.cast())
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn load_f32_masked(p: *const u8, m: __mmask16) -> __m512 {
+    _mm512_maskz_loadu_ps(m, p.cast())
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn load_f16(p: *const u8) -> __m512 {
+    _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()))
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn load_f16_masked(p: *const u8, m: __mmask16) -> __m512 {
+    _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p.cast()))
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn load_bf16(p: *const u8) -> __m512 {
+    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()))))
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn load_bf16_masked(p: *const u8, m: __mmask16) -> __m512 {
+    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p.cast()))))
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn vec_dot_f32_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_float!(w, rb, k, act, out, 4, load_f32, load_f32_masked)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn vec_dot_f16_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_float!(w, rb, k, act, out, 2, load_f16, load_f16_masked)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn vec_dot_bf16_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_float!(w, rb, k, act, out, 2, load_bf16, load_bf16_masked)
+}

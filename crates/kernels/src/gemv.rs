@@ -1,0 +1,103 @@
+//! GEMV (decode): one activation row against every weight row, rows split across threads.
+//! Bandwidth-bound: each weight byte is read once, straight from the mapping.
+
+use gguf_file::GgmlType;
+use quill_quant::{cast_blocks_mut, Q8_0, Q8_1, Q8_K};
+use rayon::prelude::*;
+
+use crate::act::{grow, lane_units, pack_lanes, GemvAct};
+use crate::formats::quant_spec;
+use crate::table::GemvFn;
+use crate::{Kernels, MatmulScratch, Matrix};
+
+/// Quantizes one row `x` to the activation format `ty` (ggml blocks) with the table's kernels.
+pub(crate) fn quantize_row(k: &Kernels, ty: GgmlType, x: &[f32], out: &mut [u8]) {
+    // SAFETY: the table's kernels run on this CPU (Kernels::get checked its features); the
+    // block views have exactly x.len() / block_size blocks (the caller sized `out` with
+    // quill_quant::row_bytes).
+    unsafe {
+        match ty {
+            GgmlType::Q8_0 => (k.quant.q8_0)(x, cast_blocks_mut::<Q8_0>(out).expect("aligned whole blocks")),
+            GgmlType::Q8_1 => (k.quant.q8_1)(x, cast_blocks_mut::<Q8_1>(out).expect("aligned whole blocks")),
+            GgmlType::Q8_K => (k.quant.q8_k)(x, cast_blocks_mut::<Q8_K>(out).expect("aligned whole blocks")),
+            other => unreachable!("{other} is not an activation format"),
+        }
+    }
+}
+
+/// Quantizes `n_tokens` rows of `x` into `q` (rows of `row_bytes`), in parallel when there are
+/// many.
+pub(crate) fn quantize_rows(k: &Kernels, ty: GgmlType, x: &[f32], cols: usize, q: &mut [u8], row_bytes: usize) {
+    if q.len() <= row_bytes * 4 {
+        for (xt, qt) in x.chunks_exact(cols).zip(q.chunks_exact_mut(row_bytes)) {
+            quantize_row(k, ty, xt, qt);
+        }
+    } else {
+        x.par_chunks_exact(cols)
+            .zip(q.par_chunks_exact_mut(row_bytes))
+            .for_each(|(xt, qt)| quantize_row(k, ty, xt, qt));
+    }
+}
+
+/// Rows per parallel task: a few tasks per thread for balance, at least 16 rows each.
+fn rows_per_task(rows: usize) -> usize {
+    let tasks = rayon::current_num_threads() * 4;
+    rows.div_ceil(tasks).next_multiple_of(16).max(16)
+}
+
+/// Runs `f` over every row of `w` in parallel.
+fn par_rows(f: GemvFn, w: &Matrix<'_>, act: &GemvAct<'_>, out: &mut [f32]) {
+    let rb = w.row_bytes();
+    let chunk = rows_per_task(w.rows);
+    out.par_chunks_mut(chunk).enumerate().for_each(|(i, o)| {
+        let r0 = i * chunk;
+        let rows = &w.data[r0 * rb..(r0 + o.len()) * rb];
+        // SAFETY: the table's kernels run on this CPU (Kernels::get); `rows` holds exactly
+        // o.len() rows of rb bytes and `act` is in the layout this table asks for.
+        unsafe { f(rows, rb, w.cols, act, o) };
+    });
+}
+
+/// One GEMV per token.
+pub(crate) fn run(k: &Kernels, w: &Matrix<'_>, x: &[f32], n_tokens: usize, out: &mut [f32], s: &mut MatmulScratch) {
+    let cols = w.cols;
+    let Some(f) = k.quant.gemv.get(w.ty) else {
+        // Q8_1 / Q8_K weights: only the scalar reference handles them.
+        let dot_ty = quill_quant::dot_type(w.ty).expect("Matrix::new checked the type");
+        let rb = quill_quant::row_bytes(dot_ty, cols).expect("whole blocks");
+        let q = s.q_rows(n_tokens, rb);
+        quantize_rows(k, dot_ty, x, cols, q, rb);
+        for (qt, ot) in q.chunks_exact(rb).zip(out.chunks_exact_mut(w.rows)) {
+            ot.par_chunks_mut(rows_per_task(w.rows)).enumerate().for_each(|(i, o)| {
+                let r0 = i * rows_per_task(w.rows);
+                let rows = &w.data[r0 * w.row_bytes()..(r0 + o.len()) * w.row_bytes()];
+                crate::scalar::gemv_any(w.ty, rows, w.row_bytes(), qt, o);
+            });
+        }
+        return;
+    };
+    let Some(spec) = quant_spec(w.ty) else {
+        for (xt, ot) in x.chunks_exact(cols).zip(out.chunks_exact_mut(w.rows)) {
+            par_rows(f, w, &GemvAct { x: xt, q: &[], lanes: &[] }, ot);
+        }
+        return;
+    };
+    let rb = quill_quant::row_bytes(spec.act, cols).expect("whole blocks");
+    if k.quant.lanes {
+        grow(&mut s.lanes, lane_units(&spec, cols));
+    }
+    let MatmulScratch { q, lanes, .. } = s;
+    grow(q, (n_tokens * rb).div_ceil(64));
+    let q = &mut crate::act::units_as_bytes_mut(q)[..n_tokens * rb];
+    quantize_rows(k, spec.act, x, cols, q, rb);
+    for (qt, ot) in q.chunks_exact(rb).zip(out.chunks_exact_mut(w.rows)) {
+        let lanes = if k.quant.lanes {
+            let l = &mut lanes[..lane_units(&spec, cols)];
+            pack_lanes(&spec, cols, qt, l);
+            &l[..]
+        } else {
+            &[]
+        };
+        par_rows(f, w, &GemvAct { x: &[], q: qt, lanes }, ot);
+    }
+}

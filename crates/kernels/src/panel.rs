@@ -1,0 +1,188 @@
+//! GEMM weight panels: `nr` rows of a weight matrix decoded once per matmul into the order the
+//! micro-kernel streams (and then shared by every token of the prefill).
+//!
+//! * `U8` (AVX-512): codes `[k / 4][nr][4]`, so one 64-byte load holds four consecutive codes
+//!   of 16 rows, the operand of `vpdpbusd` against four broadcast activation bytes.
+//! * `I16` (AVX2, which has no unsigned x signed byte dot product that cannot saturate):
+//!   signed values `code - offset` as `[k / 2][nr][2]` i16, the operand of `vpmaddwd`.
+//! * `F32` (float weights): `[k][nr]` f32.
+//!
+//! Scales (`dw`) and minimums (`mw`) are `[k / sblock][nr]` f32. Rows past the matrix's end are
+//! zero codes with zero scales, so they compute zeros that are never stored.
+
+use gguf_file::GgmlType;
+
+use crate::act::{grow, units_as_bytes, units_as_bytes_mut, A64};
+use crate::decode::decode_row;
+use crate::formats::QuantSpec;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PanelKind {
+    U8,
+    I16,
+    F32,
+}
+
+/// One decoded panel and its decode scratch (kept per thread and reused, so that warm GEMMs do
+/// not allocate).
+pub(crate) struct Panel {
+    pub kind: PanelKind,
+    pub nr: usize,
+    pub k: usize,
+    pub sblock: usize,
+    pub n_sb: usize,
+    pub has_min: bool,
+    data: Vec<A64>,
+    pub dw: Vec<f32>,
+    pub mw: Vec<f32>,
+    row_codes: Vec<u8>,
+    row_dw: Vec<f32>,
+    row_mw: Vec<f32>,
+}
+
+impl Panel {
+    pub const fn new() -> Panel {
+        Panel {
+            kind: PanelKind::F32,
+            nr: 0,
+            k: 0,
+            sblock: 1,
+            n_sb: 0,
+            has_min: false,
+            data: Vec::new(),
+            dw: Vec::new(),
+            mw: Vec::new(),
+            row_codes: Vec::new(),
+            row_dw: Vec::new(),
+            row_mw: Vec::new(),
+        }
+    }
+
+    /// Sizes the panel for `nr` rows of `k` elements (buffers only grow).
+    pub fn prepare(&mut self, kind: PanelKind, nr: usize, k: usize, spec: Option<&QuantSpec>) {
+        let elem_bytes = match kind {
+            PanelKind::U8 => 1,
+            PanelKind::I16 => 2,
+            PanelKind::F32 => 4,
+        };
+        grow(&mut self.data, (nr * k * elem_bytes).div_ceil(64));
+        (self.kind, self.nr, self.k) = (kind, nr, k);
+        (self.sblock, self.has_min) = spec.map_or((k.max(1), false), |s| (s.sblock, s.has_min));
+        self.n_sb = k / self.sblock;
+        let n = self.n_sb * nr;
+        if self.dw.len() < n {
+            self.dw.resize(n, 0.0);
+            self.mw.resize(n, 0.0);
+        }
+        if self.row_codes.len() < k {
+            self.row_codes.resize(k, 0);
+            self.row_dw.resize(self.n_sb.max(k / 16), 0.0);
+            self.row_mw.resize(self.n_sb.max(k / 16), 0.0);
+        }
+    }
+
+    /// The panel's code bytes.
+    pub fn bytes(&self) -> &[u8] {
+        units_as_bytes(&self.data)
+    }
+
+    /// The panel's values as f32 (`F32` panels).
+    pub fn f32s(&self) -> &[f32] {
+        let b = units_as_bytes(&self.data);
+        // SAFETY: the buffer is 64-aligned (A64), every bit pattern is a valid f32, and the
+        // length is rounded down to whole f32s.
+        unsafe { std::slice::from_raw_parts(b.as_ptr().cast::<f32>(), b.len() / 4) }
+    }
+
+    /// Mutable f32 view of the panel's values.
+    pub fn f32s_mut(&mut self) -> &mut [f32] {
+        let b = units_as_bytes_mut(&mut self.data);
+        // SAFETY: as in f32s, with a unique borrow.
+        unsafe { std::slice::from_raw_parts_mut(b.as_mut_ptr().cast::<f32>(), b.len() / 4) }
+    }
+}
+
+impl Default for Panel {
+    fn default() -> Self {
+        Panel::new()
+    }
+}
+
+/// Builds an integer panel (`U8` or `I16`, already prepared) from the rows in `w`.
+#[inline(always)]
+pub(crate) fn build_int(spec: &QuantSpec, w: &[u8], row_bytes: usize, panel: &mut Panel) {
+    let (nr, k, n_sb) = (panel.nr, panel.k, panel.n_sb);
+    let n_rows = w.len() / row_bytes;
+    debug_assert!(n_rows <= nr && w.len() == n_rows * row_bytes);
+    for r in 0..nr {
+        if r < n_rows {
+            let row = &w[r * row_bytes..(r + 1) * row_bytes];
+            decode_row(spec.ty, row, k, &mut panel.row_codes, &mut panel.row_dw, &mut panel.row_mw);
+        } else {
+            panel.row_codes[..k].fill(spec.offset as u8);
+            panel.row_dw[..n_sb].fill(0.0);
+            panel.row_mw[..n_sb].fill(0.0);
+        }
+        for s in 0..n_sb {
+            panel.dw[s * nr + r] = panel.row_dw[s];
+            panel.mw[s * nr + r] = if spec.has_min { panel.row_mw[s] } else { 0.0 };
+        }
+        let codes = &panel.row_codes[..k];
+        match panel.kind {
+            PanelKind::U8 => {
+                let data = units_as_bytes_mut(&mut panel.data);
+                for (k4, c) in codes.chunks_exact(4).enumerate() {
+                    let at = (k4 * nr + r) * 4;
+                    data[at..at + 4].copy_from_slice(c);
+                }
+            }
+            PanelKind::I16 => {
+                let data = units_as_bytes_mut(&mut panel.data);
+                let off = spec.offset as i16;
+                for (k2, c) in codes.chunks_exact(2).enumerate() {
+                    let at = (k2 * nr + r) * 4;
+                    let (a, b) = (i16::from(c[0]) - off, i16::from(c[1]) - off);
+                    data[at..at + 2].copy_from_slice(&a.to_le_bytes());
+                    data[at + 2..at + 4].copy_from_slice(&b.to_le_bytes());
+                }
+            }
+            PanelKind::F32 => unreachable!("integer panel"),
+        }
+    }
+}
+
+/// Builds an `F32` panel from float rows (`F32`, `F16` or `BF16`), element by element: the
+/// portable version of the arch kernels' transposing builders.
+#[inline(always)]
+pub(crate) fn build_float(ty: GgmlType, w: &[u8], row_bytes: usize, panel: &mut Panel) {
+    let (nr, k) = (panel.nr, panel.k);
+    let n_rows = w.len() / row_bytes;
+    let data = panel.f32s_mut();
+    for r in 0..nr {
+        if r >= n_rows {
+            for i in 0..k {
+                data[i * nr + r] = 0.0;
+            }
+            continue;
+        }
+        let row = &w[r * row_bytes..(r + 1) * row_bytes];
+        match ty {
+            GgmlType::F32 => {
+                for (i, b) in row.chunks_exact(4).enumerate() {
+                    data[i * nr + r] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
+            GgmlType::F16 => {
+                for (i, b) in row.chunks_exact(2).enumerate() {
+                    data[i * nr + r] = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+                }
+            }
+            GgmlType::BF16 => {
+                for (i, b) in row.chunks_exact(2).enumerate() {
+                    data[i * nr + r] = f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16);
+                }
+            }
+            other => unreachable!("{other} is not a float format"),
+        }
+    }
+}

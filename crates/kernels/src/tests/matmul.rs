@@ -1,0 +1,88 @@
+//! Matrix products of every SIMD backend against the scalar reference, for every weight format,
+//! at GPT-2 shapes and awkward ones (one row, one block, rows and token counts that fill no
+//! tile), through both GEMV (fewer than GEMM_MIN_TOKENS tokens) and GEMM.
+//!
+//! Tolerance: the integer block sums are exact in both; what differs is the order of the float
+//! products and sums, bounded by a few units of f32 rounding (2^-24) per term summed, relative to
+//! `sum |w_i x_i|` ([`super::magnitudes`]): 1e-5 of it covers 3072-long rows with margin.
+
+use gguf_file::GgmlType;
+use proptest::prelude::*;
+
+use super::{magnitudes, random_matrix, scalar, simd_tables, Rng};
+use crate::{MatmulScratch, Matrix};
+
+const TYPES: [GgmlType; 11] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
+fn check(ty: GgmlType, rows: usize, cols: usize, n_tokens: usize, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let w = random_matrix(ty, rows, cols, &mut rng);
+    let m = Matrix::new(ty, rows, cols, &w).unwrap();
+    let x = rng.activations(n_tokens * cols);
+    let mut want = vec![0f32; n_tokens * rows];
+    scalar().matmul(&m, &x, n_tokens, &mut want, &mut MatmulScratch::new());
+    let mags = magnitudes(ty, &w, rows, cols, &x, n_tokens);
+    for k in simd_tables() {
+        let mut got = vec![f32::NAN; n_tokens * rows];
+        let mut scratch = MatmulScratch::new();
+        k.matmul(&m, &x, n_tokens, &mut got, &mut scratch);
+        for (i, ((&g, &r), &mag)) in got.iter().zip(&want).zip(&mags).enumerate() {
+            let tol = 1e-5 * mag + 1e-30;
+            assert!(
+                (f64::from(g) - f64::from(r)).abs() <= tol,
+                "{:?} {ty} {rows}x{cols} x{n_tokens}: out[{}][{}] = {g}, reference {r} (tol {tol:e})",
+                k.backend(),
+                i / rows,
+                i % rows
+            );
+        }
+    }
+}
+
+#[test]
+fn gpt2_shapes() {
+    for ty in TYPES {
+        check(ty, 2304, 768, 1, 1);
+        check(ty, 768, 3072, 1, 2);
+        check(ty, 96, 768, 13, 3);
+        check(ty, 64, 3072, 7, 4);
+    }
+}
+
+#[test]
+fn one_row_one_block() {
+    for ty in TYPES {
+        let bs = ty.block_size() as usize;
+        for n_tokens in [1, 2, 4, 5] {
+            check(ty, 1, bs, n_tokens, 5);
+            check(ty, 3, bs.max(32), n_tokens, 6);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn random_shapes(seed in any::<u64>(), ti in 0usize..11, rows in 1usize..80, blocks in 1usize..13, n_tokens in 1usize..20) {
+        let ty = TYPES[ti];
+        let cols = match ty.block_size() {
+            1 => blocks * 23 + seed as usize % 7,
+            32 => blocks * 32,
+            _ => (blocks % 4 + 1) * 256,
+        };
+        check(ty, rows, cols, n_tokens, seed);
+    }
+}

@@ -6,6 +6,9 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use quill_gpt2::synth::{write_checkpoint, SynthSpec};
 
+mod bench;
+mod quality;
+
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
 struct Cli {
@@ -25,6 +28,10 @@ enum Shape {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Speed and memory of Quill (and llama.cpp, if given) on GPT-2 124M and 1558M shapes.
+    Bench(bench::Args),
+    /// Perplexity, KL divergence and top-token agreement of every type on the held-out text.
+    Quality(quality::Args),
     /// Write a Hugging Face GPT-2 checkpoint with seeded random weights (for benchmarks).
     Synth {
         #[arg(long, value_enum)]
@@ -43,6 +50,8 @@ fn repo() -> PathBuf {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::Bench(args) => bench::run(&repo(), args),
+        Command::Quality(args) => quality::run(&repo(), args),
         Command::Synth { shape, seed, out } => {
             let spec = match shape {
                 Shape::Gpt2_124m => SynthSpec::gpt2_124m(seed),
@@ -54,4 +63,15 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Replaces the text between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in `path`.
+pub fn replace_section(path: &std::path::Path, name: &str, body: &str) -> Result<()> {
+    let (begin, end) = (format!("<!-- {name}:begin -->"), format!("<!-- {name}:end -->"));
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    let (Some(a), Some(b)) = (text.find(&begin), text.find(&end)) else {
+        anyhow::bail!("{}: no {begin} ... {end} section to update", path.display());
+    };
+    std::fs::write(path, format!("{}{begin}\n{body}{}", &text[..a], &text[b..]))?;
+    Ok(())
 }

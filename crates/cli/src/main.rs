@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod common;
 mod default_model;
 mod generate;
@@ -12,6 +13,7 @@ mod logits;
 mod mem;
 mod perplexity;
 mod quantize;
+mod sysinfo;
 
 #[derive(Parser)]
 #[command(name = "quill", version, about = "GPT-2 inference from memory-mapped, quantized GGUF weights")]
@@ -22,6 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Measure prompt processing (pp) and generation (tg) speed, like llama-bench.
+    Bench(bench::Args),
     /// Generate text from a prompt, streaming it as it comes.
     Generate(generate::Args),
     /// Show a GGUF file's header, metadata and tensor table.
@@ -37,6 +41,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Bench(args) => bench::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Logits(args) => logits::run(args),

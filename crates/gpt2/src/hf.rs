@@ -143,11 +143,27 @@ pub struct GgufVocab {
     pub bos: u32,
 }
 
+/// A shard's bytes: mapped from disk, or held in memory.
+enum Shard {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Shard {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Shard::Mapped(m) => m,
+            Shard::Owned(v) => v,
+        }
+    }
+}
+
 /// An opened checkpoint directory.
 pub struct HfCheckpoint {
     pub dir: PathBuf,
     pub config: HfConfig,
-    maps: Vec<(PathBuf, Mmap)>,
+    maps: Vec<(PathBuf, Shard)>,
     entries: HashMap<String, Entry>,
     /// Prefix of the tensor names (`transformer.` for `GPT2LMHeadModel`, empty for `GPT2Model`).
     prefix: String,
@@ -186,17 +202,34 @@ impl HfCheckpoint {
         } else {
             return Err(HfError::NoWeights { dir: dir.to_owned() });
         };
-        let mut maps = Vec::with_capacity(files.len());
-        let mut entries = HashMap::new();
-        for (fi, path) in files.into_iter().enumerate() {
+        let mut shards = Vec::with_capacity(files.len());
+        for path in files {
             let io = |source| HfError::Io { path: path.clone(), source };
             let file = File::open(&path).map_err(io)?;
             // SAFETY: a read-only private mapping of a checkpoint file; like every mmap-based
             // loader we rely on nobody truncating the file while we convert it.
             let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+            shards.push((path, Shard::Mapped(map)));
+        }
+        Self::index(dir.to_owned(), config, shards)
+    }
+
+    /// A checkpoint held in memory: `config.json` text and safetensors shards (for tests and
+    /// fuzzing; the tokenizer is not part of it).
+    pub fn from_memory(config_json: &str, shards: Vec<Vec<u8>>) -> Result<HfCheckpoint, HfError> {
+        let dir = PathBuf::from("<memory>");
+        let config = HfConfig::parse(&dir.join("config.json"), config_json)?;
+        let shards =
+            shards.into_iter().enumerate().map(|(i, b)| (dir.join(format!("shard{i}")), Shard::Owned(b))).collect();
+        Self::index(dir, config, shards)
+    }
+
+    fn index(dir: PathBuf, config: HfConfig, maps: Vec<(PathBuf, Shard)>) -> Result<HfCheckpoint, HfError> {
+        let mut entries = HashMap::new();
+        for (fi, (path, bytes)) in maps.iter().enumerate() {
             let st =
-                SafeTensors::deserialize(&map).map_err(|e| invalid(&path, format!("not a safetensors file: {e}")))?;
-            let base = map.as_ptr() as usize;
+                SafeTensors::deserialize(bytes).map_err(|e| invalid(path, format!("not a safetensors file: {e}")))?;
+            let base = bytes.as_ptr() as usize;
             for (name, view) in st.iter() {
                 let start = view.data().as_ptr() as usize - base;
                 let entry = Entry {
@@ -207,13 +240,12 @@ impl HfCheckpoint {
                     end: start + view.data().len(),
                 };
                 if entries.insert(name.to_owned(), entry).is_some() {
-                    return Err(invalid(&path, format!("tensor '{name}' appears in two shards")));
+                    return Err(invalid(path, format!("tensor '{name}' appears in two shards")));
                 }
             }
-            maps.push((path, map));
         }
         let prefix = if entries.contains_key("transformer.wte.weight") { "transformer." } else { "" }.to_owned();
-        Ok(HfCheckpoint { dir: dir.to_owned(), config, maps, entries, prefix })
+        Ok(HfCheckpoint { dir, config, maps, entries, prefix })
     }
 
     /// The tensors to write, in llama.cpp's naming, checked against the config.

@@ -1,0 +1,362 @@
+//! `cargo xtask bench`: the whole speed and memory suite in one command.
+
+mod bandwidth;
+mod models;
+mod svg;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value as Json};
+
+/// Options of the suite.
+#[derive(clap::Args)]
+pub struct Args {
+    /// A tiny model only, few repetitions: a smoke test of the whole pipeline.
+    #[arg(long)]
+    pub quick: bool,
+    /// llama.cpp's llama-bench, run on the very same files, interleaved [env: LLAMA_BENCH].
+    #[arg(long, env = "LLAMA_BENCH")]
+    pub llama_bench: Option<PathBuf>,
+    /// Threads for both engines.
+    #[arg(short, long, default_value_t = 2)]
+    pub threads: usize,
+    /// Repetitions per test.
+    #[arg(short, long)]
+    pub reps: Option<usize>,
+    /// Model shapes (124M, 1558M; tiny with --quick).
+    #[arg(long, value_delimiter = ',')]
+    pub shapes: Option<Vec<String>>,
+    /// Types (quill quantize names).
+    #[arg(long, value_delimiter = ',', default_value = "f16,q8_0,q4_0,q4_k_m")]
+    pub types: Vec<String>,
+    /// Where to write RESULTS.md, results.json and throughput.svg.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Do not rewrite the README's results section.
+    #[arg(long)]
+    pub no_readme: bool,
+}
+
+/// Mean and standard deviation of a test, from a JSON row.
+#[derive(Clone, Copy, Debug, Default)]
+struct Ts {
+    avg: f64,
+    sd: f64,
+}
+
+impl Ts {
+    fn of(row: &Json) -> Ts {
+        Ts { avg: row["avg_ts"].as_f64().unwrap_or(0.0), sd: row["stddev_ts"].as_f64().unwrap_or(0.0) }
+    }
+}
+
+/// Everything measured for one model file.
+struct Row {
+    shape: String,
+    file_type: String,
+    size: u64,
+    n_params: u64,
+    pp: Ts,
+    tg: Ts,
+    llama_pp: Option<Ts>,
+    llama_tg: Option<Ts>,
+    tg_bytes: u64,
+    load_ms: f64,
+    rss_file: u64,
+    rss_anon: u64,
+    quill_rows: Json,
+    llama_rows: Json,
+}
+
+fn run_json(cmd: &mut Command, what: &str) -> Result<Json> {
+    let o = cmd.output().with_context(|| format!("running {what}"))?;
+    if !o.status.success() {
+        bail!("{what} failed ({}): {}", o.status, String::from_utf8_lossy(&o.stderr));
+    }
+    serde_json::from_slice(&o.stdout)
+        .with_context(|| format!("{what} printed no JSON: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+fn pick(rows: &Json, prompt: bool) -> Option<&Json> {
+    rows.as_array()?.iter().find(|r| {
+        let (p, g) = (r["n_prompt"].as_u64().unwrap_or(0), r["n_gen"].as_u64().unwrap_or(0));
+        if prompt {
+            p > 0 && g == 0
+        } else {
+            g > 0 && p == 0
+        }
+    })
+}
+
+fn cpu_info() -> (String, Vec<String>) {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let name = info
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let wanted = ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx_vnni"];
+    let flags = info
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .map(|l| l.split_whitespace().filter(|f| wanted.contains(f)).map(str::to_owned).collect())
+        .unwrap_or_default();
+    (name, flags)
+}
+
+fn git(repo: &Path, args: &[&str]) -> String {
+    Command::new("git")
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn now_utc() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+pub fn run(repo: &Path, args: Args) -> Result<()> {
+    let started = Instant::now();
+    let log = |msg: &str| eprintln!("[{:>6.1}s] {msg}", started.elapsed().as_secs_f64());
+    let shapes = args.shapes.clone().unwrap_or_else(|| {
+        if args.quick {
+            vec!["tiny".into()]
+        } else {
+            vec!["124M".into(), "1558M".into()]
+        }
+    });
+    let reps = args.reps.unwrap_or(if args.quick { 2 } else { 3 }).max(1);
+    let (n_prompt, n_gen) = if args.quick { (32, 16) } else { (512, 128) };
+    let out_dir = args.out.clone().unwrap_or_else(|| repo.join("bench"));
+
+    log("building quill (release)");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status =
+        Command::new(&cargo).args(["build", "--release", "--quiet", "-p", "quill-cli"]).current_dir(repo).status()?;
+    if !status.success() {
+        bail!("cargo build failed");
+    }
+    let quill = repo.join("target/release/quill");
+    let llama_version = match &args.llama_bench {
+        Some(p) => {
+            let o = Command::new(p).arg("--version").output().with_context(|| format!("running {}", p.display()))?;
+            let v = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+            Some(v.lines().find(|l| l.contains("version")).unwrap_or("unknown").trim().to_owned())
+        }
+        None => None,
+    };
+
+    let models = models::prepare(repo, &quill, &shapes, &args.types, &log)?;
+    log(&format!("measuring read bandwidth with {} threads", args.threads));
+    let bw = bandwidth::read_gbps(args.threads, if args.quick { 2 } else { 5 })?;
+    log(&format!("read bandwidth: {bw:.1} GB/s"));
+
+    let mut rows = Vec::new();
+    for (i, m) in models.iter().enumerate() {
+        let path = m.path.to_str().context("utf-8 path")?;
+        let (p, n, r, t) = (n_prompt.to_string(), n_gen.to_string(), reps.to_string(), args.threads.to_string());
+        log(&format!("[{}/{}] quill bench {} {}", i + 1, models.len(), m.shape, m.file_type));
+        let q = run_json(
+            Command::new(&quill).args(["bench", "-m", path, "-p", &p, "-n", &n, "-r", &r, "-t", &t, "--json"]),
+            "quill bench",
+        )?;
+        let mut llama_rows = Json::Null;
+        if let Some(lb) = &args.llama_bench {
+            log(&format!("[{}/{}] llama-bench {} {}", i + 1, models.len(), m.shape, m.file_type));
+            llama_rows = run_json(
+                Command::new(lb).args(["-m", path, "-p", &p, "-n", &n, "-r", &r, "-t", &t, "-o", "json"]),
+                "llama-bench",
+            )?;
+        }
+        let (qpp, qtg) = (pick(&q, true).context("no pp row")?, pick(&q, false).context("no tg row")?);
+        let row = Row {
+            shape: m.shape.clone(),
+            file_type: m.file_type.clone(),
+            size: qpp["model_size"].as_u64().unwrap_or(0),
+            n_params: qpp["model_n_params"].as_u64().unwrap_or(0),
+            pp: Ts::of(qpp),
+            tg: Ts::of(qtg),
+            llama_pp: pick(&llama_rows, true).map(Ts::of),
+            llama_tg: pick(&llama_rows, false).map(Ts::of),
+            tg_bytes: qtg["quill_weight_bytes_per_token"].as_u64().unwrap_or(0),
+            load_ms: qtg["quill_load_ms"].as_f64().unwrap_or(0.0),
+            rss_file: qtg["quill_rss_file_bytes"].as_u64().unwrap_or(0),
+            rss_anon: qtg["quill_rss_anon_bytes"].as_u64().unwrap_or(0),
+            quill_rows: q,
+            llama_rows,
+        };
+        log(&format!(
+            "    pp{n_prompt} {:.1} t/s{}, tg{n_gen} {:.1} t/s{}",
+            row.pp.avg,
+            row.llama_pp.map(|l| format!(" (llama.cpp {:.1}, x{:.2})", l.avg, row.pp.avg / l.avg)).unwrap_or_default(),
+            row.tg.avg,
+            row.llama_tg.map(|l| format!(" (llama.cpp {:.1}, x{:.2})", l.avg, row.tg.avg / l.avg)).unwrap_or_default(),
+        ));
+        rows.push(row);
+    }
+
+    let (cpu, flags) = cpu_info();
+    let commit = git(repo, &["rev-parse", "--short", "HEAD"]);
+    let dirty = !git(repo, &["status", "--porcelain", "--untracked-files=no"]).is_empty();
+    let commit = if dirty { format!("{commit} (with uncommitted changes)") } else { commit };
+    let machine = Machine {
+        cpu,
+        flags,
+        threads: args.threads,
+        commit,
+        date: now_utc(),
+        bw,
+        llama_version,
+        reps,
+        n_prompt,
+        n_gen,
+    };
+    std::fs::create_dir_all(&out_dir)?;
+    let md = markdown(&machine, &rows);
+    std::fs::write(out_dir.join("RESULTS.md"), &md)?;
+    std::fs::write(out_dir.join("results.json"), serde_json::to_string_pretty(&to_json(&machine, &rows))? + "\n")?;
+    std::fs::write(out_dir.join("throughput.svg"), chart(&machine, &rows))?;
+    log(&format!("wrote {}/RESULTS.md, results.json, throughput.svg", out_dir.display()));
+    if !args.no_readme && !args.quick {
+        crate::replace_section(
+            &repo.join("README.md"),
+            "bench",
+            &format!("{md}\n![throughput](bench/throughput.svg)\n"),
+        )?;
+        log("updated the README's results section");
+    }
+    print!("{md}");
+    Ok(())
+}
+
+struct Machine {
+    cpu: String,
+    flags: Vec<String>,
+    threads: usize,
+    commit: String,
+    date: String,
+    bw: f64,
+    llama_version: Option<String>,
+    reps: usize,
+    n_prompt: usize,
+    n_gen: usize,
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+fn ratio(q: Ts, l: Option<Ts>) -> String {
+    l.filter(|l| l.avg > 0.0).map(|l| format!("**{:.2}x**", q.avg / l.avg)).unwrap_or_else(|| "-".into())
+}
+
+fn ts(t: Option<Ts>) -> String {
+    t.map(|t| format!("{:.1} ± {:.1}", t.avg, t.sd)).unwrap_or_else(|| "-".into())
+}
+
+fn markdown(m: &Machine, rows: &[Row]) -> String {
+    let (p, g) = (m.n_prompt, m.n_gen);
+    let mut s = String::new();
+    s += "<!-- Generated by `cargo xtask bench`; do not edit by hand. -->\n";
+    s += &format!(
+        "Machine: {} ({}), {} threads; memory read bandwidth {:.1} GB/s (measured by the suite). \
+         Quill {}; {}; {}; {} repetitions per test.\n\n",
+        m.cpu,
+        m.flags.join(" "),
+        m.threads,
+        m.bw,
+        m.commit,
+        m.llama_version.as_deref().map(|v| format!("llama.cpp {v}")).unwrap_or_else(|| "llama.cpp not run".into()),
+        m.date,
+        m.reps
+    );
+    s += &format!(
+        "| model | type | size | Quill pp{p} t/s | llama.cpp pp{p} | ratio | Quill tg{g} t/s | llama.cpp tg{g} | ratio | weights/token | tg GB/s | of bandwidth |\n"
+    );
+    s += "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+    for r in rows {
+        let gbs = r.tg_bytes as f64 * r.tg.avg / 1e9;
+        s += &format!(
+            "| GPT-2 {} | {} | {:.1} MiB | {} | {} | {} | {} | {} | {} | {:.1} MiB | {:.1} | {:.0}% |\n",
+            r.shape,
+            r.file_type,
+            mib(r.size),
+            ts(Some(r.pp)),
+            ts(r.llama_pp),
+            ratio(r.pp, r.llama_pp),
+            ts(Some(r.tg)),
+            ts(r.llama_tg),
+            ratio(r.tg, r.llama_tg),
+            mib(r.tg_bytes),
+            gbs,
+            100.0 * gbs / m.bw
+        );
+    }
+    s += "\nMemory and load time (Quill, during the tg test): \n\n| model | type | load | RSS file-backed (weights) | RSS anonymous (KV cache, buffers) |\n| --- | --- | ---: | ---: | ---: |\n";
+    for r in rows {
+        s += &format!(
+            "| GPT-2 {} | {} | {:.1} ms | {:.1} MiB | {:.1} MiB |\n",
+            r.shape,
+            r.file_type,
+            r.load_ms,
+            mib(r.rss_file),
+            mib(r.rss_anon)
+        );
+    }
+    s
+}
+
+fn to_json(m: &Machine, rows: &[Row]) -> Json {
+    json!({
+        "machine": {"cpu": m.cpu, "flags": m.flags, "threads": m.threads, "read_bandwidth_gbs": m.bw},
+        "commit": m.commit,
+        "date": m.date,
+        "llama_cpp": m.llama_version,
+        "repetitions": m.reps,
+        "rows": rows.iter().map(|r| json!({
+            "shape": r.shape,
+            "type": r.file_type,
+            "size_bytes": r.size,
+            "n_params": r.n_params,
+            "weight_bytes_per_token": r.tg_bytes,
+            "quill": r.quill_rows,
+            "llama_cpp": r.llama_rows,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn chart(m: &Machine, rows: &[Row]) -> String {
+    let mut panels = Vec::new();
+    let mut shapes: Vec<&str> = rows.iter().map(|r| r.shape.as_str()).collect();
+    shapes.dedup();
+    for shape in shapes {
+        for (test, n) in [("pp", m.n_prompt), ("tg", m.n_gen)] {
+            let groups = rows
+                .iter()
+                .filter(|r| r.shape == shape)
+                .map(|r| {
+                    let (q, l) = if test == "pp" { (r.pp, r.llama_pp) } else { (r.tg, r.llama_tg) };
+                    let mut bars = vec![("Quill".to_owned(), q.avg)];
+                    if let Some(l) = l {
+                        bars.push(("llama.cpp".to_owned(), l.avg));
+                    }
+                    svg::Group { label: r.file_type.clone(), bars }
+                })
+                .collect();
+            panels.push((format!("GPT-2 {shape} {test}{n} (tokens/s)"), groups));
+        }
+    }
+    svg::chart(&format!("Quill vs llama.cpp, {} threads ({})", m.threads, m.cpu), &panels)
+}

@@ -4,20 +4,20 @@
 use arbitrary::Arbitrary;
 use gguf_file::{Array, GgmlType, GgufBuilder, Value};
 
-/// Micro GPT-2: 256 byte tokens + `<|endoftext|>`, width 32 (one Q8_0/Q4_0 block per row... and
-/// a K-quant fallback), 2 heads, 1 layer, context 16.
+/// Micro GPT-2: 256 byte tokens, two merges and `<|endoftext|>`; width 32 (one block per row),
+/// 2 heads, 1 layer, context 16; a mix of weight types.
 pub const N_EMBD: u64 = 32;
 pub const N_CTX: u64 = 16;
-pub const N_VOCAB: u64 = 257;
+pub const N_VOCAB: u64 = 259;
 
 /// Metadata of the micro model, in file order.
 pub fn metadata() -> Vec<(String, Value)> {
     let table = quill_gpt2::byte_to_char();
-    let mut tokens: Vec<String> = table.iter().map(|c| c.to_string()).collect();
-    tokens.push("<|endoftext|>".into());
-    let mut types = vec![1i32; 256];
-    types.push(3);
     let sp = table[b' ' as usize];
+    let mut tokens: Vec<String> = table.iter().map(|c| c.to_string()).collect();
+    tokens.extend([format!("{sp}t"), "he".into(), "<|endoftext|>".into()]);
+    let mut types = vec![1i32; 258];
+    types.push(3);
     let merges = vec![format!("{sp} t"), "h e".into()];
     vec![
         ("general.architecture".into(), Value::from("gpt2")),
@@ -31,7 +31,7 @@ pub fn metadata() -> Vec<(String, Value)> {
         ("tokenizer.ggml.tokens".into(), Value::Array(Array::String(tokens))),
         ("tokenizer.ggml.token_type".into(), Value::Array(Array::I32(types))),
         ("tokenizer.ggml.merges".into(), Value::Array(Array::String(merges))),
-        ("tokenizer.ggml.eos_token_id".into(), Value::U32(256)),
+        ("tokenizer.ggml.eos_token_id".into(), Value::U32(258)),
     ]
 }
 

@@ -195,3 +195,61 @@ fn unwritable_output_directory_fails_cleanly() {
         }
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn file_size_limit_fails_cleanly_and_keeps_the_old_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.gguf");
+    std::fs::write(&out, b"the previous model").unwrap();
+    // 64 KiB limit (bash counts 1024-byte blocks); the f32 output is ~0.5 MB.
+    let o = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("ulimit -f 64 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_quill"))
+        .args(["quantize", tiny_hf().to_str().unwrap(), out.to_str().unwrap(), "-t", "f32"])
+        .output()
+        .unwrap();
+    assert_fails_with(&o, &["out.gguf", "too large"]);
+    assert_eq!(std::fs::read(&out).unwrap(), b"the previous model");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left.len(), 1, "temporary file removed: {left:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigkill_at_any_moment_leaves_the_old_output_and_a_rerun_cleans_up() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    // A ~51 MB f32 conversion takes long enough to be killed mid-write.
+    let model = golden_gguf(dir.path(), "k256", quill_quant::FileType::F32);
+    let out = dir.path().join("out.gguf");
+    for delay_ms in [5u64, 40, 120, 300] {
+        std::fs::write(&out, b"the previous model").unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_quill"))
+            .args(["quantize", model.to_str().unwrap(), out.to_str().unwrap(), "-t", "f16"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        let content = std::fs::read(&out).unwrap();
+        if status.success() {
+            // Finished before the kill: then the output is whole.
+            GgufFile::open(&out).unwrap();
+        } else {
+            assert_eq!(content, b"the previous model", "killed after {delay_ms} ms");
+        }
+    }
+    let o = quill(&["quantize", model.to_str().unwrap(), out.to_str().unwrap(), "-t", "f16"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    GgufFile::open(&out).unwrap();
+    let stray: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("quill-tmp"))
+        .map(|e| e.file_name())
+        .collect();
+    assert!(stray.is_empty(), "temporary files of killed runs left after a rerun: {stray:?}");
+}

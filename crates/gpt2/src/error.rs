@@ -38,6 +38,9 @@ pub enum ModelError {
     #[error("requested context {requested} is larger than the model's {max}")]
     ContextTooLarge { requested: usize, max: usize },
 
+    #[error("a session with a context of {n_ctx} needs {} MiB for its KV cache and buffers, only {} MiB are available (use a smaller --ctx or --kv-type f16)", needed / (1 << 20), available / (1 << 20))]
+    OutOfMemory { needed: u64, available: u64, n_ctx: usize },
+
     #[error("empty input: nothing to evaluate")]
     EmptyInput,
 }

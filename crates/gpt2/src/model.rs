@@ -140,6 +140,14 @@ enum Logits<'o> {
 /// Rows of logits computed together by [`Session::eval_rows`].
 const LOGIT_ROWS: usize = 32;
 
+/// Memory the system can still give this process (`MemAvailable` on Linux), if known.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line["MemAvailable:".len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// A run of the model: position, KV cache and buffers.
 pub struct Session<'m, 'a> {
     model: &'m Gpt2Model<'a>,
@@ -159,6 +167,18 @@ impl<'m, 'a> Session<'m, 'a> {
         let n_batch = opts.n_batch.clamp(1, n_ctx);
         let (e, b) = (c.n_embd, n_batch);
         let kv = c.n_layer * n_ctx * e;
+        // Refuse up front, with the figure, what would not fit: never an allocation failure.
+        let elem = match opts.kv_type {
+            KvType::F32 => 4,
+            KvType::F16 => 2,
+        };
+        let floats = [b * e * 4, b * 3 * e, b * c.n_ff, c.n_vocab, c.n_head * n_ctx];
+        let needed = (2 * kv as u128) * elem + floats.iter().map(|&n| n as u128 * 4).sum::<u128>();
+        if let Some(available) = available_memory() {
+            if needed > u128::from(available) {
+                return Err(ModelError::OutOfMemory { needed: needed as u64, available, n_ctx });
+            }
+        }
         let s = RunState {
             x: vec![0.0; b * e],
             h: vec![0.0; b * e],

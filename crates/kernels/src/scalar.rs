@@ -89,8 +89,8 @@ pub(crate) fn gelu(x: &mut [f32]) {
 
 #[inline]
 pub(crate) fn gelu1(u: f32) -> f32 {
-    const TWO_SQRT_2_OVER_PI: f32 = 1.595_769_1;
-    u / (1.0 + (-TWO_SQRT_2_OVER_PI * (u + 0.044_715 * u * u * u)).exp())
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    u / (1.0 + (-2.0 * SQRT_2_OVER_PI * (u + 0.044_715 * u * u * u)).exp())
 }
 
 /// Numerically stable softmax in place.

@@ -122,10 +122,13 @@ pub(crate) struct GemmKernels {
     pub micro_f32: MicroF32Fn,
 }
 
+/// `out = (x - mean(x)) / sqrt(var(x) + eps) * w + b` over one row.
+pub(crate) type LayerNormFn = unsafe fn(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]);
+
 /// The float kernels of the rest of the graph.
 pub(crate) struct OpsKernels {
     pub dot_f32: unsafe fn(&[f32], &[f32]) -> f32,
-    pub layer_norm: unsafe fn(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]),
+    pub layer_norm: LayerNormFn,
     pub gelu: unsafe fn(&mut [f32]),
     pub softmax: unsafe fn(&mut [f32]),
     pub add_assign: unsafe fn(&mut [f32], &[f32]),

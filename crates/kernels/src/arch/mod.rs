@@ -4,8 +4,12 @@
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_avx2_gemm;
+#[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2_table;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx512;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_avx512_gemm;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx512_table;

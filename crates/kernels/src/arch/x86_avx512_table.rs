@@ -1,9 +1,11 @@
 //! The AVX-512 function table.
 
 use super::x86_avx512 as k;
+use super::x86_avx512_gemm as g;
 use crate::attention::AttnKernels;
 use crate::dispatch::{Backend, Kernels};
-use crate::table::{GemvKernels, OpsKernels, QuantKernels};
+use crate::panel::PanelKind;
+use crate::table::{GemmKernels, GemvKernels, OpsKernels, QuantKernels, UnpackKernels};
 
 pub(crate) static KERNELS: Kernels = Kernels {
     backend: Backend::Avx512,
@@ -26,7 +28,25 @@ pub(crate) static KERNELS: Kernels = Kernels {
             q6_k: k::vec_dot_q6_k_q8_k,
         },
     },
-    gemm: None,
+    gemm: Some(GemmKernels {
+        nr: g::NR,
+        int_kind: PanelKind::U8,
+        unpack: UnpackKernels {
+            f32: g::unpack_f32,
+            f16: g::unpack_f16,
+            bf16: g::unpack_bf16,
+            q4_0: g::unpack_q4_0,
+            q4_1: g::unpack_q4_1,
+            q5_0: g::unpack_q5_0,
+            q5_1: g::unpack_q5_1,
+            q8_0: g::unpack_q8_0,
+            q4_k: g::unpack_q4_k,
+            q5_k: g::unpack_q5_k,
+            q6_k: g::unpack_q6_k,
+        },
+        micro_i8: g::gemm_i8,
+        micro_f32: g::gemm_f32,
+    }),
     ops: OpsKernels {
         dot_f32: crate::scalar::dot_f32,
         layer_norm: crate::scalar::layer_norm,

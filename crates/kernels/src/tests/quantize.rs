@@ -17,7 +17,7 @@ fn reference(ty: GgmlType, x: &[f32]) -> Vec<u8> {
 fn check_row(x: &[f32]) {
     for k in simd_tables() {
         for ty in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K] {
-            if x.len() % ty.block_size() as usize != 0 {
+            if !x.len().is_multiple_of(ty.block_size() as usize) {
                 continue;
             }
             let n = quill_quant::row_bytes(ty, x.len()).unwrap();

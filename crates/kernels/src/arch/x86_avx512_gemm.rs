@@ -1,0 +1,217 @@
+//! AVX-512 GEMM kernels: panel builders and the register-tiled micro-kernels.
+//!
+//! Integer micro-kernel: 32 weight rows (two registers of 16 rows x 4 codes) x 6 tokens. Per
+//! step of 4 elements, each token's 4 activation bytes are broadcast and `vpdpbusd`-ed against
+//! both row registers, so every weight byte loaded serves 6 tokens and every activation byte
+//! 32 rows. The 12 integer sums start at the block's `-offset * sum(x)` and, per scale block,
+//! are converted and scaled by `dw[row] * dx[token]` into 12 float accumulators whose lanes are
+//! output rows: results are stored straight into `out`, no horizontal sums.
+//!
+//! Float micro-kernel: 32 rows x 12 tokens of f32 FMAs with broadcast activations.
+
+#![allow(clippy::missing_safety_doc)]
+// Register tiles are indexed [row vector][token] in fully unrolled loops: indices read best.
+#![allow(clippy::needless_range_loop)]
+
+use std::arch::x86_64::*;
+
+use gguf_file::GgmlType;
+
+use crate::act::ActBlocks;
+use crate::formats::quant_spec;
+use crate::panel::{build_float, build_int, Panel};
+
+/// Rows per panel.
+pub(crate) const NR: usize = 32;
+/// Tokens per integer tile.
+const TI: usize = 6;
+/// Tokens per float tile.
+const TF: usize = 12;
+
+macro_rules! unpackers {
+    ($($name:ident => $ty:ident),* $(,)?) => {$(
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+        pub(crate) unsafe fn $name(w: &[u8], row_bytes: usize, _k: usize, panel: &mut Panel) {
+            match quant_spec(GgmlType::$ty) {
+                Some(spec) => build_int(&spec, w, row_bytes, panel),
+                None => build_float(GgmlType::$ty, w, row_bytes, panel),
+            }
+        }
+    )*};
+}
+
+unpackers! {
+    unpack_f32 => F32,
+    unpack_f16 => F16,
+    unpack_bf16 => BF16,
+    unpack_q4_0 => Q4_0,
+    unpack_q4_1 => Q4_1,
+    unpack_q5_0 => Q5_0,
+    unpack_q5_1 => Q5_1,
+    unpack_q8_0 => Q8_0,
+    unpack_q4_k => Q4_K,
+    unpack_q5_k => Q5_K,
+    unpack_q6_k => Q6_K,
+}
+
+/// Stores the 32 lanes of one token's accumulators into `out` (its first `n_rows`).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn store_rows(out: *mut f32, acc: [__m512; 2], n_rows: usize) {
+    if n_rows >= NR {
+        _mm512_storeu_ps(out, acc[0]);
+        _mm512_storeu_ps(out.add(16), acc[1]);
+    } else {
+        let m0 = if n_rows >= 16 { 0xffff } else { (1u32 << n_rows) as u16 - 1 };
+        let m1 = if n_rows <= 16 { 0 } else { (1u32 << (n_rows - 16)) as u16 - 1 };
+        _mm512_mask_storeu_ps(out, m0, acc[0]);
+        _mm512_mask_storeu_ps(out.add(16), m1, acc[1]);
+    }
+}
+
+/// One tile of `T` tokens from token `t0` against the integer panel.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn tile_i8<const T: usize, const MIN: bool>(
+    panel: &Panel,
+    act: &ActBlocks<'_>,
+    t0: usize,
+    out: *mut f32,
+    out_stride: usize,
+    n_rows: usize,
+) {
+    let (k, sb, n_sb) = (act.k, act.sblock, act.n_sb);
+    let codes = panel.bytes().as_ptr();
+    let (dw, mw) = (panel.dw.as_ptr(), panel.mw.as_ptr());
+    let qs = act.qs.as_ptr().add(t0 * k);
+    let (dx, corr) = (act.dx.as_ptr().add(t0 * n_sb), act.corr.as_ptr().add(t0 * n_sb));
+    let sx = act.sx.as_ptr().wrapping_add(t0 * n_sb);
+    let mut accf = [[_mm512_setzero_ps(); T]; 2];
+    for s in 0..n_sb {
+        let mut acci = [[_mm512_setzero_si512(); T]; 2];
+        for t in 0..T {
+            let c = _mm512_set1_epi32(*corr.add(t * n_sb + s));
+            acci[0][t] = c;
+            acci[1][t] = c;
+        }
+        for k4 in s * sb / 4..(s + 1) * sb / 4 {
+            let w0 = _mm512_loadu_si512(codes.add(k4 * 4 * NR).cast());
+            let w1 = _mm512_loadu_si512(codes.add(k4 * 4 * NR + 64).cast());
+            for t in 0..T {
+                let xb = _mm512_set1_epi32(qs.add(t * k + 4 * k4).cast::<i32>().read_unaligned());
+                acci[0][t] = _mm512_dpbusd_epi32(acci[0][t], w0, xb);
+                acci[1][t] = _mm512_dpbusd_epi32(acci[1][t], w1, xb);
+            }
+        }
+        let dw0 = _mm512_loadu_ps(dw.add(s * NR));
+        let dw1 = _mm512_loadu_ps(dw.add(s * NR + 16));
+        for t in 0..T {
+            let d = _mm512_set1_ps(*dx.add(t * n_sb + s));
+            accf[0][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acci[0][t]), _mm512_mul_ps(dw0, d), accf[0][t]);
+            accf[1][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acci[1][t]), _mm512_mul_ps(dw1, d), accf[1][t]);
+        }
+        if MIN {
+            let mw0 = _mm512_loadu_ps(mw.add(s * NR));
+            let mw1 = _mm512_loadu_ps(mw.add(s * NR + 16));
+            for t in 0..T {
+                let m = _mm512_set1_ps(*sx.add(t * n_sb + s));
+                accf[0][t] = _mm512_fmadd_ps(mw0, m, accf[0][t]);
+                accf[1][t] = _mm512_fmadd_ps(mw1, m, accf[1][t]);
+            }
+        }
+    }
+    for t in 0..T {
+        store_rows(out.add((t0 + t) * out_stride), [accf[0][t], accf[1][t]], n_rows);
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn gemm_i8_min<const MIN: bool>(
+    panel: &Panel,
+    act: &ActBlocks<'_>,
+    out: *mut f32,
+    stride: usize,
+    n_rows: usize,
+) {
+    let mut t = 0;
+    while t < act.n_tokens {
+        let nt = (act.n_tokens - t).min(TI);
+        match nt {
+            6 => tile_i8::<6, MIN>(panel, act, t, out, stride, n_rows),
+            5 => tile_i8::<5, MIN>(panel, act, t, out, stride, n_rows),
+            4 => tile_i8::<4, MIN>(panel, act, t, out, stride, n_rows),
+            3 => tile_i8::<3, MIN>(panel, act, t, out, stride, n_rows),
+            2 => tile_i8::<2, MIN>(panel, act, t, out, stride, n_rows),
+            _ => tile_i8::<1, MIN>(panel, act, t, out, stride, n_rows),
+        }
+        t += nt;
+    }
+}
+
+/// The integer micro-kernel over every token (see the module docs).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn gemm_i8(panel: &Panel, act: &ActBlocks<'_>, out: *mut f32, stride: usize, n_rows: usize) {
+    debug_assert_eq!(panel.nr, NR);
+    debug_assert_eq!(panel.k, act.k);
+    if panel.has_min {
+        gemm_i8_min::<true>(panel, act, out, stride, n_rows)
+    } else {
+        gemm_i8_min::<false>(panel, act, out, stride, n_rows)
+    }
+}
+
+/// One tile of `T` tokens against the float panel.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn tile_f32<const T: usize>(
+    panel: &Panel,
+    x: &[f32],
+    k: usize,
+    t0: usize,
+    out: *mut f32,
+    stride: usize,
+    n_rows: usize,
+) {
+    let p = panel.f32s().as_ptr();
+    let xs = x.as_ptr().add(t0 * k);
+    let mut acc = [[_mm512_setzero_ps(); T]; 2];
+    for i in 0..k {
+        let w0 = _mm512_loadu_ps(p.add(i * NR));
+        let w1 = _mm512_loadu_ps(p.add(i * NR + 16));
+        for t in 0..T {
+            let xb = _mm512_set1_ps(*xs.add(t * k + i));
+            acc[0][t] = _mm512_fmadd_ps(w0, xb, acc[0][t]);
+            acc[1][t] = _mm512_fmadd_ps(w1, xb, acc[1][t]);
+        }
+    }
+    for t in 0..T {
+        store_rows(out.add((t0 + t) * stride), [acc[0][t], acc[1][t]], n_rows);
+    }
+}
+
+/// The float micro-kernel over every token.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn gemm_f32(panel: &Panel, x: &[f32], n_tokens: usize, out: *mut f32, stride: usize, n_rows: usize) {
+    debug_assert_eq!(panel.nr, NR);
+    let k = panel.k;
+    debug_assert!(x.len() >= n_tokens * k);
+    let mut t = 0;
+    while t < n_tokens {
+        let nt = (n_tokens - t).min(TF);
+        match nt {
+            12 => tile_f32::<12>(panel, x, k, t, out, stride, n_rows),
+            11 => tile_f32::<11>(panel, x, k, t, out, stride, n_rows),
+            10 => tile_f32::<10>(panel, x, k, t, out, stride, n_rows),
+            9 => tile_f32::<9>(panel, x, k, t, out, stride, n_rows),
+            8 => tile_f32::<8>(panel, x, k, t, out, stride, n_rows),
+            7 => tile_f32::<7>(panel, x, k, t, out, stride, n_rows),
+            6 => tile_f32::<6>(panel, x, k, t, out, stride, n_rows),
+            5 => tile_f32::<5>(panel, x, k, t, out, stride, n_rows),
+            4 => tile_f32::<4>(panel, x, k, t, out, stride, n_rows),
+            3 => tile_f32::<3>(panel, x, k, t, out, stride, n_rows),
+            2 => tile_f32::<2>(panel, x, k, t, out, stride, n_rows),
+            _ => tile_f32::<1>(panel, x, k, t, out, stride, n_rows),
+        }
+        t += nt;
+    }
+}

@@ -84,14 +84,14 @@ impl KvElem for f16 {
     }
 }
 
-fn scores_ref<T: KvElem>(q: &[f32], k: &[T], stride: usize, scale: f32, out: &mut [f32]) {
+pub(crate) fn scores_ref<T: KvElem>(q: &[f32], k: &[T], stride: usize, scale: f32, out: &mut [f32]) {
     for (p, s) in out.iter_mut().enumerate() {
         let kp = &k[p * stride..p * stride + q.len()];
         *s = q.iter().zip(kp).map(|(&a, &b)| a * b.f()).sum::<f32>() * scale;
     }
 }
 
-fn accum_ref<T: KvElem>(w: &[f32], v: &[T], stride: usize, out: &mut [f32]) {
+pub(crate) fn accum_ref<T: KvElem>(w: &[f32], v: &[T], stride: usize, out: &mut [f32]) {
     out.fill(0.0);
     for (p, &s) in w.iter().enumerate() {
         let n = out.len();
@@ -102,7 +102,7 @@ fn accum_ref<T: KvElem>(w: &[f32], v: &[T], stride: usize, out: &mut [f32]) {
 }
 
 /// Online softmax one key at a time (the reference of the blocked SIMD kernels).
-fn flash_ref<T: KvElem>(job: &mut FlashJob<'_, T>) {
+pub(crate) fn flash_ref<T: KvElem>(job: &mut FlashJob<'_, T>) {
     let hd = job.hd;
     for i in 0..job.n_q {
         let q = &job.q[i * job.q_stride..i * job.q_stride + hd];

@@ -6,10 +6,14 @@ pub(crate) mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2_gemm;
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_avx2_ops;
+#[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2_table;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx512;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx512_gemm;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_avx512_ops;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx512_table;

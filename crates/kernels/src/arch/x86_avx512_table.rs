@@ -2,6 +2,7 @@
 
 use super::x86_avx512 as k;
 use super::x86_avx512_gemm as g;
+use super::x86_avx512_ops as o;
 use crate::attention::AttnKernels;
 use crate::dispatch::{Backend, Kernels};
 use crate::panel::PanelKind;
@@ -48,11 +49,18 @@ pub(crate) static KERNELS: Kernels = Kernels {
         micro_f32: g::gemm_f32,
     }),
     ops: OpsKernels {
-        dot_f32: crate::scalar::dot_f32,
-        layer_norm: crate::scalar::layer_norm,
-        gelu: crate::scalar::gelu,
-        softmax: crate::scalar::softmax,
-        add_assign: crate::scalar::add_assign,
-        attn: AttnKernels::SCALAR,
+        dot_f32: o::dot_f32,
+        layer_norm: o::layer_norm,
+        gelu: o::gelu,
+        softmax: o::softmax,
+        add_assign: o::add_assign,
+        attn: AttnKernels {
+            scores_f32: o::scores_f32,
+            scores_f16: o::scores_f16,
+            accum_f32: o::accum_f32,
+            accum_f16: o::accum_f16,
+            flash_f32: o::flash_f32,
+            flash_f16: o::flash_f16,
+        },
     },
 };

@@ -1,8 +1,10 @@
 //! Tests of every SIMD path against the scalar reference, run for every backend this CPU has
 //! in one process (through [`Kernels::get`], not the environment).
 
+mod attention;
 mod exact;
 mod matmul;
+mod ops;
 mod quantize;
 
 use gguf_file::GgmlType;

@@ -65,6 +65,17 @@ impl Gpt2Config {
         Ok(cfg)
     }
 
+    /// Writes the `gpt2.*` keys that [`Gpt2Config::from_metadata`] reads (llama.cpp's names and
+    /// types: u32 counts, f32 epsilon).
+    pub fn write_metadata(&self, m: &mut Metadata) {
+        m.insert("gpt2.block_count", self.n_layer as u32);
+        m.insert("gpt2.context_length", self.n_ctx as u32);
+        m.insert("gpt2.embedding_length", self.n_embd as u32);
+        m.insert("gpt2.feed_forward_length", self.n_ff as u32);
+        m.insert("gpt2.attention.head_count", self.n_head as u32);
+        m.insert("gpt2.attention.layer_norm_epsilon", self.eps);
+    }
+
     pub fn head_dim(&self) -> usize {
         self.n_embd / self.n_head
     }

@@ -113,17 +113,11 @@ fn same_file(a: &Path, b: &Path) -> bool {
 
 /// The metadata of a GGUF from a Hugging Face checkpoint, as llama.cpp's converter writes it.
 fn hf_metadata(ck: &HfCheckpoint, vocab: &GgufVocab) -> Metadata {
-    let c = &ck.config;
     let mut m = Metadata::new();
     m.insert("general.architecture", "gpt2");
-    let name = c.name.clone().or_else(|| ck.dir.file_name().map(|n| n.to_string_lossy().into_owned()));
+    let name = ck.config.name.clone().or_else(|| ck.dir.file_name().map(|n| n.to_string_lossy().into_owned()));
     m.insert("general.name", name.unwrap_or_else(|| "gpt2".into()));
-    m.insert("gpt2.block_count", c.n_layer as u32);
-    m.insert("gpt2.context_length", c.n_ctx as u32);
-    m.insert("gpt2.embedding_length", c.n_embd as u32);
-    m.insert("gpt2.feed_forward_length", c.n_ff as u32);
-    m.insert("gpt2.attention.head_count", c.n_head as u32);
-    m.insert("gpt2.attention.layer_norm_epsilon", c.eps);
+    ck.config.model.write_metadata(&mut m);
     m.insert("tokenizer.ggml.model", "gpt2");
     m.insert("tokenizer.ggml.pre", "gpt-2");
     m.insert("tokenizer.ggml.tokens", Array::String(vocab.tokens.clone()));
@@ -155,7 +149,7 @@ pub fn convert(
             .into_iter()
             .map(|h| SrcTensor { name: h.name.clone(), dims: h.dims.clone(), ty: GgmlType::F32, hf: Some(h) })
             .collect();
-        let n_layer = ck.config.n_layer;
+        let n_layer = ck.config.model.n_layer;
         (Source::Hf(ck), meta, tensors, n_layer)
     } else if input.is_file() {
         let f =

@@ -12,6 +12,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::Value as Json;
 
 use crate::tokenizer::{TOKEN_TYPE_CONTROL, TOKEN_TYPE_NORMAL, TOKEN_TYPE_USER_DEFINED};
+use crate::Gpt2Config;
 
 /// llama.cpp's token type for padding entries (`LLAMA_TOKEN_TYPE_UNUSED`).
 pub const TOKEN_TYPE_UNUSED: i32 = 5;
@@ -41,16 +42,10 @@ fn invalid(path: &Path, msg: impl Into<String>) -> HfError {
     HfError::Invalid { path: path.to_owned(), msg: msg.into() }
 }
 
-/// The hyperparameters of `config.json`.
+/// What `config.json` says: the hyperparameters, and the model's name if it has one.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HfConfig {
-    pub n_vocab: usize,
-    pub n_ctx: usize,
-    pub n_embd: usize,
-    pub n_head: usize,
-    pub n_layer: usize,
-    pub n_ff: usize,
-    pub eps: f32,
+    pub model: Gpt2Config,
     pub name: Option<String>,
 }
 
@@ -94,7 +89,7 @@ impl HfConfig {
             }
         }
         let eps = j.get("layer_norm_epsilon").and_then(Json::as_f64).unwrap_or(1e-5) as f32;
-        let cfg = HfConfig {
+        let model = Gpt2Config {
             n_vocab: int(&["vocab_size"])?,
             n_ctx: int(&["n_positions", "n_ctx"])?,
             n_embd,
@@ -102,12 +97,12 @@ impl HfConfig {
             n_layer: int(&["n_layer", "num_hidden_layers"])?,
             n_ff,
             eps,
-            name: j.get("_name_or_path").and_then(Json::as_str).filter(|s| !s.is_empty()).map(str::to_owned),
         };
-        if cfg.n_embd % cfg.n_head != 0 {
-            return Err(invalid(path, format!("n_embd {} is not divisible by n_head {}", cfg.n_embd, cfg.n_head)));
+        if model.n_embd % model.n_head != 0 {
+            return Err(invalid(path, format!("n_embd {} is not divisible by n_head {}", model.n_embd, model.n_head)));
         }
-        Ok(cfg)
+        let name = j.get("_name_or_path").and_then(Json::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+        Ok(HfConfig { model, name })
     }
 }
 
@@ -250,7 +245,7 @@ impl HfCheckpoint {
 
     /// The tensors to write, in llama.cpp's naming, checked against the config.
     pub fn tensors(&self) -> Result<Vec<HfTensor>, HfError> {
-        let c = &self.config;
+        let c = &self.config.model;
         let (e, f, v) = (c.n_embd, c.n_ff, c.n_vocab);
         let mut out = Vec::new();
         let mut add = |gguf: String, hf: String, hf_shape: Vec<usize>, transpose: bool| -> Result<(), HfError> {
@@ -349,7 +344,7 @@ impl HfCheckpoint {
         } else {
             return Err(HfError::NoTokenizer { dir: self.dir.clone() });
         };
-        let n = self.config.n_vocab;
+        let n = self.config.model.n_vocab;
         if tokens.len() > n {
             return Err(invalid(
                 &self.dir,

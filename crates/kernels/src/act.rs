@@ -30,6 +30,7 @@ impl A64 {
 }
 
 /// Views aligned units as bytes.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn units_as_bytes(u: &[A64]) -> &[u8] {
     // SAFETY: A64 is repr(C) of [u8; 64] with no padding (size 64, align 64), so its units are
     // a contiguous run of initialised bytes of u.len() * 64 bytes.
@@ -167,6 +168,7 @@ fn bytemuck_i32(v: &[i32; 16]) -> [u8; 64] {
 }
 
 /// All tokens' activations for the GEMM micro-kernel (see the module docs).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Clone, Copy)]
 pub(crate) struct ActBlocks<'a> {
     pub n_tokens: usize,

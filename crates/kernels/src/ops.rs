@@ -7,6 +7,9 @@ impl Kernels {
     pub fn layer_norm(&self, x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
         let n = x.len();
         assert!(w.len() == n && b.len() == n && out.len() == n, "layer_norm: lengths differ");
+        if n == 0 {
+            return;
+        }
         // SAFETY: the table's kernels run on this CPU (Kernels::get); lengths checked above.
         unsafe { (self.ops.layer_norm)(x, w, b, eps, out) }
     }

@@ -68,12 +68,14 @@ pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// `out = (x - mean) / sqrt(var + eps) * w + b` over one row.
+/// `out = (x - mean) / sqrt(var + eps) * w + b` over one row (mean and variance summed in f64,
+/// so that rows far from zero keep their precision).
 pub(crate) fn layer_norm(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
     let n = x.len();
-    let mean = x.iter().sum::<f32>() / n as f32;
-    let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / n as f32;
-    let inv = 1.0 / (var + eps).sqrt();
+    let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
+    let var = x.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n as f64;
+    let inv = (1.0 / (var + f64::from(eps)).sqrt()) as f32;
+    let mean = mean as f32;
     for i in 0..n {
         out[i] = (x[i] - mean) * inv * w[i] + b[i];
     }

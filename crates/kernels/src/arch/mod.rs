@@ -1,6 +1,12 @@
 //! Per-architecture kernels (files named after the instruction set hold only kernels) and the
 //! tables that list them.
 
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod aarch64_neon;
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod aarch64_neon_ops;
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod aarch64_neon_table;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2;
 #[cfg(target_arch = "x86_64")]

@@ -142,9 +142,17 @@ pub(crate) unsafe fn layer_norm(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: 
     let n = x.len();
     debug_assert!(w.len() == n && b.len() == n && out.len() == n);
     let (xp, wp, bp, op) = (x.as_ptr(), w.as_ptr(), b.as_ptr(), out.as_mut_ptr());
+    // Sum x - x[0]: rows far from zero keep their precision.
+    let pivot = _mm256_set1_ps(x[0]);
     let mut s = _mm256_setzero_ps();
-    lanes8!(n, |i, len| { s = _mm256_add_ps(s, load8(xp.add(i), len)) });
-    let mean = hsum(s) / n as f32;
+    lanes8!(n, |i, len| {
+        let keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+            _mm256_set1_epi32(len as i32),
+            _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0),
+        ));
+        s = _mm256_add_ps(s, _mm256_and_ps(_mm256_sub_ps(load8(xp.add(i), len), pivot), keep));
+    });
+    let mean = x[0] + hsum(s) / n as f32;
     let vm = _mm256_set1_ps(mean);
     let mut v = _mm256_setzero_ps();
     lanes8!(n, |i, len| {

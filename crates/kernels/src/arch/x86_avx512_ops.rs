@@ -90,11 +90,14 @@ pub(crate) unsafe fn layer_norm(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: 
     let n = x.len();
     debug_assert!(w.len() == n && b.len() == n && out.len() == n);
     let (xp, wp, bp, op) = (x.as_ptr(), w.as_ptr(), b.as_ptr(), out.as_mut_ptr());
+    // Sum x - x[0]: rows far from zero keep their precision.
+    let pivot = _mm512_set1_ps(x[0]);
     let mut s = _mm512_setzero_ps();
     for i in (0..n).step_by(16) {
-        s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(mask16(n - i), xp.add(i)));
+        let m = mask16(n - i);
+        s = _mm512_add_ps(s, _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, xp.add(i)), pivot));
     }
-    let mean = _mm512_reduce_add_ps(s) / n as f32;
+    let mean = x[0] + _mm512_reduce_add_ps(s) / n as f32;
     let vm = _mm512_set1_ps(mean);
     let mut v = _mm512_setzero_ps();
     for i in (0..n).step_by(16) {

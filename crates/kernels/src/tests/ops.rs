@@ -138,3 +138,22 @@ proptest! {
         }
     }
 }
+
+/// NEON widens f16 with integer arithmetic: exact for every bit pattern (NaNs stay NaN).
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn neon_f16_widening_is_exact() {
+    if !Backend::Neon.is_supported() {
+        return;
+    }
+    let bits: Vec<u16> = (0..=u16::MAX).collect();
+    for c in bits.chunks_exact(4) {
+        let mut out = [0f32; 4];
+        // SAFETY: the CPU has NEON (checked above); the chunk holds 4 values.
+        unsafe { std::arch::aarch64::vst1q_f32(out.as_mut_ptr(), crate::arch::aarch64_neon::load_f16x4(c.as_ptr())) };
+        for (&b, &o) in c.iter().zip(&out) {
+            let want = half::f16::from_bits(b).to_f32();
+            assert!(o.to_bits() == want.to_bits() || (o.is_nan() && want.is_nan()), "{b:#06x}: {o} vs {want}");
+        }
+    }
+}

@@ -169,3 +169,12 @@ fn bad_input_gets_one_clear_line() {
         .unwrap();
     assert_fails_with(&o, &["missing-default.gguf"]);
 }
+
+#[test]
+fn without_a_model_the_shipped_default_model_runs() {
+    let o = quill(&["generate", "-p", "ROMEO:", "-n", "12", "--seed", "1", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let n = j["ids"].as_array().unwrap().len();
+    assert!(n == 12 || (j["stop"] == "eos" && n < 12), "{j}");
+}

@@ -3,7 +3,9 @@
 //!
 //! Each iteration multiplies a different copy of the matrix, cycling through enough copies to
 //! overflow the L3 cache, so that the weights come from memory as they do in decode (where the
-//! whole model, tens of MB, streams once per token). `QUILL_KERNEL` picks the backend.
+//! whole model, tens of MB, streams once per token). `QUILL_KERNEL` picks the backend;
+//! `QUILL_BENCH_HOT=1` multiplies one copy over and over instead (cache-resident weights: the
+//! kernels' compute ceiling, and the setting of llama.cpp's `test-backend-ops perf`).
 
 mod common;
 
@@ -16,14 +18,16 @@ const WORKING_SET: usize = 192 << 20;
 fn gemv(c: &mut Criterion) {
     let threads = common::init_threads();
     let k = Kernels::active();
-    let mut g = c.benchmark_group(format!("gemv/{}/{}t", k.backend(), threads));
+    let hot = if std::env::var("QUILL_BENCH_HOT").is_ok_and(|v| v == "1") { "/hot" } else { "" };
+    let mut g = c.benchmark_group(format!("gemv/{}/{}t{hot}", k.backend(), threads));
     g.sample_size(30)
         .warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(2));
     for ty in common::TYPES {
         for (name, rows, cols) in common::SHAPES {
             let one = common::matrix_bytes(ty, rows, cols, 7);
-            let copies = WORKING_SET.div_ceil(one.len()).max(2);
+            let hot = std::env::var("QUILL_BENCH_HOT").is_ok_and(|v| v == "1");
+            let copies = if hot { 1 } else { WORKING_SET.div_ceil(one.len()).max(2) };
             let mats: Vec<Vec<u8>> = (0..copies).map(|_| one.clone()).collect();
             let ms: Vec<Matrix<'_>> = mats.iter().map(|w| Matrix::new(ty, rows, cols, w).unwrap()).collect();
             let x = common::activations(cols, 3);

@@ -219,9 +219,13 @@ impl<'m, 'a> Session<'m, 'a> {
     /// Evaluates a prompt in batches and returns the logits of its last token.
     pub fn prefill(&mut self, ids: &[u32]) -> Result<&[f32], ModelError> {
         self.check(ids)?;
-        for chunk in ids.chunks(self.n_batch) {
-            self.forward(chunk, Logits::Last);
-        }
+        let n_batch = self.n_batch;
+        // On a pool thread the kernels split their work without blocking hand-offs.
+        k::in_pool(|| {
+            for chunk in ids.chunks(n_batch) {
+                self.forward(chunk, Logits::Last);
+            }
+        });
         Ok(&self.s.logits)
     }
 

@@ -23,6 +23,7 @@ mod ops;
 // GEMM panels and their activation blocks serve the x86 GEMM kernels only.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 mod panel;
+mod pool;
 mod scalar;
 mod table;
 
@@ -31,6 +32,7 @@ pub use dispatch::{backend_from_env, Backend, Kernels};
 pub use error::KernelError;
 pub use matrix::{matmul, MatmulScratch, Matrix, GEMM_MIN_TOKENS};
 pub use ops::{add_assign, add_bias, gelu, layer_norm, softmax};
+pub use pool::in_pool;
 
 #[cfg(test)]
 mod tests;

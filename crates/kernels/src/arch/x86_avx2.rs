@@ -169,37 +169,55 @@ pub(crate) unsafe fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8_K]) {
     }
 }
 
-/// The GEMV row loop (as in the AVX-512 file): two rows at a time, the last partial group
-/// from a zero-padded copy.
+/// Lane `i` of the result is the sum of `v[i]`'s lanes (8 horizontal sums with short
+/// dependency chains).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn reduce8(v: &[__m256; 8]) -> __m256 {
+    let s2: [__m256; 4] = std::array::from_fn(|i| {
+        _mm256_add_ps(_mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm256_unpackhi_ps(v[2 * i], v[2 * i + 1]))
+    });
+    let s4: [__m256; 2] = std::array::from_fn(|i| {
+        let (x, y) = (_mm256_castps_pd(s2[2 * i]), _mm256_castps_pd(s2[2 * i + 1]));
+        _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(x, y)), _mm256_castpd_ps(_mm256_unpackhi_pd(x, y)))
+    });
+    _mm256_add_ps(_mm256_permute2f128_ps::<0x20>(s4[0], s4[1]), _mm256_permute2f128_ps::<0x31>(s4[0], s4[1]))
+}
+
+/// The GEMV row loop (see the AVX-512 file): one row at a time as one sequential stream, two
+/// accumulators, the last partial group from a zero-padded copy, sums 8 rows at a time.
 macro_rules! gemv_rows {
     ($w:expr, $rb:expr, $k:expr, $act:expr, $out:expr, $elems:expr, $wbytes:expr, $abytes:expr, $group:ident) => {{
         let (w, rb, k, out): (&[u8], usize, usize, &mut [f32]) = ($w, $rb, $k, $out);
         let a = $act.lanes.as_ptr().cast::<u8>();
         let (full, n_groups) = (k / $elems, k.div_ceil($elems));
-        let mut pad = [[0u8; $wbytes]; 2];
+        let mut pad = [0u8; $wbytes];
         let tail = rb - full * $wbytes;
-        let n = out.len();
-        let mut r = 0;
-        while r < n {
-            let two = r + 1 < n;
-            let p0 = w.as_ptr().add(r * rb);
-            let p1 = if two { p0.add(rb) } else { p0 };
+        let mut sums = [_mm256_setzero_ps(); 8];
+        for r in 0..out.len() {
+            let p = w.as_ptr().add(r * rb);
             let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-            for g in 0..full {
-                acc0 = $group(p0.add(g * $wbytes), a.add(g * $abytes), acc0);
-                acc1 = $group(p1.add(g * $wbytes), a.add(g * $abytes), acc1);
+            let mut g = 0;
+            while g + 2 <= full {
+                acc0 = $group(p.add(g * $wbytes), a.add(g * $abytes), acc0);
+                acc1 = $group(p.add((g + 1) * $wbytes), a.add((g + 1) * $abytes), acc1);
+                g += 2;
+            }
+            if g < full {
+                acc0 = $group(p.add(g * $wbytes), a.add(g * $abytes), acc0);
             }
             if full < n_groups {
-                std::ptr::copy_nonoverlapping(p0.add(full * $wbytes), pad[0].as_mut_ptr(), tail);
-                std::ptr::copy_nonoverlapping(p1.add(full * $wbytes), pad[1].as_mut_ptr(), tail);
-                acc0 = $group(pad[0].as_ptr(), a.add(full * $abytes), acc0);
-                acc1 = $group(pad[1].as_ptr(), a.add(full * $abytes), acc1);
+                std::ptr::copy_nonoverlapping(p.add(full * $wbytes), pad.as_mut_ptr(), tail);
+                acc1 = $group(pad.as_ptr(), a.add(full * $abytes), acc1);
             }
-            out[r] = hsum_ps(acc0);
-            if two {
-                out[r + 1] = hsum_ps(acc1);
+            sums[r % 8] = _mm256_add_ps(acc0, acc1);
+            if r % 8 == 7 {
+                _mm256_storeu_ps(out.as_mut_ptr().add(r - 7), reduce8(&sums));
             }
-            r += 2;
+        }
+        let done = out.len() / 8 * 8;
+        for (r, o) in out.iter_mut().enumerate().skip(done) {
+            *o = hsum_ps(sums[r % 8]);
         }
     }};
 }

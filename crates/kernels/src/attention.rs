@@ -145,7 +145,7 @@ impl AttnKernels {
 pub const MAX_HEAD_DIM: usize = 256;
 
 /// Queries per prefill task: enough work per task, enough tasks for every thread.
-const Q_BLOCK: usize = 32;
+pub(crate) const Q_BLOCK: usize = 32;
 
 /// A raw output pointer shared by tasks that write disjoint elements.
 #[derive(Clone, Copy)]

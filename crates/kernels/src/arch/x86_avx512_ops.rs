@@ -145,10 +145,12 @@ pub(crate) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 
 /// A KV element type: 16 of them widened to f32.
 pub(crate) trait Kv: Copy + crate::attention::KvElem {
+    const IS_F32: bool;
     unsafe fn load16(p: *const Self) -> __m512;
 }
 
 impl Kv for f32 {
+    const IS_F32: bool = true;
     #[inline(always)]
     unsafe fn load16(p: *const f32) -> __m512 {
         _mm512_loadu_ps(p)
@@ -156,6 +158,7 @@ impl Kv for f32 {
 }
 
 impl Kv for f16 {
+    const IS_F32: bool = false;
     #[inline(always)]
     unsafe fn load16(p: *const f16) -> __m512 {
         _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()))
@@ -243,95 +246,147 @@ pub(crate) unsafe fn accum_f16(w: &[f32], v: &[f16], stride: usize, out: &mut [f
     accum(w, v, stride, out)
 }
 
-/// Keys (or values) `j0..j0 + n` (n <= 16) as f32 rows of `hd` in `buf`, zero past `n`.
+/// Rows `j0..j0 + n` (n <= 16) of keys or values as f32: straight from an f32 cache when the
+/// block is whole, else converted (or copied) into `buf` (`[16][hd]`, zero past `n`). Returns
+/// the first row and the row stride.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
-unsafe fn load_block<T: Kv>(src: &[T], stride: usize, j0: usize, n: usize, hd: usize, buf: &mut [f32]) {
+unsafe fn kv_block<T: Kv>(
+    src: &[T],
+    stride: usize,
+    j0: usize,
+    n: usize,
+    hd: usize,
+    buf: &mut [f32],
+) -> (*const f32, usize) {
+    if T::IS_F32 && n == 16 {
+        return (src.as_ptr().add(j0 * stride).cast(), stride);
+    }
     for j in 0..16 {
         for c in 0..hd / 16 {
             let v = if j < n { T::load16(src.as_ptr().add((j0 + j) * stride + 16 * c)) } else { _mm512_setzero_ps() };
             _mm512_storeu_ps(buf.as_mut_ptr().add(j * hd + 16 * c), v);
         }
     }
+    (buf.as_ptr(), hd)
 }
 
-/// Flash attention of one head for up to 32 queries, 16 queries on the lanes at a time.
+/// Queries per pass (lanes) and per task.
+const QL: usize = 16;
+const QS: usize = crate::attention::Q_BLOCK / QL;
+
+/// Flash attention of one head for up to `Q_BLOCK` queries: blocks of 16 keys (outer, each
+/// converted once), and per pass of 16 queries (lanes) the scores as 16 registers (broadcast
+/// key element x transposed queries, keys 4 at a time), the online softmax on them with no
+/// horizontal reductions, and the values added with the 16 queries as accumulators over
+/// natural value rows (broadcast probability x value chunk).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn flash<T: Kv>(job: &mut FlashJob<'_, T>) {
     let hd = job.hd;
-    if !hd.is_multiple_of(16) || hd > MAX_HEAD_DIM {
+    if !hd.is_multiple_of(16) || hd > MAX_HEAD_DIM || job.n_q > QL * QS {
         return crate::attention::flash_ref(job);
     }
-    let mut qt = [0f32; 16 * MAX_HEAD_DIM]; // [d][query]
-    let mut ot = [0f32; 16 * MAX_HEAD_DIM]; // [d][query]
-    let mut kb = [0f32; 16 * MAX_HEAD_DIM]; // [key][d]
-    let mut vb = [0f32; 16 * MAX_HEAD_DIM]; // [key][d]
+    let mut qt = [[0f32; QL * MAX_HEAD_DIM]; QS]; // per pass: [d][query], scaled
+    let mut o = [[0f32; QL * MAX_HEAD_DIM]; QS]; // per pass: [query][d]
+    let mut kb = [0f32; 16 * MAX_HEAD_DIM];
+    let mut vb = [0f32; 16 * MAX_HEAD_DIM];
+    let mut p = [0f32; 16 * QL]; // [key][query]
+    let mut corr_s = [0f32; QL];
     let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
-    for i0 in (0..job.n_q).step_by(16) {
-        let nq = (job.n_q - i0).min(16);
-        qt[..16 * hd].fill(0.0);
-        ot[..16 * hd].fill(0.0);
+    let n_pass = job.n_q.div_ceil(QL);
+    let mut m = [neg_inf; QS];
+    let mut l = [_mm512_setzero_ps(); QS];
+    let mut pos = [_mm512_setzero_si512(); QS];
+    for ps in 0..n_pass {
+        let (i0, nq) = (ps * QL, (job.n_q - ps * QL).min(QL));
         for i in 0..nq {
-            let qi = &job.q[(i0 + i) * job.q_stride..(i0 + i) * job.q_stride + hd];
-            for (d, &v) in qi.iter().enumerate() {
-                qt[16 * d + i] = v * job.scale;
+            let qi = job.q.as_ptr().add((i0 + i) * job.q_stride);
+            for d in 0..hd {
+                qt[ps][QL * d + i] = *qi.add(d) * job.scale;
             }
         }
         // Lane i holds query position first + i0 + i (padding lanes repeat the last query).
         let pos0 = (job.first + i0) as i32;
-        let pos = _mm512_min_epi32(
+        pos[ps] = _mm512_min_epi32(
             _mm512_add_epi32(
                 _mm512_set1_epi32(pos0),
                 _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
             ),
             _mm512_set1_epi32(pos0 + nq as i32 - 1),
         );
-        let last = job.first + i0 + nq - 1;
-        let (mut m, mut l) = (neg_inf, _mm512_setzero_ps());
-        let mut j0 = 0;
-        while j0 <= last {
-            let nk = (last + 1 - j0).min(16);
-            load_block(job.k, job.kv_stride, j0, nk, hd, &mut kb);
-            load_block(job.v, job.kv_stride, j0, nk, hd, &mut vb);
-            let mut s = [_mm512_setzero_ps(); 16];
-            for d in 0..hd {
-                let qd = _mm512_loadu_ps(qt.as_ptr().add(16 * d));
-                for j in 0..16 {
-                    s[j] = _mm512_fmadd_ps(_mm512_set1_ps(kb[j * hd + d]), qd, s[j]);
-                }
+    }
+    let last = job.first + job.n_q - 1;
+    let mut j0 = 0;
+    while j0 <= last {
+        let nk = (last + 1 - j0).min(16);
+        let (kp, ks) = kv_block(job.k, job.kv_stride, j0, nk, hd, &mut kb);
+        let (vp, vs) = kv_block(job.v, job.kv_stride, j0, nk, hd, &mut vb);
+        for ps in 0..n_pass {
+            let pass_last = job.first + (ps * QL + QL).min(job.n_q) - 1;
+            if j0 > pass_last {
+                continue;
             }
-            let mut mx = m;
+            let qtp = qt[ps].as_ptr();
+            let mut s = [_mm512_setzero_ps(); 16];
+            for jc in 0..4 {
+                let rows: [*const f32; 4] = std::array::from_fn(|t| kp.add((4 * jc + t) * ks));
+                let mut acc = [_mm512_setzero_ps(); 4];
+                for d in 0..hd {
+                    let qd = _mm512_loadu_ps(qtp.add(QL * d));
+                    for t in 0..4 {
+                        acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(*rows[t].add(d)), qd, acc[t]);
+                    }
+                }
+                s[4 * jc..4 * jc + 4].copy_from_slice(&acc);
+            }
+            let mut mx = m[ps];
             for j in 0..16 {
                 // Key j0 + j is visible to lanes whose position is >= it.
-                let vis = _mm512_cmpge_epi32_mask(pos, _mm512_set1_epi32((j0 + j) as i32));
+                let vis = _mm512_cmpge_epi32_mask(pos[ps], _mm512_set1_epi32((j0 + j) as i32));
                 s[j] = _mm512_mask_mov_ps(neg_inf, vis, s[j]);
                 mx = _mm512_max_ps(mx, s[j]);
             }
-            let corr = exp(_mm512_sub_ps(m, mx));
-            l = _mm512_mul_ps(l, corr);
+            let corr = exp(_mm512_sub_ps(m[ps], mx));
+            let mut lsum = _mm512_mul_ps(l[ps], corr);
             for j in 0..16 {
-                s[j] = exp(_mm512_sub_ps(s[j], mx));
-                l = _mm512_add_ps(l, s[j]);
+                let e = exp(_mm512_sub_ps(s[j], mx));
+                lsum = _mm512_add_ps(lsum, e);
+                _mm512_storeu_ps(p.as_mut_ptr().add(QL * j), e);
             }
-            m = mx;
-            for d in 0..hd {
-                let mut o = _mm512_mul_ps(_mm512_loadu_ps(ot.as_ptr().add(16 * d)), corr);
+            (m[ps], l[ps]) = (mx, lsum);
+            _mm512_storeu_ps(corr_s.as_mut_ptr(), corr);
+            let op = o[ps].as_mut_ptr();
+            for c in 0..hd / 16 {
+                let mut acc: [__m512; QL] = std::array::from_fn(|i| {
+                    _mm512_mul_ps(_mm512_loadu_ps(op.add(i * hd + 16 * c)), _mm512_set1_ps(corr_s[i]))
+                });
                 for j in 0..16 {
-                    o = _mm512_fmadd_ps(s[j], _mm512_set1_ps(vb[j * hd + d]), o);
+                    let v = _mm512_loadu_ps(vp.add(j * vs + 16 * c));
+                    for i in 0..QL {
+                        acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(p[QL * j + i]), v, acc[i]);
+                    }
                 }
-                _mm512_storeu_ps(ot.as_mut_ptr().add(16 * d), o);
+                for i in 0..QL {
+                    _mm512_storeu_ps(op.add(i * hd + 16 * c), acc[i]);
+                }
             }
-            j0 += 16;
         }
-        let mut inv = [0f32; 16];
-        _mm512_storeu_ps(inv.as_mut_ptr(), _mm512_div_ps(_mm512_set1_ps(1.0), l));
+        j0 += 16;
+    }
+    for ps in 0..n_pass {
+        let (i0, nq) = (ps * QL, (job.n_q - ps * QL).min(QL));
+        let mut inv = [0f32; QL];
+        _mm512_storeu_ps(inv.as_mut_ptr(), _mm512_div_ps(_mm512_set1_ps(1.0), l[ps]));
         for i in 0..nq {
-            let o = job.out.add((i0 + i) * job.o_stride);
-            for d in 0..hd {
-                // SAFETY (of the write): FlashJob's contract gives this job hd writable
-                // elements at each of its n_q output rows.
-                *o.add(d) = ot[16 * d + i] * inv[i];
+            let out = job.out.add((i0 + i) * job.o_stride);
+            let vinv = _mm512_set1_ps(inv[i]);
+            for c in 0..hd / 16 {
+                // FlashJob's contract: hd writable elements at each of the job's rows.
+                _mm512_storeu_ps(
+                    out.add(16 * c),
+                    _mm512_mul_ps(_mm512_loadu_ps(o[ps].as_ptr().add(i * hd + 16 * c)), vinv),
+                );
             }
         }
     }

@@ -73,10 +73,10 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-/// llama.cpp's model description: "gpt2 124M Q4_0".
+/// A model description in llama-bench's style, sized in millions: "gpt2 124M Q4_0", "gpt2 1558M Q8_0".
 fn describe(n_params: u64, file_type: &str) -> String {
     let size = match n_params {
-        n if n >= 1_000_000_000 => format!("{:.1}B", n as f64 / 1e9),
+        n if n >= 10_000_000_000 => format!("{:.1}B", n as f64 / 1e9),
         n if n >= 10_000_000 => format!("{}M", (n as f64 / 1e6).round()),
         n => format!("{:.2}M", n as f64 / 1e6),
     };

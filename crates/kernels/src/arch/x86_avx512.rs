@@ -235,14 +235,31 @@ fn nibbles(q: __m512i) -> (__m512i, __m512i) {
     (_mm512_and_si512(q, m), _mm512_and_si512(_mm512_srli_epi16::<4>(q), m))
 }
 
+/// The 64 code bytes and the 16 scale lanes of four legacy blocks of `BYTES` bytes (scale at
+/// 0, codes at `QS`, both at even offsets): the group is loaded as two registers (the second
+/// masked to the group's end) and its 16-bit words permuted into place.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn legacy4<const BYTES: usize, const QS: usize>(b: *const u8) -> (__m512i, __m512, __m512i, __m512i) {
+    let z0 = ld(b);
+    let z1 = _mm512_maskz_loadu_epi8((1u64 << (4 * BYTES - 64)) - 1, b.add(64).cast());
+    let w = |blk: usize, i: usize| ((BYTES * blk + QS) / 2 + i) as i16;
+    let idx: [i16; 32] = std::array::from_fn(|i| w(i / 8, i % 8));
+    let qs = _mm512_permutex2var_epi16(z0, _mm512_loadu_si512(idx.as_ptr().cast()), z1);
+    let didx: [i16; 32] = std::array::from_fn(|i| ((BYTES / 2) * (i / 4 % 4)) as i16);
+    let d =
+        _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(_mm512_loadu_si512(didx.as_ptr().cast()), z0)));
+    (qs, d, z0, z1)
+}
+
 /// Four Q4_0 blocks (72 bytes) against one P32 group (x0, x1, dx, corr).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn group_q4_0(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
-    let d = rd16(b) | rd16(b.add(18)) << 16 | rd16(b.add(36)) << 32 | rd16(b.add(54)) << 48;
-    let (lo, hi) = nibbles(gather4x16(b.add(2), b.add(20), b.add(38), b.add(56)));
+    let (qs, d, _, _) = legacy4::<18, 2>(b);
+    let (lo, hi) = nibbles(qs);
     let sumi = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(ld(a.add(192)), lo, ld(a)), hi, ld(a.add(64)));
-    _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_mul_ps(f16x4_lanes(d), ldps(a.add(128))), acc)
+    _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_mul_ps(d, ldps(a.add(128))), acc)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
@@ -348,20 +365,24 @@ unsafe fn k4_scales_mins(s: *const u8) -> __m512 {
     let sc_hi = (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4);
     let m_lo = u1 & KMASK1;
     let m_hi = ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4);
-    let v = _mm_set_epi32(m_hi as i32, m_lo as i32, sc_hi as i32, sc_lo as i32);
+    let v = _mm_set_epi64x(
+        (u64::from(m_hi) << 32 | u64::from(m_lo)) as i64,
+        (u64::from(sc_hi) << 32 | u64::from(sc_lo)) as i64,
+    );
     _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v))
 }
 
 /// The P32 registers of one half (four sub-blocks, 64 bytes of `qs`) of a Q4_K / Q5_K block:
-/// register 0 = first 16 codes of each sub-block, register 1 = last 16.
+/// register 0 = first 16 codes of each sub-block, register 1 = last 16. The low nibbles of
+/// the 16-byte pieces q0..q3 are sub-blocks 0, 0, 2, 2 and the high nibbles 1, 1, 3, 3
+/// (first and second halves), so two two-source qword permutes of the nibble registers do it.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn k4_half(qs: *const u8) -> (__m512i, __m512i) {
-    let q = ld(qs);
-    let shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
-    let m = _mm512_set1_epi8(0x0f);
-    let r0 = _mm512_and_si512(_mm512_srlv_epi64(_mm512_shuffle_i64x2::<0xa0>(q, q), shift), m);
-    let r1 = _mm512_and_si512(_mm512_srlv_epi64(_mm512_shuffle_i64x2::<0xf5>(q, q), shift), m);
+    let (lo, hi) = nibbles(ld(qs));
+    // Qwords 0..8 index `lo`, 8..16 index `hi`.
+    let r0 = _mm512_permutex2var_epi64(lo, _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0), hi);
+    let r1 = _mm512_permutex2var_epi64(lo, _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2), hi);
     (r0, r1)
 }
 
@@ -393,7 +414,8 @@ unsafe fn k5_high(qh: *const u8, h: usize, r0: __m512i, r1: __m512i) -> (__m512i
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn block_k4<const FIVE: bool>(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
-    let (d, dmin) = (f16_to_f32(rd16(b)), f16_to_f32(rd16(b.add(2))));
+    let dd = _mm_cvtph_ps(_mm_cvtsi32_si128(b.cast::<i32>().read_unaligned()));
+    let (d, dmin) = (_mm_cvtss_f32(dd), _mm_cvtss_f32(_mm_movehdup_ps(dd)));
     let dx = *a.add(128).cast::<f32>();
     let sm = k4_scales_mins(b.add(4));
     // [sc * d * dx (8), m * -dmin (8)]

@@ -32,57 +32,41 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
 #[inline(always)]
 pub(crate) fn decode_row(ty: GgmlType, w: &[u8], k: usize, codes: &mut [u8], dw: &mut [f32], mw: &mut [f32]) {
     match ty {
-        GgmlType::Q4_0 => {
-            for ((b, c), d) in w.chunks_exact(18).zip(codes[..k].chunks_exact_mut(32)).zip(dw.iter_mut()) {
-                *d = f16_at(b, 0);
-                let qs = &b[2..18];
+        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 => {
+            // (block bytes, offset of the codes, of the fifth bits, minimum?)
+            let (bytes, qs_at, qh_at, min) = match ty {
+                GgmlType::Q4_0 => (18, 2, 0, false),
+                GgmlType::Q4_1 => (20, 4, 0, true),
+                GgmlType::Q5_0 => (22, 6, 2, false),
+                _ => (24, 8, 4, true),
+            };
+            let five = qh_at != 0;
+            for (i, (b, c)) in w.chunks_exact(bytes).zip(codes[..k].chunks_exact_mut(32)).enumerate() {
+                dw[i] = f16_at(b, 0);
+                if min {
+                    mw[i] = f16_at(b, 2);
+                }
+                let qs: &[u8; 16] = b[qs_at..qs_at + 16].try_into().expect("16 code bytes");
+                let c: &mut [u8; 32] = c.try_into().expect("32 codes");
                 for j in 0..16 {
                     c[j] = qs[j] & 15;
                     c[j + 16] = qs[j] >> 4;
                 }
-            }
-        }
-        GgmlType::Q4_1 => {
-            for (((b, c), d), m) in
-                w.chunks_exact(20).zip(codes[..k].chunks_exact_mut(32)).zip(dw.iter_mut()).zip(mw.iter_mut())
-            {
-                (*d, *m) = (f16_at(b, 0), f16_at(b, 2));
-                let qs = &b[4..20];
-                for j in 0..16 {
-                    c[j] = qs[j] & 15;
-                    c[j + 16] = qs[j] >> 4;
-                }
-            }
-        }
-        GgmlType::Q5_0 => {
-            for ((b, c), d) in w.chunks_exact(22).zip(codes[..k].chunks_exact_mut(32)).zip(dw.iter_mut()) {
-                *d = f16_at(b, 0);
-                let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-                let qs = &b[6..22];
-                for j in 0..16 {
-                    c[j] = (qs[j] & 15) | ((((qh >> j) & 1) as u8) << 4);
-                    c[j + 16] = (qs[j] >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
-                }
-            }
-        }
-        GgmlType::Q5_1 => {
-            for (((b, c), d), m) in
-                w.chunks_exact(24).zip(codes[..k].chunks_exact_mut(32)).zip(dw.iter_mut()).zip(mw.iter_mut())
-            {
-                (*d, *m) = (f16_at(b, 0), f16_at(b, 2));
-                let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-                let qs = &b[8..24];
-                for j in 0..16 {
-                    c[j] = (qs[j] & 15) | ((((qh >> j) & 1) as u8) << 4);
-                    c[j + 16] = (qs[j] >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
+                if five {
+                    let qh = u32::from_le_bytes([b[qh_at], b[qh_at + 1], b[qh_at + 2], b[qh_at + 3]]);
+                    for (j, v) in c.iter_mut().enumerate() {
+                        *v |= (((qh >> j) & 1) as u8) << 4;
+                    }
                 }
             }
         }
         GgmlType::Q8_0 => {
             for ((b, c), d) in w.chunks_exact(34).zip(codes[..k].chunks_exact_mut(32)).zip(dw.iter_mut()) {
                 *d = f16_at(b, 0);
-                for (o, &q) in c.iter_mut().zip(&b[2..34]) {
-                    *o = q ^ 0x80;
+                let qs: &[u8; 32] = b[2..34].try_into().expect("32 code bytes");
+                let c: &mut [u8; 32] = c.try_into().expect("32 codes");
+                for j in 0..32 {
+                    c[j] = qs[j] ^ 0x80;
                 }
             }
         }

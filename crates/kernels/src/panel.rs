@@ -38,6 +38,8 @@ pub(crate) struct Panel {
     row_codes: Vec<u8>,
     row_dw: Vec<f32>,
     row_mw: Vec<f32>,
+    /// `[nr][k]` decoded codes, for the kernels that lay them out themselves.
+    pub rows: Vec<u8>,
 }
 
 impl Panel {
@@ -55,6 +57,7 @@ impl Panel {
             row_codes: Vec::new(),
             row_dw: Vec::new(),
             row_mw: Vec::new(),
+            rows: Vec::new(),
         }
     }
 
@@ -81,6 +84,11 @@ impl Panel {
         }
     }
 
+    /// Mutable view of the panel's code bytes.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        units_as_bytes_mut(&mut self.data)
+    }
+
     /// The panel's code bytes.
     pub fn bytes(&self) -> &[u8] {
         units_as_bytes(&self.data)
@@ -105,6 +113,33 @@ impl Panel {
 impl Default for Panel {
     fn default() -> Self {
         Panel::new()
+    }
+}
+
+/// Decodes the rows in `w` into `panel.rows` (`[nr][k]`, rows past the matrix hold the zero
+/// code `offset`) and the panel's scales; the caller lays the codes out.
+#[inline(always)]
+pub(crate) fn decode_rows(spec: &QuantSpec, w: &[u8], row_bytes: usize, panel: &mut Panel) {
+    let (nr, k, n_sb) = (panel.nr, panel.k, panel.n_sb);
+    let n_rows = w.len() / row_bytes;
+    debug_assert!(n_rows <= nr && w.len() == n_rows * row_bytes);
+    if panel.rows.len() < nr * k {
+        panel.rows.resize(nr * k, 0);
+    }
+    for r in 0..nr {
+        let codes = &mut panel.rows[r * k..(r + 1) * k];
+        if r < n_rows {
+            let row = &w[r * row_bytes..(r + 1) * row_bytes];
+            decode_row(spec.ty, row, k, codes, &mut panel.row_dw, &mut panel.row_mw);
+        } else {
+            codes.fill(spec.offset as u8);
+            panel.row_dw[..n_sb].fill(0.0);
+            panel.row_mw[..n_sb].fill(0.0);
+        }
+        for s in 0..n_sb {
+            panel.dw[s * nr + r] = panel.row_dw[s];
+            panel.mw[s * nr + r] = if spec.has_min { panel.row_mw[s] } else { 0.0 };
+        }
     }
 }
 

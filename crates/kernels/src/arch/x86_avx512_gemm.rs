@@ -19,7 +19,7 @@ use gguf_file::GgmlType;
 
 use crate::act::ActBlocks;
 use crate::formats::quant_spec;
-use crate::panel::{build_float, build_int, Panel};
+use crate::panel::{decode_rows, Panel};
 
 /// Rows per panel.
 pub(crate) const NR: usize = 32;
@@ -28,13 +28,137 @@ const TI: usize = 6;
 /// Tokens per float tile.
 const TF: usize = 12;
 
+/// Transposes 16 rows of 16 dwords: output `j` holds dword `j` of every input row (64 shuffles;
+/// see the module docs for the panel layouts it writes).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn transpose16(r: [__m512i; 16]) -> [__m512i; 16] {
+    let t: [__m512i; 16] = std::array::from_fn(|i| {
+        let (a, b) = (r[2 * (i / 2)], r[2 * (i / 2) + 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_epi32(a, b)
+        } else {
+            _mm512_unpackhi_epi32(a, b)
+        }
+    });
+    // Per row group g (4 rows) and element e of each 128-bit lane.
+    let u: [__m512i; 16] = std::array::from_fn(|i| {
+        let (g, e) = (i / 4, i % 4);
+        let (a, b) = (t[4 * g + e / 2], t[4 * g + 2 + e / 2]);
+        if e % 2 == 0 {
+            _mm512_unpacklo_epi64(a, b)
+        } else {
+            _mm512_unpackhi_epi64(a, b)
+        }
+    });
+    let mut out = [_mm512_setzero_si512(); 16];
+    for e in 0..4 {
+        let (a, b, c, d) = (u[e], u[4 + e], u[8 + e], u[12 + e]);
+        let x0 = _mm512_shuffle_i32x4::<0x44>(a, b);
+        let x1 = _mm512_shuffle_i32x4::<0xee>(a, b);
+        let y0 = _mm512_shuffle_i32x4::<0x44>(c, d);
+        let y1 = _mm512_shuffle_i32x4::<0xee>(c, d);
+        out[e] = _mm512_shuffle_i32x4::<0x88>(x0, y0);
+        out[4 + e] = _mm512_shuffle_i32x4::<0xdd>(x0, y0);
+        out[8 + e] = _mm512_shuffle_i32x4::<0x88>(x1, y1);
+        out[12 + e] = _mm512_shuffle_i32x4::<0xdd>(x1, y1);
+    }
+    out
+}
+
+/// Lays the decoded rows of an integer panel out as `[k / 4][32 rows][4 codes]` by 16x16
+/// dword transposes.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn lay_out_codes(panel: &mut Panel) {
+    let k = panel.k;
+    let (rows, data) = (panel.rows.as_ptr(), panel.bytes_mut().as_mut_ptr());
+    let full = k / 64;
+    for half in 0..2 {
+        for c in 0..full {
+            let r: [__m512i; 16] =
+                std::array::from_fn(|i| _mm512_loadu_si512(rows.add((16 * half + i) * k + 64 * c).cast()));
+            for (j, v) in transpose16(r).into_iter().enumerate() {
+                _mm512_storeu_si512(data.add(((16 * c + j) * NR + 16 * half) * 4).cast(), v);
+            }
+        }
+        // A k that is not a multiple of 64: the last dwords one by one.
+        for k4 in 16 * full..k / 4 {
+            for i in 0..16 {
+                let row = 16 * half + i;
+                std::ptr::copy_nonoverlapping(rows.add(row * k + 4 * k4), data.add((k4 * NR + row) * 4), 4);
+            }
+        }
+    }
+}
+
+/// 16 weights of row `r` from column `c` as f32 (zero past the matrix's rows).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn float16(ty: GgmlType, w: &[u8], row_bytes: usize, n_rows: usize, r: usize, c: usize) -> __m512 {
+    if r >= n_rows {
+        return _mm512_setzero_ps();
+    }
+    let p = w.as_ptr().add(r * row_bytes);
+    match ty {
+        GgmlType::F32 => _mm512_loadu_ps(p.add(4 * c).cast()),
+        GgmlType::F16 => _mm512_cvtph_ps(_mm256_loadu_si256(p.add(2 * c).cast())),
+        _ => {
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p.add(2 * c).cast()))))
+        }
+    }
+}
+
+/// Float panel `[k][32 rows]` f32: 16x16 transposes of widened rows, the last columns (a k
+/// that is not a multiple of 16) by the portable builder's rule.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn unpack_float(ty: GgmlType, w: &[u8], row_bytes: usize, panel: &mut Panel) {
+    let k = panel.k;
+    let n_rows = w.len() / row_bytes;
+    let full = k / 16;
+    let data = panel.f32s_mut().as_mut_ptr();
+    for half in 0..2 {
+        for c in 0..full {
+            let r: [__m512i; 16] =
+                std::array::from_fn(|i| _mm512_castps_si512(float16(ty, w, row_bytes, n_rows, 16 * half + i, 16 * c)));
+            for (j, v) in transpose16(r).into_iter().enumerate() {
+                _mm512_storeu_si512(data.add((16 * c + j) * NR + 16 * half).cast(), v);
+            }
+        }
+    }
+    if full * 16 < k {
+        let f = panel.f32s_mut();
+        for r in 0..NR {
+            for i in full * 16..k {
+                f[i * NR + r] = if r < n_rows {
+                    let row = &w[r * row_bytes..(r + 1) * row_bytes];
+                    match ty {
+                        GgmlType::F32 => f32::from_le_bytes(row[4 * i..4 * i + 4].try_into().unwrap()),
+                        GgmlType::F16 => half::f16::from_le_bytes([row[2 * i], row[2 * i + 1]]).to_f32(),
+                        _ => f32::from_bits(u32::from(u16::from_le_bytes([row[2 * i], row[2 * i + 1]])) << 16),
+                    }
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+}
+
 macro_rules! unpackers {
     ($($name:ident => $ty:ident),* $(,)?) => {$(
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
         pub(crate) unsafe fn $name(w: &[u8], row_bytes: usize, _k: usize, panel: &mut Panel) {
+            debug_assert_eq!(panel.nr, NR);
             match quant_spec(GgmlType::$ty) {
-                Some(spec) => build_int(&spec, w, row_bytes, panel),
-                None => build_float(GgmlType::$ty, w, row_bytes, panel),
+                // Rows decoded by the portable decoder, specialised here for the format and
+                // vectorised by the compiler, then transposed into place.
+                Some(spec) => {
+                    decode_rows(&spec, w, row_bytes, panel);
+                    lay_out_codes(panel);
+                }
+                None => unpack_float(GgmlType::$ty, w, row_bytes, panel),
             }
         }
     )*};

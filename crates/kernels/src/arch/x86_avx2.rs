@@ -450,17 +450,13 @@ pub(crate) unsafe fn vec_dot_q5_k_q8_k(w: &[u8], rb: usize, k: usize, act: &Gemv
     gemv_rows!(w, rb, k, act, out, 256, 176, 640, block_q5_k)
 }
 
-/// One Q6_K block against four Nat groups, 32 codes at a time.
+/// One Q6_K block against four Nat groups, 32 codes at a time; the block is read in address
+/// order (codes, scales, d), as in the AVX-512 file.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn block_q6_k(b: *const u8, a: *const u8, acc: __m256) -> __m256 {
-    let d = f16_to_f32(rd16(b.add(208)));
-    let dx = *a.add(64).cast::<f32>();
-    let sd = _mm256_set1_ps(d * dx);
-    let sc_lo = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(b.add(192).cast()))), sd);
-    let sc_hi = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(b.add(200).cast()))), sd);
     let (m4, m30) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
-    let mut acc = acc;
+    let mut sumi = [_mm256_setzero_si256(); 8];
     for h in 0..2 {
         let (qla, qlb, qh) = (ld(b.add(64 * h)), ld(b.add(64 * h + 32)), ld(b.add(128 + 32 * h)));
         let y = [
@@ -475,11 +471,19 @@ unsafe fn block_q6_k(b: *const u8, a: *const u8, acc: __m256) -> __m256 {
         for (c, &yc) in y.iter().enumerate() {
             // 32 codes = elements 128h + 32c.. = Nat group 2h + c/2, half c % 2.
             let ag = a.add(192 * (2 * h + c / 2) + 32 * (c % 2));
-            let sumi = _mm256_add_epi32(dot_u8_i8(yc, ld(ag)), ld(ag.add(128)));
-            let chunk = 4 * h + c; // sub-blocks 2 chunk, 2 chunk + 1
-            let sc = if chunk < 4 { sc_lo } else { sc_hi };
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), pair_lanes(sc, 2 * (chunk % 4) as i32), acc);
+            sumi[4 * h + c] = _mm256_add_epi32(dot_u8_i8(yc, ld(ag)), ld(ag.add(128)));
         }
+    }
+    let d = f16_to_f32(rd16(b.add(208)));
+    let dx = *a.add(64).cast::<f32>();
+    let sd = _mm256_set1_ps(d * dx);
+    let sc_lo = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(b.add(192).cast()))), sd);
+    let sc_hi = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(b.add(200).cast()))), sd);
+    let mut acc = acc;
+    for (chunk, s) in sumi.into_iter().enumerate() {
+        // Chunk of 32 codes = sub-blocks 2 chunk, 2 chunk + 1.
+        let sc = if chunk < 4 { sc_lo } else { sc_hi };
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), pair_lanes(sc, 2 * (chunk % 4) as i32), acc);
     }
     acc
 }

@@ -9,7 +9,7 @@
 
 mod common;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use quill::kernels::{Kernels, MatmulScratch, Matrix};
 
 /// Bytes of weights the rotating copies span (beyond L3).
@@ -47,4 +47,12 @@ fn gemv(c: &mut Criterion) {
 }
 
 criterion_group!(benches, gemv);
-criterion_main!(benches);
+/// criterion_main!, run on a thread of the pool (as the model runs its forward passes, see
+/// `quill_kernels::in_pool`): each matmul then splits its rows without a blocking hand-off.
+fn main() {
+    common::init_threads();
+    quill::kernels::in_pool(|| {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    });
+}

@@ -1,8 +1,10 @@
 //! GEMM (prefill): weights decoded once per matmul into panels of `nr` rows, each panel swept
 //! against every token by a register-tiled micro-kernel; activations quantized once per matmul.
-//! Panels are split across threads; each thread keeps its panel buffer between calls.
+//! Panels are split across threads; each thread decodes into its own panel buffer, kept in
+//! the scratch and sized before the parallel loop, so that warm calls allocate nothing
+//! whichever thread steals which panel.
 
-use std::cell::RefCell;
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 
@@ -11,10 +13,6 @@ use crate::formats::{is_float, quant_spec};
 use crate::gemv::quantize_rows;
 use crate::panel::{Panel, PanelKind};
 use crate::{Kernels, MatmulScratch, Matrix};
-
-thread_local! {
-    static PANEL: RefCell<Panel> = const { RefCell::new(Panel::new()) };
-}
 
 /// The output pointer shared by panel tasks, which write disjoint columns.
 #[derive(Clone, Copy)]
@@ -38,27 +36,30 @@ pub(crate) fn run(k: &Kernels, w: &Matrix<'_>, x: &[f32], n_tokens: usize, out: 
     let unpack = g.unpack.get(w.ty).expect("the caller checked the format");
     let n_panels = rows.div_ceil(nr);
     let optr = OutPtr(out.as_mut_ptr());
+    let spec = quant_spec(w.ty);
+    let kind = if spec.is_some() { g.int_kind } else { PanelKind::F32 };
+    if !is_float(w.ty) {
+        s.reserve(n_tokens, cols);
+    }
+    let MatmulScratch { q, qs, dx, corr, sx, panels, .. } = s;
+    let panels = thread_panels(panels, kind, nr, cols, spec.as_ref());
     if is_float(w.ty) {
         (0..n_panels).into_par_iter().for_each(|p| {
-            PANEL.with_borrow_mut(|panel| {
-                let (r0, n) = (p * nr, nr.min(rows - p * nr));
-                panel.prepare(PanelKind::F32, nr, cols, None);
-                // SAFETY: the table's kernels run on this CPU; the unpacker gets n whole rows;
-                // the micro-kernel writes columns r0..r0+n of the n_tokens rows of `out`
-                // (asserted n_tokens * rows long by matmul), which no other panel writes.
-                unsafe {
-                    unpack(&w.data[r0 * rb..(r0 + n) * rb], rb, cols, panel);
-                    (g.micro_f32)(panel, x, n_tokens, optr.col(r0), rows, n);
-                }
-            })
+            let mut panel = my_panel(panels);
+            let (r0, n) = (p * nr, nr.min(rows - p * nr));
+            // SAFETY: the table's kernels run on this CPU; the unpacker gets n whole rows;
+            // the micro-kernel writes columns r0..r0+n of the n_tokens rows of `out`
+            // (asserted n_tokens * rows long by matmul), which no other panel writes.
+            unsafe {
+                unpack(&w.data[r0 * rb..(r0 + n) * rb], rb, cols, &mut panel);
+                (g.micro_f32)(&panel, x, n_tokens, optr.col(r0), rows, n);
+            }
         });
         return;
     }
-    let spec = quant_spec(w.ty).expect("the caller checked the format");
+    let spec = spec.expect("the caller checked the format");
     let q_rb = quill_quant::row_bytes(spec.act, cols).expect("whole blocks");
     let n_sb = cols / spec.sblock;
-    s.reserve(n_tokens, cols);
-    let MatmulScratch { q, qs, dx, corr, sx, .. } = s;
     let q = &mut crate::act::units_as_bytes_mut(q)[..n_tokens * q_rb];
     quantize_rows(k, spec.act, x, cols, q, q_rb);
     let (qs, dx, corr, sx) = (
@@ -84,14 +85,37 @@ pub(crate) fn run(k: &Kernels, w: &Matrix<'_>, x: &[f32], n_tokens: usize, out: 
         sx: if spec.has_min { sx } else { &[] },
     };
     (0..n_panels).into_par_iter().for_each(|p| {
-        PANEL.with_borrow_mut(|panel| {
-            let (r0, n) = (p * nr, nr.min(rows - p * nr));
-            panel.prepare(g.int_kind, nr, cols, Some(&spec));
-            // SAFETY: as for float panels above.
-            unsafe {
-                unpack(&w.data[r0 * rb..(r0 + n) * rb], rb, cols, panel);
-                (g.micro_i8)(panel, &act, optr.col(r0), rows, n);
-            }
-        })
+        let mut panel = my_panel(panels);
+        let (r0, n) = (p * nr, nr.min(rows - p * nr));
+        // SAFETY: as for float panels above.
+        unsafe {
+            unpack(&w.data[r0 * rb..(r0 + n) * rb], rb, cols, &mut panel);
+            (g.micro_i8)(&panel, &act, optr.col(r0), rows, n);
+        }
     });
+}
+
+/// One panel per pool thread, all sized for this matmul now (so that no thread allocates inside
+/// the parallel loop, whichever panels it ends up taking).
+fn thread_panels<'p>(
+    panels: &'p mut Vec<Mutex<Panel>>,
+    kind: PanelKind,
+    nr: usize,
+    cols: usize,
+    spec: Option<&crate::formats::QuantSpec>,
+) -> &'p [Mutex<Panel>] {
+    let n = rayon::current_num_threads().max(1);
+    while panels.len() < n {
+        panels.push(Mutex::new(Panel::new()));
+    }
+    for p in panels.iter_mut().take(n) {
+        p.get_mut().unwrap_or_else(|e| e.into_inner()).prepare(kind, nr, cols, spec);
+    }
+    &panels[..n]
+}
+
+/// The calling pool thread's panel (uncontended: each thread locks only its own).
+fn my_panel(panels: &[Mutex<Panel>]) -> std::sync::MutexGuard<'_, Panel> {
+    let i = rayon::current_thread_index().unwrap_or(0) % panels.len();
+    panels[i].lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -82,6 +82,8 @@ pub struct MatmulScratch {
     pub(crate) dx: Vec<f32>,
     pub(crate) corr: Vec<i32>,
     pub(crate) sx: Vec<f32>,
+    /// GEMM weight panels, one per pool thread.
+    pub(crate) panels: Vec<std::sync::Mutex<crate::panel::Panel>>,
 }
 
 impl MatmulScratch {

@@ -11,7 +11,6 @@
 
 use std::arch::aarch64::*;
 use std::arch::asm;
-use std::cell::RefCell;
 
 use gguf_file::GgmlType;
 use quill_quant::{fp16_to_fp32, fp32_to_fp16, BlockQ8_0, BlockQ8_1, BlockQ8_K};
@@ -184,72 +183,64 @@ pub(crate) unsafe fn vec_dot_q8_0_q8_0(w: &[u8], rb: usize, k: usize, act: &Gemv
     gemv_rows!(w, rb, k, act, out, 64, 68, 192, group_q8_0)
 }
 
-/// One row's decoded codes, scales and minimums, per thread.
-struct RowBuf {
-    codes: Vec<u8>,
-    dw: Vec<f32>,
-    mw: Vec<f32>,
-}
+/// Elements decoded at a time by [`gemv_decoded`] (a multiple of every block and group size),
+/// in buffers on the stack.
+const CHUNK: usize = 2048;
 
-thread_local! {
-    static ROW: RefCell<RowBuf> = const { RefCell::new(RowBuf { codes: Vec::new(), dw: Vec::new(), mw: Vec::new() }) };
-}
-
-/// Any other quantized format: decode the row (portable), then `sdot` its codes, which sit in
-/// natural order exactly where the lane layout wants them (16 contiguous codes per 4 lanes).
+/// Any other quantized format: decode the row (portable), a chunk at a time, then `sdot` its
+/// codes, which sit in natural order exactly where the lane layout wants them (16 contiguous
+/// codes per 4 lanes).
 #[target_feature(enable = "neon,dotprod")]
 #[inline]
 unsafe fn gemv_decoded(ty: GgmlType, w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
     let spec = quant_spec(ty).expect("a quantized format");
-    let (group, units) = (spec.lanes.group(), crate::act::group_units(&spec));
-    let n_groups = k.div_ceil(group);
-    let padded = n_groups * group;
+    let (group, units, regs) = (spec.lanes.group(), crate::act::group_units(&spec), spec.lanes.regs());
+    let (bs, bb) = (ty.block_size() as usize, ty.block_bytes() as usize);
     let a = act.lanes.as_ptr().cast::<u8>();
-    ROW.with_borrow_mut(|buf| {
-        if buf.codes.len() < padded {
-            buf.codes.resize(padded, 0);
-            buf.dw.resize(padded / 16, 0.0);
-            buf.mw.resize(padded / 16, 0.0);
-        }
-        buf.codes[k..padded].fill(0);
-        buf.dw[k / spec.sblock..padded / spec.sblock].fill(0.0);
-        buf.mw[k / spec.sblock..padded / spec.sblock].fill(0.0);
-        for (r, o) in out.iter_mut().enumerate() {
-            decode_row(ty, &w[r * rb..(r + 1) * rb], k, &mut buf.codes, &mut buf.dw, &mut buf.mw);
-            let c = buf.codes.as_ptr();
-            let mut acc = vdupq_n_f32(0.0);
-            for g in 0..n_groups {
-                let ag = a.add(g * units * 64);
-                let regs = spec.lanes.regs();
+    let mut codes = [0u8; CHUNK];
+    let (mut dw, mut mw) = ([0f32; CHUNK / 16], [0f32; CHUNK / 16]);
+    for (r, o) in out.iter_mut().enumerate() {
+        let row = &w[r * rb..(r + 1) * rb];
+        let mut acc = vdupq_n_f32(0.0);
+        for e0 in (0..k).step_by(CHUNK) {
+            let n = CHUNK.min(k - e0);
+            let padded = n.next_multiple_of(group);
+            codes[n..padded].fill(0);
+            dw[n / spec.sblock..padded / spec.sblock].fill(0.0);
+            mw[n / spec.sblock..padded / spec.sblock].fill(0.0);
+            decode_row(ty, &row[e0 / bs * bb..(e0 + n) / bs * bb], n, &mut codes, &mut dw, &mut mw);
+            let c = codes.as_ptr();
+            for gl in 0..padded / group {
+                let ag = a.add(((e0 / group) + gl) * units * 64);
                 for ch in 0..4 {
-                    let (e0, s) = match spec.lanes {
+                    let (e, s) = match spec.lanes {
                         Lanes::P32 => {
-                            let e0 = g * group + 32 * ch;
+                            let e = gl * group + 32 * ch;
                             let x0 = vld1q_s8(ag.add(16 * ch).cast());
                             let x1 = vld1q_s8(ag.add(64 + 16 * ch).cast());
                             let corr = vld1q_s32(ag.add(64 * (regs + 1) + 16 * ch).cast());
-                            let lo = vreinterpretq_s8_u8(vld1q_u8(c.add(e0)));
-                            let hi = vreinterpretq_s8_u8(vld1q_u8(c.add(e0 + 16)));
-                            (e0, sdot(sdot(corr, lo, x0), hi, x1))
+                            let lo = vreinterpretq_s8_u8(vld1q_u8(c.add(e)));
+                            let hi = vreinterpretq_s8_u8(vld1q_u8(c.add(e + 16)));
+                            (e, sdot(sdot(corr, lo, x0), hi, x1))
                         }
                         Lanes::Nat => {
-                            let e0 = g * group + 16 * ch;
+                            let e = gl * group + 16 * ch;
                             let x = vld1q_s8(ag.add(16 * ch).cast());
                             let corr = vld1q_s32(ag.add(64 * (regs + 1) + 16 * ch).cast());
-                            (e0, sdot(corr, vreinterpretq_s8_u8(vld1q_u8(c.add(e0))), x))
+                            (e, sdot(corr, vreinterpretq_s8_u8(vld1q_u8(c.add(e))), x))
                         }
                     };
-                    let sb = e0 / spec.sblock;
+                    let sb = e / spec.sblock;
                     let dx = vld1q_f32(ag.add(64 * regs + 16 * ch).cast());
-                    acc = vfmaq_f32(acc, vcvtq_f32_s32(s), vmulq_n_f32(dx, buf.dw[sb]));
+                    acc = vfmaq_f32(acc, vcvtq_f32_s32(s), vmulq_n_f32(dx, dw[sb]));
                     if spec.has_min {
-                        acc = vfmaq_n_f32(acc, vld1q_f32(ag.add(64 * (regs + 2) + 16 * ch).cast()), buf.mw[sb]);
+                        acc = vfmaq_n_f32(acc, vld1q_f32(ag.add(64 * (regs + 2) + 16 * ch).cast()), mw[sb]);
                     }
                 }
             }
-            *o = vaddvq_f32(acc);
         }
-    })
+        *o = vaddvq_f32(acc);
+    }
 }
 
 macro_rules! decoded {

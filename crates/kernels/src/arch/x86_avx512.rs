@@ -165,7 +165,7 @@ pub(crate) unsafe fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8_K]) {
 /// adds with short dependency chains (one `reduce_add` per row costs 8 serial steps).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
-fn reduce16(v: &[__m512; 16]) -> __m512 {
+pub(crate) fn reduce16(v: &[__m512; 16]) -> __m512 {
     // Pairs of rows: [a0+a2, b0+b2, a1+a3, b1+b3] per 128-bit lane.
     let s2: [__m512; 8] = std::array::from_fn(|i| {
         _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]))

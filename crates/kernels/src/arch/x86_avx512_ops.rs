@@ -165,7 +165,8 @@ impl Kv for f16 {
     }
 }
 
-/// Decode scores: `out[p] = scale * q . k[p]`, four keys at a time.
+/// Decode scores: `out[p] = scale * q . k[p]`, 16 keys at a time (one partial-sum register
+/// per key, then 16 horizontal sums at once).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn scores<T: Kv>(q: &[f32], k: &[T], stride: usize, scale: f32, out: &mut [f32]) {
@@ -180,18 +181,17 @@ unsafe fn scores<T: Kv>(q: &[f32], k: &[T], stride: usize, scale: f32, out: &mut
     let kp = k.as_ptr();
     let n = out.len();
     let mut p = 0;
-    while p + 4 <= n {
-        let mut acc = [_mm512_setzero_ps(); 4];
-        for (j, a) in acc.iter_mut().enumerate() {
+    while p + 16 <= n {
+        let acc: [__m512; 16] = std::array::from_fn(|j| {
             let row = kp.add((p + j) * stride);
-            for c in 0..hd / 16 {
-                *a = _mm512_fmadd_ps(qv[c], T::load16(row.add(16 * c)), *a);
+            let mut a = _mm512_mul_ps(qv[0], T::load16(row));
+            for c in 1..hd / 16 {
+                a = _mm512_fmadd_ps(qv[c], T::load16(row.add(16 * c)), a);
             }
-        }
-        for j in 0..4 {
-            out[p + j] = _mm512_reduce_add_ps(acc[j]);
-        }
-        p += 4;
+            a
+        });
+        _mm512_storeu_ps(out.as_mut_ptr().add(p), super::x86_avx512::reduce16(&acc));
+        p += 16;
     }
     while p < n {
         let row = kp.add(p * stride);
@@ -204,7 +204,8 @@ unsafe fn scores<T: Kv>(q: &[f32], k: &[T], stride: usize, scale: f32, out: &mut
     }
 }
 
-/// Decode values: `out = sum_p w[p] * v[p]`.
+/// Decode values: `out = sum_p w[p] * v[p]`, even and odd keys in separate accumulators
+/// (two independent FMA chains per output register).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn accum<T: Kv>(w: &[f32], v: &[T], stride: usize, out: &mut [f32]) {
@@ -212,17 +213,18 @@ unsafe fn accum<T: Kv>(w: &[f32], v: &[T], stride: usize, out: &mut [f32]) {
     if !hd.is_multiple_of(16) || hd > MAX_HEAD_DIM {
         return crate::attention::accum_ref(w, v, stride, out);
     }
-    let mut acc = [_mm512_setzero_ps(); MAX_HEAD_DIM / 16];
+    let mut acc = [[_mm512_setzero_ps(); MAX_HEAD_DIM / 16]; 2];
     let vp = v.as_ptr();
     for (p, &s) in w.iter().enumerate() {
         let ws = _mm512_set1_ps(s);
         let row = vp.add(p * stride);
+        let a = &mut acc[p % 2];
         for c in 0..hd / 16 {
-            acc[c] = _mm512_fmadd_ps(ws, T::load16(row.add(16 * c)), acc[c]);
+            a[c] = _mm512_fmadd_ps(ws, T::load16(row.add(16 * c)), a[c]);
         }
     }
     for c in 0..hd / 16 {
-        _mm512_storeu_ps(out.as_mut_ptr().add(16 * c), acc[c]);
+        _mm512_storeu_ps(out.as_mut_ptr().add(16 * c), _mm512_add_ps(acc[0][c], acc[1][c]));
     }
 }
 

@@ -236,18 +236,27 @@ impl<'m, 'a> Session<'m, 'a> {
 
     /// Evaluates `ids` and calls `f(i, logits)` for every position `i >= from` of `ids`, in
     /// order (perplexity). The last position's logits also stay available as for `prefill`.
-    pub fn eval_rows(&mut self, ids: &[u32], from: usize, f: &mut dyn FnMut(usize, &[f32])) -> Result<(), ModelError> {
+    pub fn eval_rows(
+        &mut self,
+        ids: &[u32],
+        from: usize,
+        f: &mut (dyn FnMut(usize, &[f32]) + Send),
+    ) -> Result<(), ModelError> {
         self.check(ids)?;
-        for (c, chunk) in ids.chunks(self.n_batch).enumerate() {
-            let base = c * self.n_batch;
-            let from_here = from.saturating_sub(base);
-            if from_here >= chunk.len() {
-                self.forward(chunk, Logits::Last);
-                continue;
+        let n_batch = self.n_batch;
+        // On a pool thread the kernels split their work without blocking hand-offs.
+        k::in_pool(|| {
+            for (c, chunk) in ids.chunks(n_batch).enumerate() {
+                let base = c * n_batch;
+                let from_here = from.saturating_sub(base);
+                if from_here >= chunk.len() {
+                    self.forward(chunk, Logits::Last);
+                    continue;
+                }
+                let mut g = |i: usize, row: &[f32]| f(base + i, row);
+                self.forward(chunk, Logits::Rows { from: from_here, f: &mut g });
             }
-            let mut g = |i: usize, row: &[f32]| f(base + i, row);
-            self.forward(chunk, Logits::Rows { from: from_here, f: &mut g });
-        }
+        });
         Ok(())
     }
 

@@ -142,6 +142,22 @@ impl Tokenizer {
                 return Err(ModelError::Tokenizer(format!("token '{t}' appears twice in the vocabulary")));
             }
         }
+        // Check every merge ourselves: tokenizers 0.23 panics (a slice out of range) instead of
+        // erring when a merge's result is longer than every token (found by fuzzing).
+        let mut joined = String::new();
+        for (i, (a, b)) in merges.iter().enumerate() {
+            for part in [a, b] {
+                if !vocab.contains_key(part.as_str()) {
+                    return Err(ModelError::Tokenizer(format!("merge #{i} '{a} {b}' uses '{part}', which is not a token")));
+                }
+            }
+            joined.clear();
+            joined.push_str(a);
+            joined.push_str(b);
+            if !vocab.contains_key(joined.as_str()) {
+                return Err(ModelError::Tokenizer(format!("merge #{i} '{a} {b}' makes '{a}{b}', which is not a token")));
+            }
+        }
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
             // tokenizers 0.23 keeps each BPE's word cache in a thread-local map keyed by
@@ -276,6 +292,26 @@ mod tests {
         seen.sort();
         seen.dedup();
         assert_eq!(seen.len(), 256);
+    }
+
+    fn metadata(tokens: &[&str], merges: &[&str]) -> Metadata {
+        let mut m = Metadata::new();
+        m.insert("tokenizer.ggml.model", "gpt2");
+        m.insert("tokenizer.ggml.tokens", Array::String(tokens.iter().map(|t| t.to_string()).collect()));
+        m.insert("tokenizer.ggml.merges", Array::String(merges.iter().map(|t| t.to_string()).collect()));
+        m
+    }
+
+    #[test]
+    fn merges_outside_the_vocabulary_are_errors_not_panics() {
+        // Regression (fuzz/artifacts/tokenizer): a merge whose result is longer than every token
+        // made tokenizers panic.
+        let err = Tokenizer::from_gguf(&metadata(&["a", "b"], &["a b"])).err().unwrap().to_string();
+        assert!(err.contains("makes 'ab'"), "{err}");
+        let err = Tokenizer::from_gguf(&metadata(&["a", "b", "ab"], &["a c"])).err().unwrap().to_string();
+        assert!(err.contains("'c', which is not a token"), "{err}");
+        let t = Tokenizer::from_gguf(&metadata(&["a", "b", "ab"], &["a b"])).unwrap();
+        assert_eq!(t.encode("ab").unwrap(), [2]);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 mod act;
 mod arch;
 mod attention;
+pub mod bandwidth;
 mod decode;
 mod dispatch;
 mod error;

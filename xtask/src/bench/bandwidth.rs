@@ -6,30 +6,17 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-/// Sums a slice with eight independent accumulators so that the loop is bound by loads, not by
-/// the dependency chain of one sum (LLVM vectorises it).
-fn sum(words: &[u64]) -> u64 {
-    let mut acc = [0u64; 8];
-    for chunk in words.chunks_exact(8) {
-        for (a, w) in acc.iter_mut().zip(chunk) {
-            *a = a.wrapping_add(*w);
-        }
-    }
-    acc.iter().fold(0, |a, b| a.wrapping_add(*b))
-}
-
 /// Best of `reps` passes, in GB/s (1e9 bytes per second).
 pub fn read_gbps(threads: usize, reps: usize) -> anyhow::Result<f64> {
     const BYTES: usize = 1 << 30;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
     let mut buf = vec![0u64; BYTES / 8];
     pool.install(|| buf.par_iter_mut().enumerate().for_each(|(i, w)| *w = i as u64));
-    let per = buf.len() / threads;
     let mut best = 0.0f64;
     let mut check = 0u64;
     for _ in 0..reps {
         let t = Instant::now();
-        let s = pool.install(|| buf.par_chunks(per).map(sum).reduce(|| 0, u64::wrapping_add));
+        let s = pool.install(|| quill_kernels::bandwidth::par_stream_sum(&buf));
         let secs = t.elapsed().as_secs_f64();
         check = check.wrapping_add(s);
         best = best.max(BYTES as f64 / secs / 1e9);

@@ -148,14 +148,18 @@ impl Tokenizer {
         for (i, (a, b)) in merges.iter().enumerate() {
             for part in [a, b] {
                 if !vocab.contains_key(part.as_str()) {
-                    return Err(ModelError::Tokenizer(format!("merge #{i} '{a} {b}' uses '{part}', which is not a token")));
+                    return Err(ModelError::Tokenizer(format!(
+                        "merge #{i} '{a} {b}' uses '{part}', which is not a token"
+                    )));
                 }
             }
             joined.clear();
             joined.push_str(a);
             joined.push_str(b);
             if !vocab.contains_key(joined.as_str()) {
-                return Err(ModelError::Tokenizer(format!("merge #{i} '{a} {b}' makes '{a}{b}', which is not a token")));
+                return Err(ModelError::Tokenizer(format!(
+                    "merge #{i} '{a} {b}' makes '{a}{b}', which is not a token"
+                )));
             }
         }
         let bpe = BPE::builder()

@@ -82,6 +82,11 @@ impl Panel {
             self.row_dw.resize(self.n_sb.max(k / 16), 0.0);
             self.row_mw.resize(self.n_sb.max(k / 16), 0.0);
         }
+        // The decoded rows (integer formats), sized here too: a pool thread that decodes its
+        // first panel only in a later call must not allocate then.
+        if self.rows.len() < nr * k {
+            self.rows.resize(nr * k, 0);
+        }
     }
 
     /// Mutable view of the panel's code bytes.

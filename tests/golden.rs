@@ -100,7 +100,8 @@ fn quantized_logits_track_transformers() {
 }
 
 /// Prefill of n tokens gives the logits of n single decodes, for every weight path and cache
-/// type (same arithmetic, batched differently: only float summation order may differ).
+/// type (same arithmetic, batched differently: summation order, and for F16 the rounding of the
+/// activations to F16, may differ).
 #[test]
 fn prefill_equals_decodes() {
     let meta = golden_meta();
@@ -111,6 +112,11 @@ fn prefill_equals_decodes() {
     for ft in [FileType::F32, FileType::F16, FileType::Q8_0, FileType::Q4_0, FileType::Q4_K_M] {
         let file = GgufFile::open(gguf("h32x4", &spec, ft)).unwrap();
         let model = Gpt2Model::load(&file).unwrap();
+        // F16 weights multiply F16-rounded activations (as in ggml): float noise of 1e-7 between
+        // the batched and the one-token paths can move an activation across an F16 rounding
+        // boundary, a change of one F16 unit (2^-11 relative) in that element, so F16 gets the
+        // tolerance of F16 arithmetic; the other paths differ only in summation order.
+        let tol = if ft == FileType::F16 { 2e-3 } else { 1e-4 };
         for kv in [KvType::F32, KvType::F16] {
             let opts = SessionOptions { kv_type: kv, ..Default::default() };
             let mut batch = model.session(opts).unwrap();
@@ -122,9 +128,10 @@ fn prefill_equals_decodes() {
             }
             let c = compare(&last, &all);
             assert!(
-                c.max_abs_diff <= 1e-4 * c.max_abs_ref,
-                "{ft:?} {kv:?}: decode vs prefill max |diff| {}",
-                c.max_abs_diff
+                c.max_abs_diff <= tol * c.max_abs_ref,
+                "{ft:?} {kv:?}: decode vs prefill max |diff| {} (max |logit| {})",
+                c.max_abs_diff,
+                c.max_abs_ref
             );
             // A split prompt continues from the cache: [a..k] then [k..] equals the whole.
             let mut split = model.session(opts).unwrap();
@@ -132,9 +139,10 @@ fn prefill_equals_decodes() {
             let rest = split.prefill(&ids[7..]).unwrap().to_vec();
             let c = compare(&rest, &all);
             assert!(
-                c.max_abs_diff <= 1e-4 * c.max_abs_ref,
-                "{ft:?} {kv:?}: split prefill max |diff| {}",
-                c.max_abs_diff
+                c.max_abs_diff <= tol * c.max_abs_ref,
+                "{ft:?} {kv:?}: split prefill max |diff| {} (max |logit| {})",
+                c.max_abs_diff,
+                c.max_abs_ref
             );
         }
     }

@@ -63,8 +63,12 @@ pub(crate) fn lane_units(spec: &QuantSpec, k: usize) -> usize {
 /// One token's activation as each GEMV kernel kind reads it.
 #[derive(Clone, Copy)]
 pub(crate) struct GemvAct<'a> {
-    /// The f32 row (float weight kernels).
+    /// The f32 row (float weight kernels). For F16 weights it holds F16-rounded values, as
+    /// ggml multiplies F16 weights by an F16 activation.
     pub x: &'a [f32],
+    /// For F16 weights, the same row as F16 bits (half the cache footprint of `x`, which
+    /// matters once a row has thousands of elements); empty otherwise.
+    pub xh: &'a [u16],
     /// The row as ggml activation blocks (scalar quantized kernels).
     pub q: &'a [u8],
     /// The row in the lane layout (SIMD quantized kernels).

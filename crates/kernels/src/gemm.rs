@@ -6,6 +6,8 @@
 
 use std::sync::Mutex;
 
+use gguf_file::GgmlType;
+
 use rayon::prelude::*;
 
 use crate::act::{pack_blocks, ActBlocks};
@@ -41,6 +43,17 @@ pub(crate) fn run(k: &Kernels, w: &Matrix<'_>, x: &[f32], n_tokens: usize, out: 
     if !is_float(w.ty) {
         s.reserve(n_tokens, cols);
     }
+    // F16 weights multiply the F16-rounded activation, exactly as GEMV does (so that prefill
+    // equals decodes).
+    let x = if w.ty == GgmlType::F16 {
+        let (xh, xr) = crate::gemv::f16_rows(s, n_tokens, cols);
+        for (xt, rt) in x.chunks_exact(cols).zip(xr.chunks_exact_mut(cols)) {
+            crate::gemv::round_to_f16(xt, xh, rt);
+        }
+        &s.xr[..n_tokens * cols]
+    } else {
+        x
+    };
     let MatmulScratch { q, qs, dx, corr, sx, panels, .. } = s;
     let panels = thread_panels(panels, kind, nr, cols, spec.as_ref());
     if is_float(w.ty) {

@@ -39,6 +39,27 @@ pub(crate) fn quantize_rows(k: &Kernels, ty: GgmlType, x: &[f32], cols: usize, q
     }
 }
 
+/// The scratch's F16 activation buffers for `n_tokens` rows of `cols`: F16 bits (one row) and
+/// the rounded values as f32 (every row). Grown on first use, so warm calls allocate nothing.
+pub(crate) fn f16_rows(s: &mut MatmulScratch, n_tokens: usize, cols: usize) -> (&mut [u16], &mut [f32]) {
+    if s.xh.len() < cols {
+        s.xh.resize(cols, 0);
+    }
+    if s.xr.len() < n_tokens * cols {
+        s.xr.resize(n_tokens * cols, 0.0);
+    }
+    (&mut s.xh[..cols], &mut s.xr[..n_tokens * cols])
+}
+
+/// Rounds `x` to F16 (to nearest, ties to even, as ggml's conversion): bits into `xh`, values
+/// into `xr`.
+pub(crate) fn round_to_f16(x: &[f32], xh: &mut [u16], xr: &mut [f32]) {
+    use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+    let h: &mut [half::f16] = xh.reinterpret_cast_mut();
+    h.convert_from_f32_slice(x);
+    h.convert_to_f32_slice(xr);
+}
+
 /// Rows per parallel task: a few tasks per thread for balance, at least 16 rows each.
 fn rows_per_task(rows: usize) -> usize {
     let tasks = rayon::current_num_threads() * 4;
@@ -77,8 +98,16 @@ pub(crate) fn run(k: &Kernels, w: &Matrix<'_>, x: &[f32], n_tokens: usize, out: 
         return;
     };
     let Some(spec) = quant_spec(w.ty) else {
+        if w.ty == GgmlType::F16 {
+            let (xh, xr) = f16_rows(s, 1, cols);
+            for (xt, ot) in x.chunks_exact(cols).zip(out.chunks_exact_mut(w.rows)) {
+                round_to_f16(xt, xh, xr);
+                par_rows(f, w, &GemvAct { x: xr, xh, q: &[], lanes: &[] }, ot);
+            }
+            return;
+        }
         for (xt, ot) in x.chunks_exact(cols).zip(out.chunks_exact_mut(w.rows)) {
-            par_rows(f, w, &GemvAct { x: xt, q: &[], lanes: &[] }, ot);
+            par_rows(f, w, &GemvAct { x: xt, xh: &[], q: &[], lanes: &[] }, ot);
         }
         return;
     };
@@ -98,6 +127,6 @@ pub(crate) fn run(k: &Kernels, w: &Matrix<'_>, x: &[f32], n_tokens: usize, out: 
         } else {
             &[]
         };
-        par_rows(f, w, &GemvAct { x: &[], q: qt, lanes }, ot);
+        par_rows(f, w, &GemvAct { x: &[], xh: &[], q: qt, lanes }, ot);
     }
 }

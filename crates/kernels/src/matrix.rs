@@ -82,6 +82,10 @@ pub struct MatmulScratch {
     pub(crate) dx: Vec<f32>,
     pub(crate) corr: Vec<i32>,
     pub(crate) sx: Vec<f32>,
+    /// F16 weights: the activation rounded to F16, as bits (one row, GEMV) and as f32
+    /// (`[n_tokens][k]`); grown on first use by an F16 matrix only.
+    pub(crate) xh: Vec<u16>,
+    pub(crate) xr: Vec<f32>,
     /// GEMM weight panels, one per pool thread.
     pub(crate) panels: Vec<std::sync::Mutex<crate::panel::Panel>>,
 }
@@ -96,6 +100,7 @@ impl MatmulScratch {
     pub fn with_capacity(max_tokens: usize, max_cols: usize) -> Self {
         let mut s = Self::new();
         s.reserve(max_tokens, max_cols);
+        crate::gemv::f16_rows(&mut s, max_tokens, max_cols);
         s
     }
 

@@ -505,12 +505,14 @@ pub(crate) unsafe fn vec_dot_q6_k_q8_k(w: &[u8], rb: usize, k: usize, act: &Gemv
     gemv_rows!(w, rb, k, act, out, 256, 210, 768, block_q6_k)
 }
 
-/// Float rows against f32 activations; `load` widens 16 weights at a pointer to f32 lanes and
-/// `$masked` the last `n < 16`.
+/// Float rows against float activations; `load` widens 16 weights at a pointer to f32 lanes and
+/// `$masked` the last `n < 16`; `$xload` / `$xmasked` do the same for the activation row at `$x`
+/// (elements of `$xsz` bytes).
 macro_rules! gemv_float {
-    ($w:expr, $rb:expr, $k:expr, $act:expr, $out:expr, $esz:expr, $load:ident, $masked:ident) => {{
+    ($w:expr, $rb:expr, $k:expr, $out:expr, $esz:expr, $load:ident, $masked:ident,
+     $x:expr, $xsz:expr, $xload:ident, $xmasked:ident) => {{
         let (w, rb, k, out): (&[u8], usize, usize, &mut [f32]) = ($w, $rb, $k, $out);
-        let x = $act.x.as_ptr();
+        let x: *const u8 = $x;
         let full = k / 64;
         for (r, o) in out.iter_mut().enumerate() {
             let p = w.as_ptr().add(r * rb);
@@ -518,14 +520,14 @@ macro_rules! gemv_float {
             for i in 0..full {
                 for (j, a) in acc.iter_mut().enumerate() {
                     let e = 64 * i + 16 * j;
-                    *a = _mm512_fmadd_ps($load(p.add(e * $esz)), _mm512_loadu_ps(x.add(e)), *a);
+                    *a = _mm512_fmadd_ps($load(p.add(e * $esz)), $xload(x.add(e * $xsz)), *a);
                 }
             }
             let mut e = 64 * full;
             while e < k {
                 let n = (k - e).min(16);
                 let m: __mmask16 = ((1u32 << n) - 1) as u16;
-                acc[0] = _mm512_fmadd_ps($masked(p.add(e * $esz), m), _mm512_maskz_loadu_ps(m, x.add(e)), acc[0]);
+                acc[0] = _mm512_fmadd_ps($masked(p.add(e * $esz), m), $xmasked(x.add(e * $xsz), m), acc[0]);
                 e += 16;
             }
             let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
@@ -572,15 +574,18 @@ unsafe fn load_bf16_masked(p: *const u8, m: __mmask16) -> __m512 {
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) unsafe fn vec_dot_f32_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_float!(w, rb, k, act, out, 4, load_f32, load_f32_masked)
+    gemv_float!(w, rb, k, out, 4, load_f32, load_f32_masked, act.x.as_ptr().cast(), 4, load_f32, load_f32_masked)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) unsafe fn vec_dot_f16_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_float!(w, rb, k, act, out, 2, load_f16, load_f16_masked)
+    // The activation as F16 (the same values as `act.x`): a 6400-element row in f32 (25.6 KB)
+    // plus the weight stream overflow L1 and halve this loop's bandwidth; in F16 it fits.
+    assert!(act.xh.len() >= k, "F16 GEMV without the F16 activation row");
+    gemv_float!(w, rb, k, out, 2, load_f16, load_f16_masked, act.xh.as_ptr().cast(), 2, load_f16, load_f16_masked)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) unsafe fn vec_dot_bf16_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_float!(w, rb, k, act, out, 2, load_bf16, load_bf16_masked)
+    gemv_float!(w, rb, k, out, 2, load_bf16, load_bf16_masked, act.x.as_ptr().cast(), 4, load_f32, load_f32_masked)
 }

@@ -86,3 +86,34 @@ proptest! {
         check(ty, rows, cols, n_tokens, seed);
     }
 }
+
+/// GEMM (prefill) gives each token the result GEMV (decode) gives it alone, on every backend:
+/// for F16 weights both multiply the F16-rounded activation.
+#[test]
+fn gemm_rows_equal_gemv_per_token() {
+    let (rows, cols, n_tokens) = (67, 1600 + 32, 9);
+    for ty in TYPES {
+        let cols = if ty.block_size() == 256 { 1792 } else { cols };
+        let mut rng = Rng::new(11);
+        let w = random_matrix(ty, rows, cols, &mut rng);
+        let m = Matrix::new(ty, rows, cols, &w).unwrap();
+        let x = rng.activations(n_tokens * cols);
+        let mags = magnitudes(ty, &w, rows, cols, &x, n_tokens);
+        for k in simd_tables().into_iter().chain([scalar()]) {
+            let mut all = vec![0f32; n_tokens * rows];
+            k.matmul(&m, &x, n_tokens, &mut all, &mut MatmulScratch::new());
+            let mut one = vec![0f32; rows];
+            for t in 0..n_tokens {
+                k.matmul(&m, &x[t * cols..(t + 1) * cols], 1, &mut one, &mut MatmulScratch::new());
+                for r in 0..rows {
+                    let (g, o, mag) = (all[t * rows + r], one[r], mags[t * rows + r]);
+                    assert!(
+                        (f64::from(g) - f64::from(o)).abs() <= 1e-5 * mag + 1e-30,
+                        "{:?} {ty}: token {t} row {r}: gemm {g}, gemv {o}",
+                        k.backend()
+                    );
+                }
+            }
+        }
+    }
+}

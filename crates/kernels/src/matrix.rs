@@ -156,7 +156,9 @@ impl Kernels {
 }
 
 /// `out[t][r] = sum_c w[r][c] * x[t][c]` for `n_tokens` rows of `x` (`[n_tokens][w.cols]`) into
-/// `out` (`[n_tokens][w.rows]`), with the process-wide kernels ([`Kernels::active`]).
+/// `out` (`[n_tokens][w.rows]`), with the process-wide kernels ([`Kernels::active`]). Quantized
+/// weights multiply `x` quantized to their ggml activation format, F16 weights `x` rounded to
+/// F16 (both as llama.cpp does); F32 and BF16 weights multiply `x` as is.
 pub fn matmul(w: &Matrix<'_>, x: &[f32], n_tokens: usize, out: &mut [f32], scratch: &mut MatmulScratch) {
     Kernels::active().matmul(w, x, n_tokens, out, scratch)
 }

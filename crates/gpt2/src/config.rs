@@ -53,7 +53,7 @@ impl Gpt2Config {
             n_ff: get("gpt2.feed_forward_length")?,
             eps: m.get_f64("gpt2.attention.layer_norm_epsilon")? as f32,
         };
-        if cfg.n_embd % cfg.n_head != 0 {
+        if !cfg.n_embd.is_multiple_of(cfg.n_head) {
             return Err(ModelError::BadConfig(format!(
                 "embedding length {} is not divisible by the head count {}",
                 cfg.n_embd, cfg.n_head

@@ -98,7 +98,7 @@ impl HfConfig {
             n_ff,
             eps,
         };
-        if model.n_embd % model.n_head != 0 {
+        if !model.n_embd.is_multiple_of(model.n_head) {
             return Err(invalid(path, format!("n_embd {} is not divisible by n_head {}", model.n_embd, model.n_head)));
         }
         let name = j.get("_name_or_path").and_then(Json::as_str).filter(|s| !s.is_empty()).map(str::to_owned);

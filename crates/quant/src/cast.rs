@@ -7,11 +7,11 @@ use crate::{BlockFormat, QuantError};
 
 fn check<F: BlockFormat>(addr: usize, len: usize) -> Result<(), QuantError> {
     let block_bytes = size_of::<F::Block>();
-    if len % block_bytes != 0 {
+    if !len.is_multiple_of(block_bytes) {
         return Err(QuantError::BytesNotWholeBlocks { ty: F::TYPE, len, block_bytes });
     }
     let align = align_of::<F::Block>();
-    if addr % align != 0 {
+    if !addr.is_multiple_of(align) {
         return Err(QuantError::Misaligned { ty: F::TYPE, addr, align });
     }
     Ok(())

@@ -51,7 +51,7 @@ formats! {
 pub fn row_bytes(ty: GgmlType, n: usize) -> Result<usize, QuantError> {
     visit_format(ty, ())?;
     let block_size = ty.block_size() as usize;
-    if n % block_size != 0 {
+    if !n.is_multiple_of(block_size) {
         return Err(QuantError::ElementsNotWholeBlocks { ty, n_elements: n, block_size });
     }
     (n / block_size).checked_mul(ty.block_bytes() as usize).ok_or(QuantError::Overflow { ty, n_elements: n })
@@ -97,7 +97,7 @@ pub fn quantize(ty: GgmlType, src: &[f32], n_per_row: usize, dst: &mut [u8]) -> 
         }
         other => other,
     })?;
-    if n_per_row == 0 || src.len() % n_per_row != 0 {
+    if n_per_row == 0 || !src.len().is_multiple_of(n_per_row) {
         return Err(QuantError::NotWholeRows { ty, n_elements: src.len(), n_per_row });
     }
     let expected =
@@ -136,7 +136,7 @@ pub fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Quant
         type Output = Result<(), QuantError>;
         fn visit<F: BlockFormat>(self) -> Self::Output {
             let block_bytes = size_of::<F::Block>();
-            if self.src.len() % block_bytes != 0 {
+            if !self.src.len().is_multiple_of(block_bytes) {
                 return Err(QuantError::BytesNotWholeBlocks { ty: F::TYPE, len: self.src.len(), block_bytes });
             }
             let n_blocks = self.src.len() / block_bytes;
@@ -188,7 +188,7 @@ pub fn vec_dot_ref(ty: GgmlType, w: &[u8], x: &[u8]) -> Result<f32, QuantError> 
 /// Blocks of `F` from bytes: borrowed when aligned, copied otherwise.
 fn read_blocks<F: BlockFormat>(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [F::Block]>, QuantError> {
     let block_bytes = size_of::<F::Block>();
-    if bytes.len() % block_bytes != 0 {
+    if !bytes.len().is_multiple_of(block_bytes) {
         return Err(QuantError::BytesNotWholeBlocks { ty: F::TYPE, len: bytes.len(), block_bytes });
     }
     Ok(match bytemuck::try_cast_slice::<u8, F::Block>(bytes) {

@@ -276,7 +276,7 @@ fn layer_of(name: &str) -> Option<usize> {
 
 /// llama-quant.cpp `tensor_type_fallback`: a type whose block does not divide the row.
 fn fallback(ty: GgmlType, ne0: u64) -> GgmlType {
-    if ne0 % ty.block_size() == 0 {
+    if ne0.is_multiple_of(ty.block_size()) {
         return ty;
     }
     let demoted = match ty {
@@ -285,7 +285,7 @@ fn fallback(ty: GgmlType, ne0: u64) -> GgmlType {
         GgmlType::Q6_K => GgmlType::Q8_0,
         other => other, // 32-element types: nothing smaller, F16 below
     };
-    if ne0 % demoted.block_size() != 0 {
+    if !ne0.is_multiple_of(demoted.block_size()) {
         GgmlType::F16
     } else {
         demoted
@@ -335,7 +335,7 @@ impl QuantPolicy {
         let k_mix = matches!(self.file_type, FileType::Q4_K_M | FileType::Q5_K_M);
         match category(name) {
             Category::Output | Category::TokenEmbd if category(name) == Category::Output || self.tied_embeddings => {
-                if ne0 % default.block_size() != 0 {
+                if !ne0.is_multiple_of(default.block_size()) {
                     GgmlType::Q8_0
                 } else if default != GgmlType::Q8_0 {
                     GgmlType::Q6_K

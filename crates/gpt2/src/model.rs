@@ -2,6 +2,7 @@
 
 use gguf_file::GgufFile;
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 use quill_kernels::{self as k, AttnScratch, KvSlice, MatmulScratch};
 
 use crate::{Gpt2Config, Gpt2Weights, ModelError, Tokenizer};
@@ -88,11 +89,7 @@ impl KvCache {
     fn write(&mut self, at: usize, src: &[f32]) {
         match self {
             KvCache::F32(c) => c[at..at + src.len()].copy_from_slice(src),
-            KvCache::F16(c) => {
-                for (d, &s) in c[at..at + src.len()].iter_mut().zip(src) {
-                    *d = f16::from_f32(s);
-                }
-            }
+            KvCache::F16(c) => c[at..at + src.len()].convert_from_f32_slice(src),
         }
     }
 

@@ -88,6 +88,8 @@ pub struct MatmulScratch {
     pub(crate) xr: Vec<f32>,
     /// GEMM weight panels, one per pool thread.
     pub(crate) panels: Vec<std::sync::Mutex<crate::panel::Panel>>,
+    /// See [`MatmulScratch::set_row_invariant`].
+    pub(crate) row_invariant: bool,
 }
 
 impl MatmulScratch {
@@ -102,6 +104,18 @@ impl MatmulScratch {
         s.reserve(max_tokens, max_cols);
         crate::gemv::f16_rows(&mut s, max_tokens, max_cols);
         s
+    }
+
+    /// Makes every [`matmul`] with this scratch *row-invariant*: row `t` of the output depends
+    /// only on the weights and row `t` of `x`, bit for bit, whatever the number of rows in the
+    /// call and the number of threads. A multi-sequence engine needs this so that a sequence's
+    /// tokens do not depend on which other sequences share its batch.
+    ///
+    /// GEMM gives each token the same sequence of float operations whatever tile it lands in, and
+    /// rows are split across threads whole; a backend whose GEMV does not follow GEMM's order
+    /// bit for bit ([`Kernels::gemv_matches_gemm`]) then runs one-token products as GEMM too.
+    pub fn set_row_invariant(&mut self, on: bool) {
+        self.row_invariant = on;
     }
 
     /// Grows the buffers for `n_tokens` rows of `cols` elements of every format.
@@ -139,6 +153,14 @@ impl MatmulScratch {
 pub const GEMM_MIN_TOKENS: usize = 4;
 
 impl Kernels {
+    /// Whether this table's GEMV gives every row bit for bit what its GEMM gives it (the same
+    /// float operations in the same order), so that a row-invariant matmul
+    /// ([`MatmulScratch::set_row_invariant`]) may still run one-token products as GEMV. True of
+    /// tables without GEMM (every product is one GEMV per token).
+    pub fn gemv_matches_gemm(&self) -> bool {
+        self.gemm.is_none()
+    }
+
     /// [`matmul`] with this table's kernels.
     pub fn matmul(&self, w: &Matrix<'_>, x: &[f32], n_tokens: usize, out: &mut [f32], scratch: &mut MatmulScratch) {
         assert_eq!(x.len(), n_tokens * w.cols, "matmul: x has the wrong length");
@@ -146,8 +168,9 @@ impl Kernels {
         if n_tokens == 0 || w.rows == 0 {
             return;
         }
-        let gemm_ok = is_float(w.ty) || quant_spec(w.ty).is_some();
-        if n_tokens >= GEMM_MIN_TOKENS && gemm_ok && self.gemm.is_some() {
+        let gemm_ok = (is_float(w.ty) || quant_spec(w.ty).is_some()) && self.gemm.is_some();
+        let min_tokens = if scratch.row_invariant && !self.gemv_matches_gemm() { 1 } else { GEMM_MIN_TOKENS };
+        if n_tokens >= min_tokens && gemm_ok {
             crate::gemm::run(self, w, x, n_tokens, out, scratch);
         } else {
             crate::gemv::run(self, w, x, n_tokens, out, scratch);

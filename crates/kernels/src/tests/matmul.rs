@@ -117,3 +117,51 @@ fn gemm_rows_equal_gemv_per_token() {
         }
     }
 }
+
+/// With a row-invariant scratch, every output row is bit for bit what that row gives alone,
+/// whatever the number of rows beside it and the number of threads, on every backend: what a
+/// multi-sequence engine needs for a sequence's tokens not to depend on its batch.
+#[test]
+fn row_invariant_matmul_ignores_batch_and_threads() {
+    let rows = 83;
+    let pools: Vec<rayon::ThreadPool> =
+        [1, 3].iter().map(|&n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap()).collect();
+    for ty in TYPES {
+        let cols = if ty.block_size() == 256 { 768 } else { 800 };
+        let mut rng = Rng::new(5);
+        let w = random_matrix(ty, rows, cols, &mut rng);
+        let m = Matrix::new(ty, rows, cols, &w).unwrap();
+        let x = rng.activations(17 * cols);
+        for k in simd_tables().into_iter().chain([scalar()]) {
+            let run = |pool: &rayon::ThreadPool, xs: &[f32]| {
+                let n = xs.len() / cols;
+                let mut out = vec![f32::NAN; n * rows];
+                let mut s = MatmulScratch::new();
+                s.set_row_invariant(true);
+                pool.install(|| k.matmul(&m, xs, n, &mut out, &mut s));
+                out
+            };
+            let alone: Vec<Vec<f32>> = (0..17).map(|t| run(&pools[0], &x[t * cols..(t + 1) * cols])).collect();
+            for pool in &pools {
+                for n in [1, 2, 3, 4, 5, 7, 17] {
+                    let got = run(pool, &x[(17 - n) * cols..]);
+                    for t in 0..n {
+                        let want = &alone[17 - n + t];
+                        let row = &got[t * rows..(t + 1) * rows];
+                        for r in 0..rows {
+                            assert_eq!(
+                                row[r].to_bits(),
+                                want[r].to_bits(),
+                                "{:?} {ty}: {n} rows, {} threads: row {t} out[{r}] = {}, alone {}",
+                                k.backend(),
+                                pool.current_num_threads(),
+                                row[r],
+                                want[r]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

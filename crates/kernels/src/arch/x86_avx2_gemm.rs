@@ -10,7 +10,8 @@
 //! multiply-adds, twice the rate of `vpmaddubsw` + `vpmaddwd` per step. Q8_0's signed codes
 //! take ggml's sign trick (`|w|` x `sign(x, w)`), widened every step. The integer sum of each
 //! scale block (plus the activation's `-offset * sum(x)`) is converted and scaled by
-//! `dw[row] * dx[token]` into float accumulators whose lanes are output rows.
+//! `dw[row] * dx[token]` into float accumulators whose lanes are output rows, scale block `s`
+//! into the `s % 4`th of four chains per output, summed at the end.
 //!
 //! Float micro-kernel: 16 rows x 6 tokens of FMAs.
 
@@ -131,6 +132,16 @@ unsafe fn store_rows(out: *mut f32, acc: [__m256; 2], n_rows: usize) {
     }
 }
 
+/// Independent float accumulators per output of the integer kernels (see [`sum_chains`]).
+pub(crate) const CHAINS: usize = 4;
+
+/// The final sum of an output's accumulator chains: `(c0 + c1) + (c2 + c3)`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) fn sum_chains(c: [__m256; CHAINS]) -> __m256 {
+    _mm256_add_ps(_mm256_add_ps(c[0], c[1]), _mm256_add_ps(c[2], c[3]))
+}
+
 /// One tile of `T` tokens from token `t0` against the `U8` panel. `CHUNK` steps of 4 elements
 /// are summed in i16 before widening (see the module docs); `SIGN` is Q8_0's signed path.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -152,8 +163,11 @@ unsafe fn tile_u8<const T: usize, const MIN: bool, const CHUNK: usize, const SIG
     let ones = _mm256_set1_epi16(1);
     let flip = _mm256_set1_epi8(-128);
     let steps = sb / 4;
-    let mut accf = [[_mm256_setzero_ps(); T]; 2];
+    // CHAINS float accumulators per output, scale block s adding into chain s % CHAINS (the
+    // GEMV's order too, where independent chains hide the FMA latency).
+    let mut chains = [[[_mm256_setzero_ps(); T]; 2]; CHAINS];
     for s in 0..n_sb {
+        let accf = &mut chains[s % CHAINS];
         let mut acci = [[_mm256_setzero_si256(); T]; 2];
         if !SIGN {
             for t in 0..T {
@@ -207,7 +221,8 @@ unsafe fn tile_u8<const T: usize, const MIN: bool, const CHUNK: usize, const SIG
         }
     }
     for t in 0..T {
-        store_rows(out.add((t0 + t) * out_stride), [accf[0][t], accf[1][t]], n_rows);
+        let acc: [__m256; 2] = std::array::from_fn(|r| sum_chains(std::array::from_fn(|c| chains[c][r][t])));
+        store_rows(out.add((t0 + t) * out_stride), acc, n_rows);
     }
 }
 

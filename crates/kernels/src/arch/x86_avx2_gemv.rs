@@ -31,12 +31,12 @@ use crate::act::{ActBlocks, GemvAct};
 const SEG: usize = 128;
 
 #[inline(always)]
-unsafe fn rd16(p: *const u8) -> u16 {
+pub(crate) unsafe fn rd16(p: *const u8) -> u16 {
     p.cast::<u16>().read_unaligned()
 }
 
 #[inline(always)]
-unsafe fn ld(p: *const u8) -> __m256i {
+pub(crate) unsafe fn ld(p: *const u8) -> __m256i {
     _mm256_loadu_si256(p.cast())
 }
 
@@ -123,10 +123,62 @@ trait Fmt {
     unsafe fn row(p: *const u8, x: *const i8, p32: *const i8, nb: usize, r: usize, out: &RowSums);
 }
 
+/// The 32 codes of a legacy block at `b` in element order (nibbles at `QS`, fifth bits at `QH`
+/// when `QH > 0`).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) unsafe fn legacy_codes<const QS: usize, const QH: usize>(b: *const u8) -> __m256i {
+    let q = _mm_loadu_si128(b.add(QS).cast());
+    let both = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(q), _mm_srli_epi16::<4>(q));
+    let c = _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+    if QH > 0 {
+        _mm256_or_si256(c, bit16(b.add(QH).cast::<u32>().read_unaligned()))
+    } else {
+        c
+    }
+}
+
+/// The codes of sub-blocks `2h` and `2h + 1` of a Q4_K (`FIVE = false`) or Q5_K block at `bp`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) unsafe fn k4_codes<const FIVE: bool>(bp: *const u8, h: usize) -> (__m256i, __m256i) {
+    let mask = _mm256_set1_epi8(0x0f);
+    let q = ld(bp.add(if FIVE { 48 } else { 16 } + 32 * h));
+    let mut lo = _mm256_and_si256(q, mask);
+    let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), mask);
+    if FIVE {
+        // Sub-block j takes bit j of each qh byte as its fifth bit.
+        let (qh, one) = (ld(bp.add(16)), _mm256_set1_epi8(1));
+        let b0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * h as i32)), one);
+        let b1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * h as i32 + 1)), one);
+        lo = _mm256_or_si256(lo, _mm256_slli_epi16::<4>(b0));
+        hi = _mm256_or_si256(hi, _mm256_slli_epi16::<4>(b1));
+    }
+    (lo, hi)
+}
+
+/// The codes of elements `128h + 32c..128h + 32c + 32` of a Q6_K block at `bp`, in order.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) unsafe fn q6k_codes(bp: *const u8, h: usize, c: usize) -> __m256i {
+    let (m4, m30) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
+    // Low 4 bits from ql (low nibbles for c < 2, high for c >= 2), high 2 bits from qh at 2c.
+    let ql = ld(bp.add(64 * h + 32 * (c % 2)));
+    let ql = if c < 2 { ql } else { _mm256_srli_epi16::<4>(ql) };
+    let qh = ld(bp.add(128 + 32 * h));
+    let qh = match c {
+        0 => _mm256_slli_epi16::<4>(qh),
+        1 => _mm256_slli_epi16::<2>(qh),
+        2 => qh,
+        _ => _mm256_srli_epi16::<2>(qh),
+    };
+    _mm256_or_si256(_mm256_and_si256(ql, m4), _mm256_and_si256(qh, m30))
+}
+
 /// Byte `j` of the result is 16 if bit `j` of the 32-bit `bits` is set, else 0.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn bit16(bits: u32) -> __m256i {
+pub(crate) fn bit16(bits: u32) -> __m256i {
     let v = _mm256_shuffle_epi8(
         _mm256_set1_epi32(bits as i32),
         _mm256_set_epi64x(0x0303_0303_0303_0303, 0x0202_0202_0202_0202, 0x0101_0101_0101_0101, 0),
@@ -219,7 +271,7 @@ unsafe fn legacy_row<const BYTES: usize, const QS: usize, const QH: usize, const
 /// `[sc0..8]` and `[m0..8]` of a Q4_K / Q5_K block as f32 (ggml's `utmp` unpacking).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn k4_scales_mins(s: *const u8) -> (__m256, __m256) {
+pub(crate) unsafe fn k4_scales_mins(s: *const u8) -> (__m256, __m256) {
     const KMASK1: u32 = 0x3f3f_3f3f;
     const KMASK2: u32 = 0x0f0f_0f0f;
     const KMASK3: u32 = 0x0303_0303;
@@ -234,7 +286,7 @@ unsafe fn k4_scales_mins(s: *const u8) -> (__m256, __m256) {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn f16_to_f32(bits: u16) -> f32 {
+pub(crate) fn f16_to_f32(bits: u16) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
 }
 
@@ -260,24 +312,11 @@ impl<const FIVE: bool> Fmt for K4<FIVE> {
 #[inline]
 unsafe fn k4_row<const FIVE: bool>(p: *const u8, x: *const i8, nb: usize, r: usize, out: &RowSums) {
     let bytes = <K4<FIVE> as Fmt>::BYTES;
-    let mask = _mm256_set1_epi8(0x0f);
     for b in 0..nb {
         let bp = p.add(b * bytes);
         let xb = x.add(256 * b);
-        let qs = bp.add(if FIVE { 48 } else { 16 });
-        let qh = if FIVE { ld(bp.add(16)) } else { _mm256_setzero_si256() };
         for h in 0..4 {
-            let q = ld(qs.add(32 * h));
-            let mut lo = _mm256_and_si256(q, mask);
-            let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), mask);
-            if FIVE {
-                // Sub-block j takes bit j of each qh byte as its fifth bit.
-                let one = _mm256_set1_epi8(1);
-                let b0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * h as i32)), one);
-                let b1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * h as i32 + 1)), one);
-                lo = _mm256_or_si256(lo, _mm256_slli_epi16::<4>(b0));
-                hi = _mm256_or_si256(hi, _mm256_slli_epi16::<4>(b1));
-            }
+            let (lo, hi) = k4_codes::<FIVE>(bp, h);
             let v = pair(dot_u8_i8(lo, xb.add(64 * h)), dot_u8_i8(hi, xb.add(64 * h + 32)));
             *out.units.add((4 * b + h) * 8 + r) = v;
         }
@@ -310,24 +349,14 @@ impl Fmt for Q6K {
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn q6k_row(p: *const u8, x: *const i8, nb: usize, r: usize, out: &RowSums) {
-    let (m4, m30) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
     for b in 0..nb {
         let bp = p.add(210 * b);
         let xb = x.add(256 * b);
         for h in 0..2 {
-            let (qla, qlb, qh) = (ld(bp.add(64 * h)), ld(bp.add(64 * h + 32)), ld(bp.add(128 + 32 * h)));
             // 32 codes each: elements 128h + 32c.., i.e. sub-blocks 8h + 2c and 8h + 2c + 1,
             // whose sums land in the low and high halves.
-            let y = [
-                _mm256_or_si256(_mm256_and_si256(qla, m4), _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m30)),
-                _mm256_or_si256(_mm256_and_si256(qlb, m4), _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m30)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(qla), m4), _mm256_and_si256(qh, m30)),
-                _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(qlb), m4),
-                    _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m30),
-                ),
-            ];
-            for (c, &yc) in y.iter().enumerate() {
+            for c in 0..4 {
+                let yc = q6k_codes(bp, h, c);
                 *out.units.add((8 * b + 4 * h + c) * 8 + r) = dot_u8_i8(yc, xb.add(128 * h + 32 * c));
             }
         }

@@ -80,7 +80,7 @@ impl<const FIVE: bool> PanelFmt for K4Panel<FIVE> {
     unsafe fn codes32(row: *const u8, c: usize) -> __m256i {
         let bp = row.add(c / 8 * if FIVE { 176 } else { 144 });
         let (lo, hi) = v::k4_codes::<FIVE>(bp, c % 8 / 2);
-        if c % 2 == 0 {
+        if c.is_multiple_of(2) {
             lo
         } else {
             hi

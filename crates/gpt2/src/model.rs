@@ -339,39 +339,45 @@ impl<'m, 'a> Session<'m, 'a> {
         }
 
         // ln_f, then logits for the positions asked for.
-        let h = &mut s.h[..n * e];
         match logits {
-            Logits::Last => {
-                let last = n - 1;
-                k::layer_norm(&x[last * e..], &w.ln_f_w, &w.ln_f_b, c.eps, &mut h[..e]);
-                k::matmul(&w.output, &h[..e], 1, &mut s.logits, &mut s.mm);
-            }
-            Logits::Rows { from, f } => {
-                let v = c.n_vocab;
-                if s.rows.is_empty() {
-                    s.rows = vec![0.0; LOGIT_ROWS * v];
-                }
-                for start in (from..n).step_by(LOGIT_ROWS) {
-                    let m = (n - start).min(LOGIT_ROWS);
-                    for t in 0..m {
-                        let row = start + t;
-                        k::layer_norm(
-                            &x[row * e..(row + 1) * e],
-                            &w.ln_f_w,
-                            &w.ln_f_b,
-                            c.eps,
-                            &mut h[t * e..(t + 1) * e],
-                        );
-                    }
-                    let out = &mut s.rows[..m * v];
-                    k::matmul(&w.output, &h[..m * e], m, out, &mut s.mm);
-                    for t in 0..m {
-                        f(start + t, &out[t * v..(t + 1) * v]);
-                    }
-                }
-                s.logits.copy_from_slice(&s.rows[((n - 1 - from) % LOGIT_ROWS) * v..][..v]);
-            }
+            Logits::Last => self.last_logits(n),
+            Logits::Rows { from, f } => self.row_logits(n, from, f),
         }
         self.pos += n;
+    }
+
+    /// `ln_f` and the output projection of the batch's last row, into `s.logits`.
+    fn last_logits(&mut self, n: usize) {
+        let (c, w, s) = (&self.model.config, &self.model.weights, &mut self.s);
+        let e = c.n_embd;
+        let (x, h) = (&s.x[(n - 1) * e..n * e], &mut s.h[..e]);
+        k::layer_norm(x, &w.ln_f_w, &w.ln_f_b, c.eps, h);
+        k::matmul(&w.output, h, 1, &mut s.logits, &mut s.mm);
+    }
+
+    /// `ln_f` and the output projection of batch rows `from..n`, [`LOGIT_ROWS`] at a time, each
+    /// handed to `f` with its row in the batch; the last row's logits are also kept in
+    /// `s.logits`.
+    fn row_logits(&mut self, n: usize, from: usize, f: &mut dyn FnMut(usize, &[f32])) {
+        let (c, w, s) = (&self.model.config, &self.model.weights, &mut self.s);
+        let (e, v) = (c.n_embd, c.n_vocab);
+        let (x, h) = (&s.x[..n * e], &mut s.h[..n * e]);
+        if s.rows.is_empty() {
+            s.rows = vec![0.0; LOGIT_ROWS * v];
+        }
+        for start in (from..n).step_by(LOGIT_ROWS) {
+            let m = (n - start).min(LOGIT_ROWS);
+            for t in 0..m {
+                let row = start + t;
+                let (xt, ht) = (&x[row * e..(row + 1) * e], &mut h[t * e..(t + 1) * e]);
+                k::layer_norm(xt, &w.ln_f_w, &w.ln_f_b, c.eps, ht);
+            }
+            let out = &mut s.rows[..m * v];
+            k::matmul(&w.output, &h[..m * e], m, out, &mut s.mm);
+            for t in 0..m {
+                f(start + t, &out[t * v..(t + 1) * v]);
+            }
+        }
+        s.logits.copy_from_slice(&s.rows[((n - 1 - from) % LOGIT_ROWS) * v..][..v]);
     }
 }

@@ -104,7 +104,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let md = loaded.file.metadata();
     let file_type =
-        quill_gpt2::convert::file_type_of(md).map(|f| f.name().to_uppercase()).unwrap_or_else(|| "?".into());
+        quill_convert::convert::file_type_of(md).map(|f| f.name().to_uppercase()).unwrap_or_else(|| "?".into());
     let (mut n_params, mut size) = (0u64, 0u64);
     for t in loaded.file.tensor_infos() {
         n_params += t.n_elements;
@@ -154,7 +154,7 @@ pub fn run(args: Args) -> Result<()> {
         let m = rss.get();
         rows.push(json!({
             "build_commit": option_env!("QUILL_GIT_COMMIT").unwrap_or("unknown"),
-            "cpu_info": crate::sysinfo::cpu_name(),
+            "cpu_info": quill_sysinfo::cpu().name,
             "backends": "CPU",
             "model_filename": path.display().to_string(),
             "model_type": model_type,
@@ -167,7 +167,7 @@ pub fn run(args: Args) -> Result<()> {
             "type_v": if kv == KvType::F16 { "f16" } else { "f32" },
             "n_prompt": if test == "pp" { n } else { 0 },
             "n_gen": if test == "tg" { n } else { 0 },
-            "test_time": crate::sysinfo::now_rfc3339(),
+            "test_time": quill_sysinfo::UtcTime::now().rfc3339(),
             "avg_ns": avg_ns.round() as u64,
             "stddev_ns": sd_ns.round() as u64,
             "avg_ts": avg_ts,

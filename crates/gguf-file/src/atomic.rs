@@ -38,17 +38,9 @@ fn remove_stale(dir: &Path, dest: &Path) {
         };
         // `rest` is "<pid>.<random>".
         let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
-        if pid != std::process::id() && !process_alive(pid) {
+        if pid != std::process::id() && quill_sysinfo::process_alive(pid) == Some(false) {
             let _ = fs::remove_file(entry.path());
         }
-    }
-}
-
-fn process_alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        Path::new("/proc").join(pid.to_string()).exists()
-    } else {
-        true // without a cheap check, leave it alone
     }
 }
 

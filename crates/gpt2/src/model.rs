@@ -32,10 +32,7 @@ impl<'a> Gpt2Model<'a> {
             }
         };
         if n_vocab != tokenizer.n_vocab() {
-            return Err(ModelError::BadConfig(format!(
-                "token_embd.weight has {n_vocab} rows but the tokenizer has {} tokens",
-                tokenizer.n_vocab()
-            )));
+            return Err(ModelError::VocabMismatch { rows: n_vocab, n_tokens: tokenizer.n_vocab() });
         }
         config.n_vocab = n_vocab;
         let weights = Gpt2Weights::load(file, &config)?;
@@ -137,14 +134,6 @@ enum Logits<'o> {
 /// Rows of logits computed together by [`Session::eval_rows`].
 const LOGIT_ROWS: usize = 32;
 
-/// Memory the system can still give this process (`MemAvailable` on Linux), if known.
-fn available_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line["MemAvailable:".len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
-    Some(kb * 1024)
-}
-
 /// A run of the model: position, KV cache and buffers.
 pub struct Session<'m, 'a> {
     model: &'m Gpt2Model<'a>,
@@ -171,7 +160,7 @@ impl<'m, 'a> Session<'m, 'a> {
         };
         let floats = [b * e * 4, b * 3 * e, b * c.n_ff, c.n_vocab, c.n_head * n_ctx];
         let needed = (2 * kv as u128) * elem + floats.iter().map(|&n| n as u128 * 4).sum::<u128>();
-        if let Some(available) = available_memory() {
+        if let Some(available) = quill_sysinfo::mem_available() {
             if needed > u128::from(available) {
                 return Err(ModelError::OutOfMemory { needed: needed as u64, available, n_ctx });
             }

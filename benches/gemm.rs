@@ -6,13 +6,13 @@
 mod common;
 
 use criterion::{criterion_group, Criterion, Throughput};
-use quill::kernels::{Kernels, MatmulScratch, Matrix};
+use quill::kernels::{MatmulScratch, Matrix};
 
 const TOKENS: usize = 512;
 
 fn gemm(c: &mut Criterion) {
     let threads = common::init_threads();
-    let k = Kernels::active();
+    let k = common::kernels();
     let mut g = c.benchmark_group(format!("gemm/{}/{}t/{TOKENS}tok", k.backend(), threads));
     g.sample_size(10)
         .warm_up_time(std::time::Duration::from_millis(500))

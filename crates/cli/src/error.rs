@@ -40,7 +40,7 @@ fn advice(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
         PplError::CtxTooSmall(_) => Some("give --ctx 4 or more".into()),
         PplError::BadStride { max, .. } => Some(format!("give --stride between 1 and {max}")),
         PplError::TooShort { .. } => Some("use a longer text or a smaller --ctx".into()),
-        PplError::LogitsFile { .. } => Some("make it with the same text, --ctx and --stride".into()),
+        PplError::LogitsFile { .. } => None,
     }
 }
 

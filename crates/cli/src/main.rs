@@ -14,6 +14,7 @@ mod logits;
 mod mem;
 mod perplexity;
 mod quantize;
+mod sigbus;
 
 #[derive(Parser)]
 #[command(name = "quill", version, about = "GPT-2 inference from memory-mapped, quantized GGUF weights")]
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
         signal_hook::consts::SIGXFSZ,
         std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
     );
+    sigbus::install();
     let result = match cli.command {
         Command::Bench(args) => bench::run(args),
         Command::Generate(args) => generate::run(args),

@@ -7,7 +7,7 @@
 mod common;
 
 use criterion::{criterion_group, Criterion, Throughput};
-use quill::kernels::{Kernels, MatmulScratch, Matrix};
+use quill::kernels::{MatmulScratch, Matrix};
 
 fn token_counts() -> Vec<usize> {
     std::env::var("QUILL_BENCH_TOKENS")
@@ -18,7 +18,7 @@ fn token_counts() -> Vec<usize> {
 
 fn gemm(c: &mut Criterion) {
     let threads = common::init_threads();
-    let k = Kernels::active();
+    let k = common::kernels();
     for tokens in token_counts() {
         let mut g = c.benchmark_group(format!("gemm/{}/{}t/{tokens}tok", k.backend(), threads));
         g.sample_size(10)

@@ -10,14 +10,14 @@
 mod common;
 
 use criterion::{criterion_group, Criterion, Throughput};
-use quill::kernels::{Kernels, MatmulScratch, Matrix};
+use quill::kernels::{MatmulScratch, Matrix};
 
 /// Bytes of weights the rotating copies span (beyond L3).
 const WORKING_SET: usize = 192 << 20;
 
 fn gemv(c: &mut Criterion) {
     let threads = common::init_threads();
-    let k = Kernels::active();
+    let k = common::kernels();
     let hot = if std::env::var("QUILL_BENCH_HOT").is_ok_and(|v| v == "1") { "/hot" } else { "" };
     let mut g = c.benchmark_group(format!("gemv/{}/{}t{hot}", k.backend(), threads));
     g.sample_size(30)

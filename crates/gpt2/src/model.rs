@@ -32,10 +32,7 @@ impl<'a> Gpt2Model<'a> {
             }
         };
         if n_vocab != tokenizer.n_vocab() {
-            return Err(ModelError::BadConfig(format!(
-                "token_embd.weight has {n_vocab} rows but the tokenizer has {} tokens",
-                tokenizer.n_vocab()
-            )));
+            return Err(ModelError::VocabMismatch { rows: n_vocab, n_tokens: tokenizer.n_vocab() });
         }
         config.n_vocab = n_vocab;
         let weights = Gpt2Weights::load(file, &config)?;
@@ -137,14 +134,6 @@ enum Logits<'o> {
 /// Rows of logits computed together by [`Session::eval_rows`].
 const LOGIT_ROWS: usize = 32;
 
-/// Memory the system can still give this process (`MemAvailable` on Linux), if known.
-fn available_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line["MemAvailable:".len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
-    Some(kb * 1024)
-}
-
 /// A run of the model: position, KV cache and buffers.
 pub struct Session<'m, 'a> {
     model: &'m Gpt2Model<'a>,
@@ -171,7 +160,7 @@ impl<'m, 'a> Session<'m, 'a> {
         };
         let floats = [b * e * 4, b * 3 * e, b * c.n_ff, c.n_vocab, c.n_head * n_ctx];
         let needed = (2 * kv as u128) * elem + floats.iter().map(|&n| n as u128 * 4).sum::<u128>();
-        if let Some(available) = available_memory() {
+        if let Some(available) = quill_sysinfo::mem_available() {
             if needed > u128::from(available) {
                 return Err(ModelError::OutOfMemory { needed: needed as u64, available, n_ctx });
             }
@@ -339,39 +328,45 @@ impl<'m, 'a> Session<'m, 'a> {
         }
 
         // ln_f, then logits for the positions asked for.
-        let h = &mut s.h[..n * e];
         match logits {
-            Logits::Last => {
-                let last = n - 1;
-                k::layer_norm(&x[last * e..], &w.ln_f_w, &w.ln_f_b, c.eps, &mut h[..e]);
-                k::matmul(&w.output, &h[..e], 1, &mut s.logits, &mut s.mm);
-            }
-            Logits::Rows { from, f } => {
-                let v = c.n_vocab;
-                if s.rows.is_empty() {
-                    s.rows = vec![0.0; LOGIT_ROWS * v];
-                }
-                for start in (from..n).step_by(LOGIT_ROWS) {
-                    let m = (n - start).min(LOGIT_ROWS);
-                    for t in 0..m {
-                        let row = start + t;
-                        k::layer_norm(
-                            &x[row * e..(row + 1) * e],
-                            &w.ln_f_w,
-                            &w.ln_f_b,
-                            c.eps,
-                            &mut h[t * e..(t + 1) * e],
-                        );
-                    }
-                    let out = &mut s.rows[..m * v];
-                    k::matmul(&w.output, &h[..m * e], m, out, &mut s.mm);
-                    for t in 0..m {
-                        f(start + t, &out[t * v..(t + 1) * v]);
-                    }
-                }
-                s.logits.copy_from_slice(&s.rows[((n - 1 - from) % LOGIT_ROWS) * v..][..v]);
-            }
+            Logits::Last => self.last_logits(n),
+            Logits::Rows { from, f } => self.row_logits(n, from, f),
         }
         self.pos += n;
+    }
+
+    /// `ln_f` and the output projection of the batch's last row, into `s.logits`.
+    fn last_logits(&mut self, n: usize) {
+        let (c, w, s) = (&self.model.config, &self.model.weights, &mut self.s);
+        let e = c.n_embd;
+        let (x, h) = (&s.x[(n - 1) * e..n * e], &mut s.h[..e]);
+        k::layer_norm(x, &w.ln_f_w, &w.ln_f_b, c.eps, h);
+        k::matmul(&w.output, h, 1, &mut s.logits, &mut s.mm);
+    }
+
+    /// `ln_f` and the output projection of batch rows `from..n`, [`LOGIT_ROWS`] at a time, each
+    /// handed to `f` with its row in the batch; the last row's logits are also kept in
+    /// `s.logits`.
+    fn row_logits(&mut self, n: usize, from: usize, f: &mut dyn FnMut(usize, &[f32])) {
+        let (c, w, s) = (&self.model.config, &self.model.weights, &mut self.s);
+        let (e, v) = (c.n_embd, c.n_vocab);
+        let (x, h) = (&s.x[..n * e], &mut s.h[..n * e]);
+        if s.rows.is_empty() {
+            s.rows = vec![0.0; LOGIT_ROWS * v];
+        }
+        for start in (from..n).step_by(LOGIT_ROWS) {
+            let m = (n - start).min(LOGIT_ROWS);
+            for t in 0..m {
+                let row = start + t;
+                let (xt, ht) = (&x[row * e..(row + 1) * e], &mut h[t * e..(t + 1) * e]);
+                k::layer_norm(xt, &w.ln_f_w, &w.ln_f_b, c.eps, ht);
+            }
+            let out = &mut s.rows[..m * v];
+            k::matmul(&w.output, &h[..m * e], m, out, &mut s.mm);
+            for t in 0..m {
+                f(start + t, &out[t * v..(t + 1) * v]);
+            }
+        }
+        s.logits.copy_from_slice(&s.rows[((n - 1 - from) % LOGIT_ROWS) * v..][..v]);
     }
 }

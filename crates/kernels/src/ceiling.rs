@@ -204,7 +204,8 @@ mod tests {
             for (kind, r) in [("int8", int8_macs(b, 1, 20).unwrap()), ("f32", f32_macs(b, 1, 20).unwrap())] {
                 match (b, r) {
                     (Backend::Scalar, r) => assert!(r.is_none()),
-                    (_, Some(v)) => assert!(v > 1e8 && v < 1e14, "{b} {kind}: {v}"),
+                    // Wide bounds: under an emulator (qemu for NEON) the loops run a thousand times slower.
+                    (_, Some(v)) => assert!(v > 1e6 && v < 1e14, "{b} {kind}: {v}"),
                     (_, None) => panic!("{b} {kind}: not measured"),
                 }
             }

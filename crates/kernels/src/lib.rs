@@ -27,6 +27,7 @@ mod ops;
 mod panel;
 mod pool;
 mod scalar;
+mod simd;
 mod table;
 
 pub use attention::{attention, AttnScratch, KvSlice, MAX_HEAD_DIM};

@@ -1,4 +1,6 @@
-//! NEON + dot-product kernels: activation quantizers and GEMV dot products.
+//! NEON + dot-product: the [`Simd`] vocabulary of the float algorithms (`crate::simd`; `exp`
+//! builds `2^n` in the exponent bits: 0 below -87.33, saturating at e^88.37), activation
+//! quantizers and the GEMV dot products of the quantized formats.
 //!
 //! Same activation lane layout as x86 (`act.rs`), 16 bytes (4 lanes) at a time: `sdot` (signed
 //! x signed, 4-byte lanes) of the unsigned codes (all below 128, so they read as the same
@@ -15,9 +17,12 @@ use std::arch::asm;
 use gguf_file::GgmlType;
 use quill_quant::{fp16_to_fp32, fp32_to_fp16, BlockQ8_0, BlockQ8_1, BlockQ8_K};
 
+use half::f16;
+
 use crate::act::GemvAct;
 use crate::decode::decode_row;
 use crate::formats::{quant_spec, Lanes};
+use crate::simd::{float_kernels, Simd};
 
 /// `acc + sum of the four byte products` per 32-bit lane (the `sdot` instruction).
 #[target_feature(enable = "neon,dotprod")]
@@ -276,52 +281,146 @@ pub(crate) unsafe fn load_f16x4(p: *const u16) -> float32x4_t {
     vreinterpretq_f32_u32(vorrq_u32(bits, sign))
 }
 
-/// Float rows against f32 activations, 16 elements per step, scalar tail.
-macro_rules! gemv_float {
-    ($w:expr, $rb:expr, $k:expr, $act:expr, $out:expr, $esz:expr, $load:expr, $one:expr) => {{
-        let (w, rb, k, out): (&[u8], usize, usize, &mut [f32]) = ($w, $rb, $k, $out);
-        let x = $act.x.as_ptr();
-        let full = k / 16;
-        for (r, o) in out.iter_mut().enumerate() {
-            let p = w.as_ptr().add(r * rb);
-            let mut acc = [vdupq_n_f32(0.0); 4];
-            for i in 0..full {
-                for (j, a) in acc.iter_mut().enumerate() {
-                    let e = 16 * i + 4 * j;
-                    *a = vfmaq_f32(*a, $load(p.add(e * $esz)), vld1q_f32(x.add(e)));
-                }
-            }
-            let mut sum = vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
-            for e in 16 * full..k {
-                sum += $one(p.add(e * $esz)) * *x.add(e);
-            }
-            *o = sum;
+/// NEON (AArch64 Advanced SIMD, + dotprod for the integer kernels), 4 f32 lanes.
+#[derive(Clone, Copy)]
+pub(crate) struct Neon;
+
+impl Simd for Neon {
+    const LANES: usize = 4;
+    const GEMM_TOKENS: usize = 12;
+    const EXP_LO: f32 = -87.336_55;
+    const EXP_HI: f32 = 88.376_26;
+    type V = float32x4_t;
+    type I = int32x4_t;
+    type M = uint32x4_t;
+
+    #[inline(always)]
+    unsafe fn zero() -> float32x4_t {
+        vdupq_n_f32(0.0)
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> float32x4_t {
+        vdupq_n_f32(x)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> float32x4_t {
+        vld1q_f32(p)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: float32x4_t) {
+        vst1q_f32(p, v)
+    }
+    #[inline(always)]
+    unsafe fn load_part(p: *const f32, n: usize) -> float32x4_t {
+        if n >= 4 {
+            vld1q_f32(p)
+        } else {
+            let mut t = [0f32; 4];
+            std::ptr::copy_nonoverlapping(p, t.as_mut_ptr(), n);
+            vld1q_f32(t.as_ptr())
         }
-    }};
+    }
+    #[inline(always)]
+    unsafe fn store_part(p: *mut f32, n: usize, v: float32x4_t) {
+        if n >= 4 {
+            vst1q_f32(p, v)
+        } else {
+            let mut t = [0f32; 4];
+            vst1q_f32(t.as_mut_ptr(), v);
+            std::ptr::copy_nonoverlapping(t.as_ptr(), p, n);
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const f16) -> float32x4_t {
+        load_f16x4(p.cast())
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(p: *const u16) -> float32x4_t {
+        vreinterpretq_f32_u32(vshlq_n_u32::<16>(vmovl_u16(vld1_u16(p))))
+    }
+    #[inline(always)]
+    unsafe fn add(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        vaddq_f32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn sub(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        vsubq_f32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn mul(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        vmulq_f32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn div(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        vdivq_f32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn max(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        vmaxq_f32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn min(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        vminq_f32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn fma(a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
+        vfmaq_f32(c, a, b)
+    }
+    #[inline(always)]
+    unsafe fn fnma(a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
+        vfmsq_f32(c, a, b)
+    }
+    #[inline(always)]
+    unsafe fn round(v: float32x4_t) -> float32x4_t {
+        vrndnq_f32(v)
+    }
+    #[inline(always)]
+    unsafe fn exp_scale(x: float32x4_t, y: float32x4_t, n: float32x4_t) -> float32x4_t {
+        let pow2n = vreinterpretq_f32_s32(vshlq_n_s32::<23>(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127))));
+        let under = vcltq_f32(x, vdupq_n_f32(Self::EXP_LO));
+        vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(vmulq_f32(y, pow2n)), under))
+    }
+    #[inline(always)]
+    unsafe fn hsum(v: float32x4_t) -> f32 {
+        vaddvq_f32(v)
+    }
+    #[inline(always)]
+    unsafe fn hmax(v: float32x4_t) -> f32 {
+        vmaxvq_f32(v)
+    }
+    #[inline(always)]
+    unsafe fn hsums(v: &[float32x4_t]) -> float32x4_t {
+        let (a, b) = (vpaddq_f32(v[0], v[1]), vpaddq_f32(v[2], v[3]));
+        vpaddq_f32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn keep_first(v: float32x4_t, n: usize) -> float32x4_t {
+        let idx = [0u32, 1, 2, 3];
+        let m = vcltq_u32(vld1q_u32(idx.as_ptr()), vdupq_n_u32(n.min(4) as u32));
+        vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(v), m))
+    }
+    #[inline(always)]
+    unsafe fn iota(base: i32) -> int32x4_t {
+        let idx = [0i32, 1, 2, 3];
+        vaddq_s32(vdupq_n_s32(base), vld1q_s32(idx.as_ptr()))
+    }
+    #[inline(always)]
+    unsafe fn splat_i(x: i32) -> int32x4_t {
+        vdupq_n_s32(x)
+    }
+    #[inline(always)]
+    unsafe fn min_i(a: int32x4_t, b: int32x4_t) -> int32x4_t {
+        vminq_s32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn gt_i(a: int32x4_t, b: int32x4_t) -> uint32x4_t {
+        vcgtq_s32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn select(m: uint32x4_t, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        vbslq_f32(m, b, a)
+    }
 }
 
-#[target_feature(enable = "neon,dotprod")]
-pub(crate) unsafe fn vec_dot_f32_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_float!(w, rb, k, act, out, 4, |p: *const u8| vld1q_f32(p.cast()), |p: *const u8| p
-        .cast::<f32>()
-        .read_unaligned())
-}
-
-#[target_feature(enable = "neon,dotprod")]
-pub(crate) unsafe fn vec_dot_f16_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_float!(w, rb, k, act, out, 2, |p: *const u8| load_f16x4(p.cast()), |p: *const u8| rd_f16(p))
-}
-
-#[target_feature(enable = "neon,dotprod")]
-pub(crate) unsafe fn vec_dot_bf16_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_float!(
-        w,
-        rb,
-        k,
-        act,
-        out,
-        2,
-        |p: *const u8| vreinterpretq_f32_u32(vshll_n_u16::<16>(vld1_u16(p.cast()))),
-        |p: *const u8| f32::from_bits(u32::from(p.cast::<u16>().read_unaligned()) << 16)
-    )
-}
+float_kernels!(Neon, "neon");
+pub(crate) use float_kernels::*;

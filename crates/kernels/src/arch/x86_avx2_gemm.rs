@@ -31,8 +31,6 @@ use crate::panel::{build_float, Panel, PanelKind};
 pub(crate) const NR: usize = 16;
 /// Tokens per integer tile.
 const TI: usize = 4;
-/// Tokens per float tile.
-const TF: usize = 6;
 
 /// A weight format as the panel builder reads it: 32 codes at a time in element order, and
 /// each row's scales (and minimums) per scale block.
@@ -385,54 +383,5 @@ pub(crate) unsafe fn gemm_u8(panel: &Panel, act: &ActBlocks<'_>, out: *mut f32, 
         (false, _, 2) => gemm_tiles::<false, 2, false>(panel, act, out, stride, n_rows),
         (true, _, 2) => gemm_tiles::<true, 2, false>(panel, act, out, stride, n_rows),
         _ => unreachable!("no format has codes above 63 but Q8_0 (max {})", panel.max_code),
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn tile_f32<const T: usize>(
-    panel: &Panel,
-    x: &[f32],
-    k: usize,
-    t0: usize,
-    out: *mut f32,
-    stride: usize,
-    n_rows: usize,
-) {
-    let p = panel.f32s().as_ptr();
-    let xs = x.as_ptr().add(t0 * k);
-    let mut acc = [[_mm256_setzero_ps(); T]; 2];
-    for i in 0..k {
-        let w0 = _mm256_loadu_ps(p.add(i * NR));
-        let w1 = _mm256_loadu_ps(p.add(i * NR + 8));
-        for t in 0..T {
-            let xb = _mm256_set1_ps(*xs.add(t * k + i));
-            acc[0][t] = _mm256_fmadd_ps(w0, xb, acc[0][t]);
-            acc[1][t] = _mm256_fmadd_ps(w1, xb, acc[1][t]);
-        }
-    }
-    for t in 0..T {
-        store_rows(out.add((t0 + t) * stride), [acc[0][t], acc[1][t]], n_rows);
-    }
-}
-
-/// The float micro-kernel over every token.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn gemm_f32(panel: &Panel, x: &[f32], n_tokens: usize, out: *mut f32, stride: usize, n_rows: usize) {
-    debug_assert_eq!(panel.nr, NR);
-    let k = panel.k;
-    debug_assert!(x.len() >= n_tokens * k);
-    let mut t = 0;
-    while t < n_tokens {
-        let nt = (n_tokens - t).min(TF);
-        match nt {
-            6 => tile_f32::<6>(panel, x, k, t, out, stride, n_rows),
-            5 => tile_f32::<5>(panel, x, k, t, out, stride, n_rows),
-            4 => tile_f32::<4>(panel, x, k, t, out, stride, n_rows),
-            3 => tile_f32::<3>(panel, x, k, t, out, stride, n_rows),
-            2 => tile_f32::<2>(panel, x, k, t, out, stride, n_rows),
-            _ => tile_f32::<1>(panel, x, k, t, out, stride, n_rows),
-        }
-        t += nt;
     }
 }

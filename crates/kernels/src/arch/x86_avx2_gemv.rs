@@ -13,8 +13,6 @@
 //! across lanes with the rows landing on lanes (horizontal adds), and the float chain runs on
 //! 8 rows as in GEMM.
 //!
-//! Float formats (F32, F16, BF16) are plain dot products with four accumulators per row.
-//!
 //! Legacy blocks are read in pairs against the activation in pair order (`p32`: the first 16
 //! codes of both blocks, then their last 16), so that one `vpmaddubsw` serves two blocks.
 
@@ -488,82 +486,4 @@ gemv_fns! {
     vec_dot_q4_k_q8_k => K4<false>,
     vec_dot_q5_k_q8_k => K4<true>,
     vec_dot_q6_k_q8_k => Q6K,
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn hsum_ps(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
-}
-
-/// Float rows against f32 activations; `$load` widens 8 weights to f32, `$one` one weight.
-macro_rules! gemv_float {
-    ($w:expr, $rb:expr, $k:expr, $act:expr, $out:expr, $esz:expr, $load:ident, $one:expr) => {{
-        let (w, rb, k, out): (&[u8], usize, usize, &mut [f32]) = ($w, $rb, $k, $out);
-        let x = $act.x.as_ptr();
-        let full = k / 32;
-        for (r, o) in out.iter_mut().enumerate() {
-            let p = w.as_ptr().add(r * rb);
-            let mut acc = [_mm256_setzero_ps(); 4];
-            for i in 0..full {
-                for (j, a) in acc.iter_mut().enumerate() {
-                    let e = 32 * i + 8 * j;
-                    *a = _mm256_fmadd_ps($load(p.add(e * $esz)), _mm256_loadu_ps(x.add(e)), *a);
-                }
-            }
-            let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-            let mut sum = hsum_ps(s);
-            for e in 32 * full..k {
-                sum += $one(p.add(e * $esz)) * *x.add(e);
-            }
-            *o = sum;
-        }
-    }};
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn load_f32(p: *const u8) -> __m256 {
-    _mm256_loadu_ps(p.cast())
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn load_f16(p: *const u8) -> __m256 {
-    _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn load_bf16(p: *const u8) -> __m256 {
-    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()))))
-}
-
-unsafe fn one_f32(p: *const u8) -> f32 {
-    p.cast::<f32>().read_unaligned()
-}
-
-unsafe fn one_f16(p: *const u8) -> f32 {
-    half::f16::from_bits(p.cast::<u16>().read_unaligned()).to_f32()
-}
-
-unsafe fn one_bf16(p: *const u8) -> f32 {
-    f32::from_bits(u32::from(p.cast::<u16>().read_unaligned()) << 16)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_f32_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_float!(w, rb, k, act, out, 4, load_f32, one_f32)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_f16_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_float!(w, rb, k, act, out, 2, load_f16, one_f16)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_bf16_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_float!(w, rb, k, act, out, 2, load_bf16, one_bf16)
 }

@@ -1,4 +1,6 @@
-//! AVX-512 (F, BW, VL, VNNI) kernels: activation quantizers and GEMV dot products.
+//! AVX-512 (F, BW, VL, VNNI): the [`Simd`] vocabulary of the float algorithms
+//! (`crate::simd`; `exp` scales by `vscalefps`: 0 below -104, +inf above 88.7), activation
+//! quantizers and the GEMV dot products of the quantized formats.
 //!
 //! GEMV kernels read weights straight from ggml's blocks and activations in the lane layout
 //! (`act.rs`): unsigned weight codes meet signed activation bytes in `vpdpbusd`, whose integer
@@ -11,7 +13,10 @@ use std::arch::x86_64::*;
 
 use quill_quant::{BlockQ8_0, BlockQ8_1, BlockQ8_K};
 
+use half::f16;
+
 use crate::act::GemvAct;
+use crate::simd::{float_kernels, Simd};
 
 #[inline(always)]
 unsafe fn rd16(p: *const u8) -> u64 {
@@ -505,87 +510,136 @@ pub(crate) unsafe fn vec_dot_q6_k_q8_k(w: &[u8], rb: usize, k: usize, act: &Gemv
     gemv_rows!(w, rb, k, act, out, 256, 210, 768, block_q6_k)
 }
 
-/// Float rows against float activations; `load` widens 16 weights at a pointer to f32 lanes and
-/// `$masked` the last `n < 16`; `$xload` / `$xmasked` do the same for the activation row at `$x`
-/// (elements of `$xsz` bytes).
-macro_rules! gemv_float {
-    ($w:expr, $rb:expr, $k:expr, $out:expr, $esz:expr, $load:ident, $masked:ident,
-     $x:expr, $xsz:expr, $xload:ident, $xmasked:ident) => {{
-        let (w, rb, k, out): (&[u8], usize, usize, &mut [f32]) = ($w, $rb, $k, $out);
-        let x: *const u8 = $x;
-        let full = k / 64;
-        for (r, o) in out.iter_mut().enumerate() {
-            let p = w.as_ptr().add(r * rb);
-            let mut acc = [_mm512_setzero_ps(); 4];
-            for i in 0..full {
-                for (j, a) in acc.iter_mut().enumerate() {
-                    let e = 64 * i + 16 * j;
-                    *a = _mm512_fmadd_ps($load(p.add(e * $esz)), $xload(x.add(e * $xsz)), *a);
-                }
-            }
-            let mut e = 64 * full;
-            while e < k {
-                let n = (k - e).min(16);
-                let m: __mmask16 = ((1u32 << n) - 1) as u16;
-                acc[0] = _mm512_fmadd_ps($masked(p.add(e * $esz), m), $xmasked(x.add(e * $xsz), m), acc[0]);
-                e += 16;
-            }
-            let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-            *o = _mm512_reduce_add_ps(s);
-        }
-    }};
+#[inline(always)]
+fn mask16(n: usize) -> __mmask16 {
+    ((1u32 << n.min(16)) - 1) as u16
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn load_f32(p: *const u8) -> __m512 {
-    _mm512_loadu_ps(p.cast())
+/// AVX-512 F/BW/VL (+ VNNI for the integer kernels), 16 f32 lanes.
+#[derive(Clone, Copy)]
+pub(crate) struct Avx512;
+
+impl Simd for Avx512 {
+    const LANES: usize = 16;
+    const GEMM_TOKENS: usize = 12;
+    const EXP_LO: f32 = -104.0;
+    const EXP_HI: f32 = 89.0;
+    type V = __m512;
+    type I = __m512i;
+    type M = __mmask16;
+
+    #[inline(always)]
+    unsafe fn zero() -> __m512 {
+        _mm512_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> __m512 {
+        _mm512_set1_ps(x)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m512 {
+        _mm512_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m512) {
+        _mm512_storeu_ps(p, v)
+    }
+    #[inline(always)]
+    unsafe fn load_part(p: *const f32, n: usize) -> __m512 {
+        _mm512_maskz_loadu_ps(mask16(n), p)
+    }
+    #[inline(always)]
+    unsafe fn store_part(p: *mut f32, n: usize, v: __m512) {
+        _mm512_mask_storeu_ps(p, mask16(n), v)
+    }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const f16) -> __m512 {
+        _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()))
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(p: *const u16) -> __m512 {
+        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()))))
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m512, b: __m512) -> __m512 {
+        _mm512_add_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn sub(a: __m512, b: __m512) -> __m512 {
+        _mm512_sub_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn mul(a: __m512, b: __m512) -> __m512 {
+        _mm512_mul_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn div(a: __m512, b: __m512) -> __m512 {
+        _mm512_div_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn max(a: __m512, b: __m512) -> __m512 {
+        _mm512_max_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn min(a: __m512, b: __m512) -> __m512 {
+        _mm512_min_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+        _mm512_fmadd_ps(a, b, c)
+    }
+    #[inline(always)]
+    unsafe fn fnma(a: __m512, b: __m512, c: __m512) -> __m512 {
+        _mm512_fnmadd_ps(a, b, c)
+    }
+    #[inline(always)]
+    unsafe fn round(v: __m512) -> __m512 {
+        _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v)
+    }
+    #[inline(always)]
+    unsafe fn exp_scale(_x: __m512, y: __m512, n: __m512) -> __m512 {
+        _mm512_scalef_ps(y, n)
+    }
+    #[inline(always)]
+    unsafe fn hsum(v: __m512) -> f32 {
+        _mm512_reduce_add_ps(v)
+    }
+    #[inline(always)]
+    unsafe fn hmax(v: __m512) -> f32 {
+        _mm512_reduce_max_ps(v)
+    }
+    #[inline(always)]
+    unsafe fn hsums(v: &[__m512]) -> __m512 {
+        reduce16(v.try_into().expect("16 registers"))
+    }
+    #[inline(always)]
+    unsafe fn keep_first(v: __m512, n: usize) -> __m512 {
+        _mm512_maskz_mov_ps(mask16(n), v)
+    }
+    #[inline(always)]
+    unsafe fn iota(base: i32) -> __m512i {
+        _mm512_add_epi32(
+            _mm512_set1_epi32(base),
+            _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+        )
+    }
+    #[inline(always)]
+    unsafe fn splat_i(x: i32) -> __m512i {
+        _mm512_set1_epi32(x)
+    }
+    #[inline(always)]
+    unsafe fn min_i(a: __m512i, b: __m512i) -> __m512i {
+        _mm512_min_epi32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn gt_i(a: __m512i, b: __m512i) -> __mmask16 {
+        _mm512_cmpgt_epi32_mask(a, b)
+    }
+    #[inline(always)]
+    unsafe fn select(m: __mmask16, a: __m512, b: __m512) -> __m512 {
+        _mm512_mask_blend_ps(m, a, b)
+    }
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn load_f32_masked(p: *const u8, m: __mmask16) -> __m512 {
-    _mm512_maskz_loadu_ps(m, p.cast())
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn load_f16(p: *const u8) -> __m512 {
-    _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()))
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn load_f16_masked(p: *const u8, m: __mmask16) -> __m512 {
-    _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p.cast()))
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn load_bf16(p: *const u8) -> __m512 {
-    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()))))
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn load_bf16_masked(p: *const u8, m: __mmask16) -> __m512 {
-    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p.cast()))))
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_f32_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_float!(w, rb, k, out, 4, load_f32, load_f32_masked, act.x.as_ptr().cast(), 4, load_f32, load_f32_masked)
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_f16_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    // The activation as F16 (the same values as `act.x`): a 6400-element row in f32 (25.6 KB)
-    // plus the weight stream overflow L1 and halve this loop's bandwidth; in F16 it fits.
-    assert!(act.xh.len() >= k, "F16 GEMV without the F16 activation row");
-    gemv_float!(w, rb, k, out, 2, load_f16, load_f16_masked, act.xh.as_ptr().cast(), 2, load_f16, load_f16_masked)
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_bf16_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_float!(w, rb, k, out, 2, load_bf16, load_bf16_masked, act.x.as_ptr().cast(), 4, load_f32, load_f32_masked)
-}
+float_kernels!(Avx512, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
+pub(crate) use float_kernels::*;

@@ -100,6 +100,88 @@ specs! {
     Q6_K => Q8_K, Nat, 16, 32, false, 63;
 }
 
+/// The byte layout of a legacy 32-element block, taken from `quill_quant`'s `#[repr(C)]` struct
+/// (itself asserted against ggml-common.h's sizes): the kernels read fields at these offsets.
+pub(crate) trait LegacyBlock {
+    const BYTES: usize;
+    /// The f16 scale.
+    const D: usize = 0;
+    /// The f16 minimum (formats with one).
+    const M: Option<usize>;
+    /// The fifth bits, a little-endian u32 (5-bit formats).
+    const QH: Option<usize>;
+    /// The codes: nibbles, or Q8_0's signed bytes.
+    const QS: usize;
+    /// Q8_0: signed 8-bit codes.
+    const SIGNED: bool;
+}
+
+macro_rules! legacy_blocks {
+    ($($B:ident { m: $m:tt, qh: $qh:tt, signed: $signed:expr })*) => {$(
+        impl LegacyBlock for quill_quant::$B {
+            const BYTES: usize = std::mem::size_of::<quill_quant::$B>();
+            const M: Option<usize> = legacy_blocks!(@field $B $m);
+            const QH: Option<usize> = legacy_blocks!(@field $B $qh);
+            const QS: usize = std::mem::offset_of!(quill_quant::$B, qs);
+            const SIGNED: bool = $signed;
+        }
+    )*};
+    (@field $B:ident -) => { None };
+    (@field $B:ident $f:ident) => { Some(std::mem::offset_of!(quill_quant::$B, $f)) };
+}
+
+legacy_blocks! {
+    BlockQ4_0 { m: -, qh: -, signed: false }
+    BlockQ4_1 { m: m, qh: -, signed: false }
+    BlockQ5_0 { m: -, qh: qh, signed: false }
+    BlockQ5_1 { m: m, qh: qh, signed: false }
+    BlockQ8_0 { m: -, qh: -, signed: true }
+}
+
+/// The largest legacy block (Q8_0's 34 bytes).
+pub(crate) const MAX_LEGACY_BYTES: usize = 34;
+const _: () = assert!(<quill_quant::BlockQ8_0 as LegacyBlock>::BYTES == MAX_LEGACY_BYTES);
+
+/// Byte layouts of the K-quant blocks, from `quill_quant`'s structs: Q4_K and Q5_K share
+/// `d`, `dmin` and `scales` (asserted); Q5_K adds the fifth bits `qh`; Q6_K is `ql`, `qh`,
+/// `scales`, `d`.
+pub(crate) mod k_layout {
+    use std::mem::{offset_of, size_of};
+
+    use quill_quant::{BlockQ4_K, BlockQ5_K, BlockQ6_K};
+
+    /// Bytes of a Q4_K (`five = false`) or Q5_K block.
+    pub(crate) const fn k4_bytes(five: bool) -> usize {
+        if five {
+            size_of::<BlockQ5_K>()
+        } else {
+            size_of::<BlockQ4_K>()
+        }
+    }
+    /// Offset of the 4-bit codes of a Q4_K or Q5_K block.
+    pub(crate) const fn k4_qs(five: bool) -> usize {
+        if five {
+            offset_of!(BlockQ5_K, qs)
+        } else {
+            offset_of!(BlockQ4_K, qs)
+        }
+    }
+    pub(crate) const K4_D: usize = offset_of!(BlockQ4_K, d);
+    pub(crate) const K4_DMIN: usize = offset_of!(BlockQ4_K, dmin);
+    pub(crate) const K4_SCALES: usize = offset_of!(BlockQ4_K, scales);
+    const _: () = assert!(
+        offset_of!(BlockQ5_K, d) == K4_D
+            && offset_of!(BlockQ5_K, dmin) == K4_DMIN
+            && offset_of!(BlockQ5_K, scales) == K4_SCALES
+    );
+    pub(crate) const Q5K_QH: usize = offset_of!(BlockQ5_K, qh);
+    pub(crate) const Q6K_BYTES: usize = size_of::<BlockQ6_K>();
+    pub(crate) const Q6K_QL: usize = offset_of!(BlockQ6_K, ql);
+    pub(crate) const Q6K_QH: usize = offset_of!(BlockQ6_K, qh);
+    pub(crate) const Q6K_SCALES: usize = offset_of!(BlockQ6_K, scales);
+    pub(crate) const Q6K_D: usize = offset_of!(BlockQ6_K, d);
+}
+
 /// Float weight formats (their kernels take f32 activations).
 pub(crate) fn is_float(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)

@@ -161,7 +161,7 @@ unsafe fn group_q4_0(p: *const u8, a: *const u8, acc: float32x4_t) -> float32x4_
 }
 
 #[target_feature(enable = "neon,dotprod")]
-pub(crate) unsafe fn vec_dot_q4_0_q8_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+pub(crate) unsafe fn gemv_q4_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
     gemv_rows!(w, rb, k, act, out, 128, 72, 256, group_q4_0)
 }
 
@@ -184,7 +184,7 @@ unsafe fn group_q8_0(p: *const u8, a: *const u8, acc: float32x4_t) -> float32x4_
 }
 
 #[target_feature(enable = "neon,dotprod")]
-pub(crate) unsafe fn vec_dot_q8_0_q8_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+pub(crate) unsafe fn gemv_q8_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
     gemv_rows!(w, rb, k, act, out, 64, 68, 192, group_q8_0)
 }
 
@@ -258,12 +258,12 @@ macro_rules! decoded {
 }
 
 decoded! {
-    vec_dot_q4_1_q8_1 => Q4_1,
-    vec_dot_q5_0_q8_0 => Q5_0,
-    vec_dot_q5_1_q8_1 => Q5_1,
-    vec_dot_q4_k_q8_k => Q4_K,
-    vec_dot_q5_k_q8_k => Q5_K,
-    vec_dot_q6_k_q8_k => Q6_K,
+    gemv_q4_1 => Q4_1,
+    gemv_q5_0 => Q5_0,
+    gemv_q5_1 => Q5_1,
+    gemv_q4_k => Q4_K,
+    gemv_q5_k => Q5_K,
+    gemv_q6_k => Q6_K,
 }
 
 /// Four f16 (as bits) widened to f32, exactly (the NEON half-precision types need Rust 1.94):

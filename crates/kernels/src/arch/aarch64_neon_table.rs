@@ -2,7 +2,7 @@
 
 use super::aarch64_neon as k;
 use crate::dispatch::{Backend, Kernels};
-use crate::table::{ActLayout, GemvKernels, QuantKernels};
+use crate::table::{formats, gemv_table, ActLayout, QuantKernels};
 
 pub(crate) static KERNELS: Kernels = Kernels {
     backend: Backend::Neon,
@@ -12,19 +12,7 @@ pub(crate) static KERNELS: Kernels = Kernels {
         q8_k: k::quantize_q8_k,
         layout: ActLayout::Lanes,
         gemv_in_gemm_order: false,
-        gemv: GemvKernels {
-            f32: k::gemv_f32,
-            f16: k::gemv_f16,
-            bf16: k::gemv_bf16,
-            q4_0: k::vec_dot_q4_0_q8_0,
-            q4_1: k::vec_dot_q4_1_q8_1,
-            q5_0: k::vec_dot_q5_0_q8_0,
-            q5_1: k::vec_dot_q5_1_q8_1,
-            q8_0: k::vec_dot_q8_0_q8_0,
-            q4_k: k::vec_dot_q4_k_q8_k,
-            q5_k: k::vec_dot_q5_k_q8_k,
-            q6_k: k::vec_dot_q6_k_q8_k,
-        },
+        gemv: formats!(gemv_table!(k)),
     },
     gemm: None,
     ops: k::FLOAT_OPS,

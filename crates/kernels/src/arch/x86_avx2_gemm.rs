@@ -20,11 +20,16 @@
 #![allow(clippy::needless_range_loop)]
 
 use std::arch::x86_64::*;
+use std::marker::PhantomData;
 
 use gguf_file::GgmlType;
 
+use quill_quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
+
 use super::x86_avx2_gemv as v;
 use crate::act::ActBlocks;
+use crate::formats::k_layout::*;
+use crate::formats::LegacyBlock;
 use crate::panel::{build_float, Panel, PanelKind};
 
 /// Rows per panel.
@@ -41,30 +46,28 @@ trait PanelFmt {
     unsafe fn scales(row: *const u8, n_sb: usize, dw: &mut [f32], mw: &mut [f32]);
 }
 
-/// Legacy 32-element blocks of `BYTES` bytes (see `x86_avx2_gemv::Legacy`); `Q8` is Q8_0, whose
-/// signed codes are flipped to `q + 128`.
-struct LegacyPanel<const BYTES: usize, const QS: usize, const QH: usize, const MIN: bool, const Q8: bool>;
+/// Legacy 32-element blocks (their byte layout from [`LegacyBlock`]); Q8_0's signed codes are
+/// flipped to `q + 128`.
+struct LegacyPanel<B>(PhantomData<B>);
 
-impl<const BYTES: usize, const QS: usize, const QH: usize, const MIN: bool, const Q8: bool> PanelFmt
-    for LegacyPanel<BYTES, QS, QH, MIN, Q8>
-{
+impl<B: LegacyBlock> PanelFmt for LegacyPanel<B> {
     #[inline(always)]
     unsafe fn codes32(row: *const u8, c: usize) -> __m256i {
-        let b = row.add(c * BYTES);
-        if Q8 {
-            _mm256_xor_si256(v::ld(b.add(QS)), _mm256_set1_epi8(-128))
+        let b = row.add(c * B::BYTES);
+        if B::SIGNED {
+            _mm256_xor_si256(v::ld(b.add(B::QS)), _mm256_set1_epi8(-128))
         } else {
-            v::legacy_codes::<QS, QH>(b)
+            v::legacy_codes::<B>(b)
         }
     }
 
     #[inline(always)]
     unsafe fn scales(row: *const u8, n_sb: usize, dw: &mut [f32], mw: &mut [f32]) {
         for s in 0..n_sb {
-            let b = row.add(s * BYTES);
-            dw[s] = v::f16_to_f32(v::rd16(b));
-            if MIN {
-                mw[s] = v::f16_to_f32(v::rd16(b.add(2)));
+            let b = row.add(s * B::BYTES);
+            dw[s] = v::f16_to_f32(v::rd16(b.add(B::D)));
+            if let Some(m) = B::M {
+                mw[s] = v::f16_to_f32(v::rd16(b.add(m)));
             }
         }
     }
@@ -76,7 +79,7 @@ struct K4Panel<const FIVE: bool>;
 impl<const FIVE: bool> PanelFmt for K4Panel<FIVE> {
     #[inline(always)]
     unsafe fn codes32(row: *const u8, c: usize) -> __m256i {
-        let bp = row.add(c / 8 * if FIVE { 176 } else { 144 });
+        let bp = row.add(c / 8 * k4_bytes(FIVE));
         let (lo, hi) = v::k4_codes::<FIVE>(bp, c % 8 / 2);
         if c.is_multiple_of(2) {
             lo
@@ -88,9 +91,9 @@ impl<const FIVE: bool> PanelFmt for K4Panel<FIVE> {
     #[inline(always)]
     unsafe fn scales(row: *const u8, n_sb: usize, dw: &mut [f32], mw: &mut [f32]) {
         for b in 0..n_sb / 8 {
-            let bp = row.add(b * if FIVE { 176 } else { 144 });
-            let (d, dmin) = (v::f16_to_f32(v::rd16(bp)), v::f16_to_f32(v::rd16(bp.add(2))));
-            let (sc, m) = v::k4_scales_mins(bp.add(4));
+            let bp = row.add(b * k4_bytes(FIVE));
+            let (d, dmin) = (v::f16_to_f32(v::rd16(bp.add(K4_D))), v::f16_to_f32(v::rd16(bp.add(K4_DMIN))));
+            let (sc, m) = v::k4_scales_mins(bp.add(K4_SCALES));
             _mm256_storeu_ps(dw.as_mut_ptr().add(8 * b), _mm256_mul_ps(_mm256_set1_ps(d), sc));
             let mv = _mm256_mul_ps(_mm256_set1_ps(dmin), m);
             _mm256_storeu_ps(mw.as_mut_ptr().add(8 * b), _mm256_xor_ps(mv, _mm256_set1_ps(-0.0)));
@@ -104,16 +107,16 @@ struct Q6KPanel;
 impl PanelFmt for Q6KPanel {
     #[inline(always)]
     unsafe fn codes32(row: *const u8, c: usize) -> __m256i {
-        v::q6k_codes(row.add(c / 8 * 210), c % 8 / 4, c % 4)
+        v::q6k_codes(row.add(c / 8 * Q6K_BYTES), c % 8 / 4, c % 4)
     }
 
     #[inline(always)]
     unsafe fn scales(row: *const u8, n_sb: usize, dw: &mut [f32], _mw: &mut [f32]) {
         for b in 0..n_sb / 16 {
-            let bp = row.add(b * 210);
-            let d = _mm256_set1_ps(v::f16_to_f32(v::rd16(bp.add(208))));
+            let bp = row.add(b * Q6K_BYTES);
+            let d = _mm256_set1_ps(v::f16_to_f32(v::rd16(bp.add(Q6K_D))));
             for h in 0..2 {
-                let sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(bp.add(192 + 8 * h).cast())));
+                let sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(bp.add(Q6K_SCALES + 8 * h).cast())));
                 _mm256_storeu_ps(dw.as_mut_ptr().add(16 * b + 8 * h), _mm256_mul_ps(d, sc));
             }
         }
@@ -170,11 +173,11 @@ macro_rules! unpackers {
 }
 
 unpackers! {
-    unpack_q4_0 => LegacyPanel<18, 2, 0, false, false>,
-    unpack_q4_1 => LegacyPanel<20, 4, 0, true, false>,
-    unpack_q5_0 => LegacyPanel<22, 6, 2, false, false>,
-    unpack_q5_1 => LegacyPanel<24, 8, 4, true, false>,
-    unpack_q8_0 => LegacyPanel<34, 2, 0, false, true>,
+    unpack_q4_0 => LegacyPanel<BlockQ4_0>,
+    unpack_q4_1 => LegacyPanel<BlockQ4_1>,
+    unpack_q5_0 => LegacyPanel<BlockQ5_0>,
+    unpack_q5_1 => LegacyPanel<BlockQ5_1>,
+    unpack_q8_0 => LegacyPanel<BlockQ8_0>,
     unpack_q4_k => K4Panel<false>,
     unpack_q5_k => K4Panel<true>,
     unpack_q6_k => Q6KPanel,

@@ -268,7 +268,7 @@ unsafe fn group_q4_0(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_q4_0_q8_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+pub(crate) unsafe fn gemv_q4_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
     gemv_rows!(w, rb, k, act, out, 128, 72, 256, group_q4_0)
 }
 
@@ -285,7 +285,7 @@ unsafe fn group_q4_1(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_q4_1_q8_1(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+pub(crate) unsafe fn gemv_q4_1(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
     gemv_rows!(w, rb, k, act, out, 128, 80, 320, group_q4_1)
 }
 
@@ -312,7 +312,7 @@ unsafe fn group_q5_0(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_q5_0_q8_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+pub(crate) unsafe fn gemv_q5_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
     gemv_rows!(w, rb, k, act, out, 128, 88, 256, group_q5_0)
 }
 
@@ -332,7 +332,7 @@ unsafe fn group_q5_1(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_q5_1_q8_1(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+pub(crate) unsafe fn gemv_q5_1(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
     gemv_rows!(w, rb, k, act, out, 128, 96, 320, group_q5_1)
 }
 
@@ -351,7 +351,7 @@ unsafe fn group_q8_0(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_q8_0_q8_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+pub(crate) unsafe fn gemv_q8_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
     gemv_rows!(w, rb, k, act, out, 64, 68, 192, group_q8_0)
 }
 
@@ -458,12 +458,12 @@ unsafe fn block_q5_k(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_q4_k_q8_k(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+pub(crate) unsafe fn gemv_q4_k(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
     gemv_rows!(w, rb, k, act, out, 256, 144, 640, block_q4_k)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_q5_k_q8_k(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+pub(crate) unsafe fn gemv_q5_k(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
     gemv_rows!(w, rb, k, act, out, 256, 176, 640, block_q5_k)
 }
 
@@ -506,7 +506,7 @@ unsafe fn block_q6_k(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_q6_k_q8_k(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+pub(crate) unsafe fn gemv_q6_k(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
     gemv_rows!(w, rb, k, act, out, 256, 210, 768, block_q6_k)
 }
 

@@ -102,6 +102,7 @@ specs! {
 
 /// The byte layout of a legacy 32-element block, taken from `quill_quant`'s `#[repr(C)]` struct
 /// (itself asserted against ggml-common.h's sizes): the kernels read fields at these offsets.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) trait LegacyBlock {
     const BYTES: usize;
     /// The f16 scale.
@@ -145,6 +146,7 @@ const _: () = assert!(<quill_quant::BlockQ8_0 as LegacyBlock>::BYTES == MAX_LEGA
 /// Byte layouts of the K-quant blocks, from `quill_quant`'s structs: Q4_K and Q5_K share
 /// `d`, `dmin` and `scales` (asserted); Q5_K adds the fifth bits `qh`; Q6_K is `ql`, `qh`,
 /// `scales`, `d`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) mod k_layout {
     use std::mem::{offset_of, size_of};
 
@@ -200,6 +202,32 @@ mod tests {
             assert_eq!(s.lanes.group() % 32, 0);
         }
         assert!(quant_spec(GgmlType::Q8_K).is_none());
+    }
+
+    /// The layouts the kernels read agree with ggml-common.h's block structs.
+    #[test]
+    fn block_layouts_are_ggml_s() {
+        use quill_quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
+        fn layout<B: LegacyBlock>() -> (usize, usize, Option<usize>, Option<usize>, usize, bool) {
+            (B::BYTES, B::D, B::M, B::QH, B::QS, B::SIGNED)
+        }
+        assert_eq!(layout::<BlockQ4_0>(), (18, 0, None, None, 2, false));
+        assert_eq!(layout::<BlockQ4_1>(), (20, 0, Some(2), None, 4, false));
+        assert_eq!(layout::<BlockQ5_0>(), (22, 0, None, Some(2), 6, false));
+        assert_eq!(layout::<BlockQ5_1>(), (24, 0, Some(2), Some(4), 8, false));
+        assert_eq!(layout::<BlockQ8_0>(), (34, 0, None, None, 2, true));
+        use k_layout::*;
+        assert_eq!((k4_bytes(false), k4_bytes(true), k4_qs(false), k4_qs(true)), (144, 176, 16, 48));
+        assert_eq!((K4_D, K4_DMIN, K4_SCALES, Q5K_QH), (0, 2, 4, 16));
+        assert_eq!((Q6K_BYTES, Q6K_QL, Q6K_QH, Q6K_SCALES, Q6K_D), (210, 0, 128, 192, 208));
+    }
+
+    /// Every quantized format with kernels is in the table list.
+    #[test]
+    fn quant_specs_are_table_formats() {
+        for ty in SIMD_QUANT_TYPES {
+            assert!(crate::table::FORMATS.contains(ty), "{ty}");
+        }
     }
 
     #[test]

@@ -15,13 +15,13 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 
 use gguf_file::GgmlType;
-use quill_quant::{fp16_to_fp32, fp32_to_fp16, BlockQ8_0, BlockQ8_1, BlockQ8_K};
+use quill_quant::{fp16_to_fp32, fp32_to_fp16, BlockQ4_0, BlockQ8_0, BlockQ8_1, BlockQ8_K};
 
 use half::f16;
 
 use crate::act::GemvAct;
 use crate::decode::decode_row;
-use crate::formats::{quant_spec, Lanes};
+use crate::formats::{quant_spec, Lanes, LegacyBlock};
 use crate::simd::{float_kernels, Simd};
 
 /// `acc + sum of the four byte products` per 32-bit lane (the `sdot` instruction).
@@ -142,40 +142,45 @@ macro_rules! gemv_rows {
     }};
 }
 
-/// Four Q4_0 blocks (72 bytes) against one P32 group (x0, x1, dx, corr).
+/// Bytes of a Q4_0 and a Q8_0 block.
+const Q4_0_BYTES: usize = <BlockQ4_0 as LegacyBlock>::BYTES;
+const Q8_0_BYTES: usize = <BlockQ8_0 as LegacyBlock>::BYTES;
+
+/// Four Q4_0 blocks against one P32 group (x0, x1, dx, corr).
 #[target_feature(enable = "neon,dotprod")]
 #[inline]
 unsafe fn group_q4_0(p: *const u8, a: *const u8, acc: float32x4_t) -> float32x4_t {
     let mut acc = acc;
     for b in 0..4 {
-        let blk = p.add(18 * b);
-        let qs = vld1q_u8(blk.add(2));
+        let blk = p.add(Q4_0_BYTES * b);
+        let qs = vld1q_u8(blk.add(<BlockQ4_0 as LegacyBlock>::QS));
         let lo = vreinterpretq_s8_u8(vandq_u8(qs, vdupq_n_u8(0x0f)));
         let hi = vreinterpretq_s8_u8(vshrq_n_u8::<4>(qs));
         let corr = vld1q_s32(a.add(192 + 16 * b).cast());
         let s = sdot(sdot(corr, lo, vld1q_s8(a.add(16 * b).cast())), hi, vld1q_s8(a.add(64 + 16 * b).cast()));
         let dx = vld1q_f32(a.add(128 + 16 * b).cast());
-        acc = vfmaq_f32(acc, vcvtq_f32_s32(s), vmulq_n_f32(dx, rd_f16(blk)));
+        acc = vfmaq_f32(acc, vcvtq_f32_s32(s), vmulq_n_f32(dx, rd_f16(blk.add(<BlockQ4_0 as LegacyBlock>::D))));
     }
     acc
 }
 
 #[target_feature(enable = "neon,dotprod")]
 pub(crate) unsafe fn gemv_q4_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_rows!(w, rb, k, act, out, 128, 72, 256, group_q4_0)
+    gemv_rows!(w, rb, k, act, out, 128, 4 * Q4_0_BYTES, 256, group_q4_0)
 }
 
-/// Two Q8_0 blocks (68 bytes) against one Nat group: signed codes, no correction.
+/// Two Q8_0 blocks against one Nat group: signed codes, no correction.
 #[target_feature(enable = "neon,dotprod")]
 #[inline]
 unsafe fn group_q8_0(p: *const u8, a: *const u8, acc: float32x4_t) -> float32x4_t {
     let mut acc = acc;
     for h in 0..2 {
-        let blk = p.add(34 * h);
-        let d = rd_f16(blk);
+        let blk = p.add(Q8_0_BYTES * h);
+        let d = rd_f16(blk.add(<BlockQ8_0 as LegacyBlock>::D));
         for c in 0..2 {
             let chunk = 2 * h + c;
-            let s = sdot(vdupq_n_s32(0), vld1q_s8(blk.add(2 + 16 * c).cast()), vld1q_s8(a.add(16 * chunk).cast()));
+            let qs = blk.add(<BlockQ8_0 as LegacyBlock>::QS + 16 * c);
+            let s = sdot(vdupq_n_s32(0), vld1q_s8(qs.cast()), vld1q_s8(a.add(16 * chunk).cast()));
             let dx = vld1q_f32(a.add(64 + 16 * chunk).cast());
             acc = vfmaq_f32(acc, vcvtq_f32_s32(s), vmulq_n_f32(dx, d));
         }
@@ -185,7 +190,7 @@ unsafe fn group_q8_0(p: *const u8, a: *const u8, acc: float32x4_t) -> float32x4_
 
 #[target_feature(enable = "neon,dotprod")]
 pub(crate) unsafe fn gemv_q8_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_rows!(w, rb, k, act, out, 64, 68, 192, group_q8_0)
+    gemv_rows!(w, rb, k, act, out, 64, 2 * Q8_0_BYTES, 192, group_q8_0)
 }
 
 /// Elements decoded at a time by [`gemv_decoded`] (a multiple of every block and group size),

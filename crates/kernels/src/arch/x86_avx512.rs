@@ -11,11 +11,13 @@
 
 use std::arch::x86_64::*;
 
-use quill_quant::{BlockQ8_0, BlockQ8_1, BlockQ8_K};
+use quill_quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, BlockQ8_K};
 
 use half::f16;
 
 use crate::act::GemvAct;
+use crate::formats::k_layout::*;
+use crate::formats::LegacyBlock;
 use crate::simd::{float_kernels, Simd};
 
 #[inline(always)]
@@ -257,11 +259,30 @@ unsafe fn legacy4<const BYTES: usize, const QS: usize>(b: *const u8) -> (__m512i
     (qs, d, z0, z1)
 }
 
-/// Four Q4_0 blocks (72 bytes) against one P32 group (x0, x1, dx, corr).
+/// Bytes of one block of each legacy format.
+const Q4_0_BYTES: usize = <BlockQ4_0 as LegacyBlock>::BYTES;
+const Q4_1_BYTES: usize = <BlockQ4_1 as LegacyBlock>::BYTES;
+const Q5_0_BYTES: usize = <BlockQ5_0 as LegacyBlock>::BYTES;
+const Q5_1_BYTES: usize = <BlockQ5_1 as LegacyBlock>::BYTES;
+const Q8_0_BYTES: usize = <BlockQ8_0 as LegacyBlock>::BYTES;
+
+/// Byte `f` of each of the four consecutive blocks of `bytes` bytes at `b`.
+#[inline(always)]
+unsafe fn at4(b: *const u8, bytes: usize, f: usize) -> [*const u8; 4] {
+    [b.add(f), b.add(bytes + f), b.add(2 * bytes + f), b.add(3 * bytes + f)]
+}
+
+/// The f16 fields at `p[0..4]` packed into a u64 (`f16x4_lanes`'s argument).
+#[inline(always)]
+unsafe fn rd16x4(p: [*const u8; 4]) -> u64 {
+    rd16(p[0]) | rd16(p[1]) << 16 | rd16(p[2]) << 32 | rd16(p[3]) << 48
+}
+
+/// Four Q4_0 blocks against one P32 group (x0, x1, dx, corr).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn group_q4_0(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
-    let (qs, d, _, _) = legacy4::<18, 2>(b);
+    let (qs, d, _, _) = legacy4::<Q4_0_BYTES, { <BlockQ4_0 as LegacyBlock>::QS }>(b);
     let (lo, hi) = nibbles(qs);
     let sumi = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(ld(a.add(192)), lo, ld(a)), hi, ld(a.add(64)));
     _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_mul_ps(d, ldps(a.add(128))), acc)
@@ -269,16 +290,18 @@ unsafe fn group_q4_0(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) unsafe fn gemv_q4_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_rows!(w, rb, k, act, out, 128, 72, 256, group_q4_0)
+    gemv_rows!(w, rb, k, act, out, 128, 4 * Q4_0_BYTES, 256, group_q4_0)
 }
 
-/// Four Q4_1 blocks (80 bytes) against one P32 group with minimum terms.
+/// Four Q4_1 blocks against one P32 group with minimum terms.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn group_q4_1(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
-    let d = rd16(b) | rd16(b.add(20)) << 16 | rd16(b.add(40)) << 32 | rd16(b.add(60)) << 48;
-    let m = rd16(b.add(2)) | rd16(b.add(22)) << 16 | rd16(b.add(42)) << 32 | rd16(b.add(62)) << 48;
-    let (lo, hi) = nibbles(gather4x16(b.add(4), b.add(24), b.add(44), b.add(64)));
+    type B = BlockQ4_1;
+    let d = rd16x4(at4(b, Q4_1_BYTES, B::D));
+    let m = rd16x4(at4(b, Q4_1_BYTES, B::M.expect("Q4_1 has a minimum")));
+    let [q0, q1, q2, q3] = at4(b, Q4_1_BYTES, B::QS);
+    let (lo, hi) = nibbles(gather4x16(q0, q1, q2, q3));
     let sumi = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, ld(a)), hi, ld(a.add(64)));
     let acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_mul_ps(f16x4_lanes(d), ldps(a.add(128))), acc);
     _mm512_fmadd_ps(f16x4_lanes(m), ldps(a.add(256)), acc)
@@ -286,7 +309,7 @@ unsafe fn group_q4_1(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) unsafe fn gemv_q4_1(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_rows!(w, rb, k, act, out, 128, 80, 320, group_q4_1)
+    gemv_rows!(w, rb, k, act, out, 128, 4 * Q4_1_BYTES, 320, group_q4_1)
 }
 
 /// Fifth bits of four Q5 blocks as two byte masks over the P32 registers: bit `16b + j` of
@@ -298,13 +321,15 @@ fn qh_masks(h: [u64; 4]) -> (u64, u64) {
     (lo, hi)
 }
 
-/// Four Q5_0 blocks (88 bytes) against one P32 group.
+/// Four Q5_0 blocks against one P32 group.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn group_q5_0(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
-    let d = rd16(b) | rd16(b.add(22)) << 16 | rd16(b.add(44)) << 32 | rd16(b.add(66)) << 48;
-    let (mlo, mhi) = qh_masks([rd32(b.add(2)), rd32(b.add(24)), rd32(b.add(46)), rd32(b.add(68))]);
-    let (lo, hi) = nibbles(gather4x16(b.add(6), b.add(28), b.add(50), b.add(72)));
+    type B = BlockQ5_0;
+    let d = rd16x4(at4(b, Q5_0_BYTES, B::D));
+    let (mlo, mhi) = qh_masks(at4(b, Q5_0_BYTES, B::QH.expect("Q5_0 has fifth bits")).map(|p| rd32(p)));
+    let [q0, q1, q2, q3] = at4(b, Q5_0_BYTES, B::QS);
+    let (lo, hi) = nibbles(gather4x16(q0, q1, q2, q3));
     let sixteen = _mm512_set1_epi8(16);
     let (lo, hi) = (_mm512_mask_add_epi8(lo, mlo, lo, sixteen), _mm512_mask_add_epi8(hi, mhi, hi, sixteen));
     let sumi = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(ld(a.add(192)), lo, ld(a)), hi, ld(a.add(64)));
@@ -313,17 +338,19 @@ unsafe fn group_q5_0(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) unsafe fn gemv_q5_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_rows!(w, rb, k, act, out, 128, 88, 256, group_q5_0)
+    gemv_rows!(w, rb, k, act, out, 128, 4 * Q5_0_BYTES, 256, group_q5_0)
 }
 
-/// Four Q5_1 blocks (96 bytes) against one P32 group with minimum terms.
+/// Four Q5_1 blocks against one P32 group with minimum terms.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn group_q5_1(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
-    let d = rd16(b) | rd16(b.add(24)) << 16 | rd16(b.add(48)) << 32 | rd16(b.add(72)) << 48;
-    let m = rd16(b.add(2)) | rd16(b.add(26)) << 16 | rd16(b.add(50)) << 32 | rd16(b.add(74)) << 48;
-    let (mlo, mhi) = qh_masks([rd32(b.add(4)), rd32(b.add(28)), rd32(b.add(52)), rd32(b.add(76))]);
-    let (lo, hi) = nibbles(gather4x16(b.add(8), b.add(32), b.add(56), b.add(80)));
+    type B = BlockQ5_1;
+    let d = rd16x4(at4(b, Q5_1_BYTES, B::D));
+    let m = rd16x4(at4(b, Q5_1_BYTES, B::M.expect("Q5_1 has a minimum")));
+    let (mlo, mhi) = qh_masks(at4(b, Q5_1_BYTES, B::QH.expect("Q5_1 has fifth bits")).map(|p| rd32(p)));
+    let [q0, q1, q2, q3] = at4(b, Q5_1_BYTES, B::QS);
+    let (lo, hi) = nibbles(gather4x16(q0, q1, q2, q3));
     let sixteen = _mm512_set1_epi8(16);
     let (lo, hi) = (_mm512_mask_add_epi8(lo, mlo, lo, sixteen), _mm512_mask_add_epi8(hi, mhi, hi, sixteen));
     let sumi = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, ld(a)), hi, ld(a.add(64)));
@@ -333,17 +360,19 @@ unsafe fn group_q5_1(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) unsafe fn gemv_q5_1(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_rows!(w, rb, k, act, out, 128, 96, 320, group_q5_1)
+    gemv_rows!(w, rb, k, act, out, 128, 4 * Q5_1_BYTES, 320, group_q5_1)
 }
 
-/// Two Q8_0 blocks (68 bytes) against one Nat group (x, dx, corr): codes flipped to `q + 128`.
+/// Two Q8_0 blocks against one Nat group (x, dx, corr): codes flipped to `q + 128`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn group_q8_0(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
-    let d = rd16(b) | rd16(b.add(34)) << 16;
+    type B = BlockQ8_0;
+    let b1 = b.add(Q8_0_BYTES);
+    let d = rd16(b.add(B::D)) | rd16(b1.add(B::D)) << 16;
     let q = _mm512_inserti64x4::<1>(
-        _mm512_castsi256_si512(_mm256_loadu_si256(b.add(2).cast())),
-        _mm256_loadu_si256(b.add(36).cast()),
+        _mm512_castsi256_si512(_mm256_loadu_si256(b.add(B::QS).cast())),
+        _mm256_loadu_si256(b1.add(B::QS).cast()),
     );
     let u = _mm512_xor_si512(q, _mm512_set1_epi8(-128));
     let sumi = _mm512_dpbusd_epi32(ld(a.add(128)), u, ld(a));
@@ -352,7 +381,7 @@ unsafe fn group_q8_0(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) unsafe fn gemv_q8_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_rows!(w, rb, k, act, out, 64, 68, 192, group_q8_0)
+    gemv_rows!(w, rb, k, act, out, 64, 2 * Q8_0_BYTES, 192, group_q8_0)
 }
 
 /// The 8 scales and 8 minimums of a Q4_K / Q5_K block as 16 f32 `[sc0..8, m0..8]`
@@ -415,23 +444,25 @@ unsafe fn k5_high(qh: *const u8, h: usize, r0: __m512i, r1: __m512i) -> (__m512i
     (r0, r1)
 }
 
-/// One Q4_K (`FIVE = false`, 144 bytes) or Q5_K (176 bytes) block against two P32 groups.
+/// One Q4_K (`FIVE = false`) or Q5_K block against two P32 groups.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn block_k4<const FIVE: bool>(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
-    let dd = _mm_cvtph_ps(_mm_cvtsi32_si128(b.cast::<i32>().read_unaligned()));
+    // d and dmin, adjacent f16 fields.
+    const _: () = assert!(K4_DMIN == K4_D + 2);
+    let dd = _mm_cvtph_ps(_mm_cvtsi32_si128(b.add(K4_D).cast::<i32>().read_unaligned()));
     let (d, dmin) = (_mm_cvtss_f32(dd), _mm_cvtss_f32(_mm_movehdup_ps(dd)));
     let dx = *a.add(128).cast::<f32>();
-    let sm = k4_scales_mins(b.add(4));
+    let sm = k4_scales_mins(b.add(K4_SCALES));
     // [sc * d * dx (8), m * -dmin (8)]
     let sm = _mm512_mul_ps(sm, _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(d * dx), _mm512_set1_ps(-dmin)));
-    let qs = if FIVE { b.add(48) } else { b.add(16) };
+    let qs = b.add(k4_qs(FIVE));
     let mut acc = acc;
     for h in 0..2 {
         let ah = a.add(320 * h);
         let (mut r0, mut r1) = k4_half(qs.add(64 * h));
         if FIVE {
-            (r0, r1) = k5_high(b.add(16), h, r0, r1);
+            (r0, r1) = k5_high(b.add(Q5K_QH), h, r0, r1);
         }
         let sumi = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), r0, ld(ah)), r1, ld(ah.add(64)));
         let base = 4 * h as i32;
@@ -459,15 +490,15 @@ unsafe fn block_q5_k(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) unsafe fn gemv_q4_k(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_rows!(w, rb, k, act, out, 256, 144, 640, block_q4_k)
+    gemv_rows!(w, rb, k, act, out, 256, k4_bytes(false), 640, block_q4_k)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) unsafe fn gemv_q5_k(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_rows!(w, rb, k, act, out, 256, 176, 640, block_q5_k)
+    gemv_rows!(w, rb, k, act, out, 256, k4_bytes(true), 640, block_q5_k)
 }
 
-/// One Q6_K block (210 bytes) against four Nat groups (x, dx, corr = -32 * sum). The block is
+/// One Q6_K block against four Nat groups (x, dx, corr = -32 * sum). The block is
 /// read in address order (codes, then scales, then d): reading the scale at its end first
 /// costs a demand miss per block when streaming from memory.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
@@ -477,8 +508,8 @@ unsafe fn block_q6_k(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
     let m30 = _mm512_set1_epi8(0x30);
     let mut sumi = [_mm512_setzero_si512(); 4];
     for h in 0..2 {
-        let ql = ld(b.add(64 * h));
-        let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(b.add(128 + 32 * h).cast()));
+        let ql = ld(b.add(Q6K_QL + 64 * h));
+        let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(b.add(Q6K_QH + 32 * h).cast()));
         let qh = _mm512_srlv_epi64(qh, _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0));
         // (A & C) | B with A = low/high nibbles, B = the two high bits in place, C = 0x0f.
         let g0 = _mm512_ternarylogic_epi32::<0xec>(ql, _mm512_and_si512(_mm512_slli_epi16::<4>(qh), m30), m4);
@@ -488,10 +519,10 @@ unsafe fn block_q6_k(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
             sumi[2 * h + j] = _mm512_dpbusd_epi32(ld(ag.add(128)), g, ld(ag));
         }
     }
-    let d = f16_to_f32(rd16(b.add(208)));
+    let d = f16_to_f32(rd16(b.add(Q6K_D)));
     let dx = *a.add(64).cast::<f32>();
     let sc = _mm512_mul_ps(
-        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(b.add(192).cast()))),
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(b.add(Q6K_SCALES).cast()))),
         _mm512_set1_ps(d * dx),
     );
     let mut acc = acc;
@@ -507,7 +538,7 @@ unsafe fn block_q6_k(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) unsafe fn gemv_q6_k(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_rows!(w, rb, k, act, out, 256, 210, 768, block_q6_k)
+    gemv_rows!(w, rb, k, act, out, 256, Q6K_BYTES, 768, block_q6_k)
 }
 
 #[inline(always)]

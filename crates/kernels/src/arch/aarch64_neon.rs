@@ -15,14 +15,14 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 
 use gguf_file::GgmlType;
-use quill_quant::{fp16_to_fp32, fp32_to_fp16, BlockQ4_0, BlockQ8_0, BlockQ8_1, BlockQ8_K};
+use quill_quant::{fp16_to_fp32, BlockQ4_0, BlockQ8_0};
 
 use half::f16;
 
 use crate::act::GemvAct;
 use crate::decode::decode_row;
 use crate::formats::{quant_spec, Lanes, LegacyBlock};
-use crate::simd::{float_kernels, Simd};
+use crate::simd::{float_kernels, simd_basics, Simd};
 
 /// `acc + sum of the four byte products` per 32-bit lane (the `sdot` instruction).
 #[target_feature(enable = "neon,dotprod")]
@@ -39,83 +39,6 @@ pub(crate) unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4
 #[inline(always)]
 unsafe fn rd_f16(p: *const u8) -> f32 {
     fp16_to_fp32(half::f16::from_bits(p.cast::<u16>().read_unaligned()))
-}
-
-/// Narrows 4 x 4 i32 (each in -128..=127) to 16 i8 in order.
-#[target_feature(enable = "neon")]
-#[inline]
-fn narrow16(q: [int32x4_t; 4]) -> int8x16_t {
-    let a = vcombine_s16(vmovn_s32(q[0]), vmovn_s32(q[1]));
-    let b = vcombine_s16(vmovn_s32(q[2]), vmovn_s32(q[3]));
-    vcombine_s8(vmovn_s16(a), vmovn_s16(b))
-}
-
-/// One Q8_0 block's codes and scale: ggml-quants.c `quantize_row_q8_0_ref` (`vrndaq` rounds
-/// half away from zero like `roundf`).
-#[target_feature(enable = "neon")]
-#[inline]
-unsafe fn q8_block(x: *const f32) -> ([int32x4_t; 8], f32) {
-    let v: [float32x4_t; 8] = std::array::from_fn(|j| vld1q_f32(x.add(4 * j)));
-    let mut m = vabsq_f32(v[0]);
-    for vj in &v[1..] {
-        m = vmaxq_f32(m, vabsq_f32(*vj));
-    }
-    let d = vmaxvq_f32(m) / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    (v.map(|vj| vcvtq_s32_f32(vrndaq_f32(vmulq_n_f32(vj, id)))), d)
-}
-
-#[target_feature(enable = "neon,dotprod")]
-pub(crate) unsafe fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
-    debug_assert_eq!(x.len(), out.len() * 32);
-    for (i, b) in out.iter_mut().enumerate() {
-        let (q, d) = q8_block(x.as_ptr().add(32 * i));
-        b.d = fp32_to_fp16(d);
-        vst1q_s8(b.qs.as_mut_ptr(), narrow16([q[0], q[1], q[2], q[3]]));
-        vst1q_s8(b.qs.as_mut_ptr().add(16), narrow16([q[4], q[5], q[6], q[7]]));
-    }
-}
-
-#[target_feature(enable = "neon,dotprod")]
-pub(crate) unsafe fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
-    debug_assert_eq!(x.len(), out.len() * 32);
-    for (i, b) in out.iter_mut().enumerate() {
-        let (q, d) = q8_block(x.as_ptr().add(32 * i));
-        b.d = fp32_to_fp16(d);
-        let sum: i32 = q.iter().map(|&v| vaddvq_s32(v)).sum();
-        b.s = fp32_to_fp16(sum as f32 * d);
-        vst1q_s8(b.qs.as_mut_ptr(), narrow16([q[0], q[1], q[2], q[3]]));
-        vst1q_s8(b.qs.as_mut_ptr().add(16), narrow16([q[4], q[5], q[6], q[7]]));
-    }
-}
-
-/// ggml-quants.c `quantize_row_q8_K_ref` (`vcvtnq` rounds half to even like `nearest_int`).
-#[target_feature(enable = "neon,dotprod")]
-pub(crate) unsafe fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8_K]) {
-    debug_assert_eq!(x.len(), out.len() * 256);
-    for (i, b) in out.iter_mut().enumerate() {
-        let xb = x.as_ptr().add(256 * i);
-        let mut m = vdupq_n_f32(0.0);
-        for j in 0..64 {
-            m = vmaxq_f32(m, vabsq_f32(vld1q_f32(xb.add(4 * j))));
-        }
-        let amax = vmaxvq_f32(m);
-        if amax == 0.0 {
-            *b = bytemuck::Zeroable::zeroed();
-            continue;
-        }
-        let first = (0..256).find(|&j| (*xb.add(j)).abs() == amax).unwrap_or(0);
-        let iscale = -127.0 / *xb.add(first);
-        for j in 0..16 {
-            let q: [int32x4_t; 4] = std::array::from_fn(|l| {
-                let v = vmulq_n_f32(vld1q_f32(xb.add(16 * j + 4 * l)), iscale);
-                vminq_s32(vcvtnq_s32_f32(v), vdupq_n_s32(127))
-            });
-            b.bsums[j] = (vaddvq_s32(q[0]) + vaddvq_s32(q[1]) + vaddvq_s32(q[2]) + vaddvq_s32(q[3])) as i16;
-            vst1q_s8(b.qs.as_mut_ptr().add(16 * j), narrow16(q));
-        }
-        b.d = 1.0 / iscale;
-    }
 }
 
 /// The GEMV row loop: whole groups straight from the row, the last partial group from a
@@ -286,6 +209,11 @@ pub(crate) unsafe fn load_f16x4(p: *const u16) -> float32x4_t {
     vreinterpretq_f32_u32(vorrq_u32(bits, sign))
 }
 
+#[inline(always)]
+unsafe fn zero_f32x4() -> float32x4_t {
+    vdupq_n_f32(0.0)
+}
+
 /// NEON (AArch64 Advanced SIMD, + dotprod for the integer kernels), 4 f32 lanes.
 #[derive(Clone, Copy)]
 pub(crate) struct Neon;
@@ -299,22 +227,10 @@ impl Simd for Neon {
     type I = int32x4_t;
     type M = uint32x4_t;
 
-    #[inline(always)]
-    unsafe fn zero() -> float32x4_t {
-        vdupq_n_f32(0.0)
-    }
-    #[inline(always)]
-    unsafe fn splat(x: f32) -> float32x4_t {
-        vdupq_n_f32(x)
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const f32) -> float32x4_t {
-        vld1q_f32(p)
-    }
-    #[inline(always)]
-    unsafe fn store(p: *mut f32, v: float32x4_t) {
-        vst1q_f32(p, v)
-    }
+    simd_basics!(float32x4_t; zero = zero_f32x4, splat = vdupq_n_f32, load = vld1q_f32,
+        store = vst1q_f32; add = vaddq_f32, sub = vsubq_f32, mul = vmulq_f32, div = vdivq_f32,
+        max = vmaxq_f32, min = vminq_f32);
+
     #[inline(always)]
     unsafe fn load_part(p: *const f32, n: usize) -> float32x4_t {
         if n >= 4 {
@@ -342,30 +258,6 @@ impl Simd for Neon {
     #[inline(always)]
     unsafe fn load_bf16(p: *const u16) -> float32x4_t {
         vreinterpretq_f32_u32(vshlq_n_u32::<16>(vmovl_u16(vld1_u16(p))))
-    }
-    #[inline(always)]
-    unsafe fn add(a: float32x4_t, b: float32x4_t) -> float32x4_t {
-        vaddq_f32(a, b)
-    }
-    #[inline(always)]
-    unsafe fn sub(a: float32x4_t, b: float32x4_t) -> float32x4_t {
-        vsubq_f32(a, b)
-    }
-    #[inline(always)]
-    unsafe fn mul(a: float32x4_t, b: float32x4_t) -> float32x4_t {
-        vmulq_f32(a, b)
-    }
-    #[inline(always)]
-    unsafe fn div(a: float32x4_t, b: float32x4_t) -> float32x4_t {
-        vdivq_f32(a, b)
-    }
-    #[inline(always)]
-    unsafe fn max(a: float32x4_t, b: float32x4_t) -> float32x4_t {
-        vmaxq_f32(a, b)
-    }
-    #[inline(always)]
-    unsafe fn min(a: float32x4_t, b: float32x4_t) -> float32x4_t {
-        vminq_f32(a, b)
     }
     #[inline(always)]
     unsafe fn fma(a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
@@ -403,6 +295,19 @@ impl Simd for Neon {
         let idx = [0u32, 1, 2, 3];
         let m = vcltq_u32(vld1q_u32(idx.as_ptr()), vdupq_n_u32(n.min(4) as u32));
         vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(v), m))
+    }
+    #[inline(always)]
+    unsafe fn abs(v: float32x4_t) -> float32x4_t {
+        vabsq_f32(v)
+    }
+    #[inline(always)]
+    unsafe fn round_away(v: float32x4_t) -> float32x4_t {
+        vrndaq_f32(v)
+    }
+    #[inline(always)]
+    unsafe fn store_i8(p: *mut i8, v: float32x4_t) {
+        let b = vmovn_s16(vcombine_s16(vmovn_s32(vcvtq_s32_f32(v)), vdup_n_s16(0)));
+        p.cast::<u32>().write_unaligned(vget_lane_u32::<0>(vreinterpret_u32_s8(b)));
     }
     #[inline(always)]
     unsafe fn iota(base: i32) -> int32x4_t {

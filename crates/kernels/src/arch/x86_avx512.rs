@@ -11,14 +11,14 @@
 
 use std::arch::x86_64::*;
 
-use quill_quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, BlockQ8_K};
+use quill_quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
 
 use half::f16;
 
 use crate::act::GemvAct;
 use crate::formats::k_layout::*;
 use crate::formats::LegacyBlock;
-use crate::simd::{float_kernels, Simd};
+use crate::simd::{float_kernels, simd_basics, Simd};
 
 #[inline(always)]
 unsafe fn rd16(p: *const u8) -> u64 {
@@ -52,12 +52,6 @@ fn f16_to_f32(bits: u64) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64)))
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-#[inline]
-fn f32_to_f16(v: f32) -> u16 {
-    _mm_extract_epi16::<0>(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(v))) as u16
-}
-
 #[inline(always)]
 unsafe fn ld(p: *const u8) -> __m512i {
     _mm512_loadu_si512(p.cast())
@@ -77,95 +71,6 @@ unsafe fn gather4x16(p0: *const u8, p1: *const u8, p2: *const u8, p3: *const u8)
     let hi =
         _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(_mm_loadu_si128(p2.cast())), _mm_loadu_si128(p3.cast()));
     _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
-}
-
-/// Round half away from zero (C `roundf`), exact for every float.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-#[inline]
-fn round_away(x: __m512) -> __m512 {
-    let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(x);
-    let frac = _mm512_abs_ps(_mm512_sub_ps(x, t));
-    let half = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(frac, _mm512_set1_ps(0.5));
-    let sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MIN));
-    let one = _mm512_castsi512_ps(_mm512_or_si512(sign, _mm512_set1_epi32(0x3f80_0000)));
-    _mm512_mask_add_ps(t, half, t, one)
-}
-
-/// One Q8_0 block's codes `(q0..16, q16..32)` as i32 and its scale: ggml-quants.c
-/// `quantize_row_q8_0_ref` (d = amax / 127 stored as f16, codes `roundf(x / d)`).
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn q8_block(x: *const f32) -> (__m512i, __m512i, f32) {
-    let (v0, v1) = (_mm512_loadu_ps(x), _mm512_loadu_ps(x.add(16)));
-    let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-    let d = amax / 127.0;
-    let id = _mm512_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
-    let q0 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v0, id)));
-    let q1 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v1, id)));
-    (q0, q1, d)
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
-    debug_assert_eq!(x.len(), out.len() * 32);
-    for (i, b) in out.iter_mut().enumerate() {
-        let (q0, q1, d) = q8_block(x.as_ptr().add(32 * i));
-        b.d = half::f16::from_bits(f32_to_f16(d));
-        _mm_storeu_si128(b.qs.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(q0));
-        _mm_storeu_si128(b.qs.as_mut_ptr().add(16).cast(), _mm512_cvtepi32_epi8(q1));
-    }
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
-    debug_assert_eq!(x.len(), out.len() * 32);
-    for (i, b) in out.iter_mut().enumerate() {
-        let (q0, q1, d) = q8_block(x.as_ptr().add(32 * i));
-        b.d = half::f16::from_bits(f32_to_f16(d));
-        let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
-        b.s = half::f16::from_bits(f32_to_f16(sum as f32 * d));
-        _mm_storeu_si128(b.qs.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(q0));
-        _mm_storeu_si128(b.qs.as_mut_ptr().add(16).cast(), _mm512_cvtepi32_epi8(q1));
-    }
-}
-
-/// ggml-quants.c `quantize_row_q8_K_ref`: the value of largest magnitude (the first on ties)
-/// maps to -127, codes round half to even, `bsums` sum each 16.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8_K]) {
-    debug_assert_eq!(x.len(), out.len() * 256);
-    for (i, b) in out.iter_mut().enumerate() {
-        let xb = x.as_ptr().add(256 * i);
-        let mut m = _mm512_setzero_ps();
-        for j in 0..16 {
-            m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(xb.add(16 * j))));
-        }
-        let amax = _mm512_reduce_max_ps(m);
-        if amax == 0.0 {
-            *b = bytemuck::Zeroable::zeroed();
-            continue;
-        }
-        let va = _mm512_set1_ps(amax);
-        let mut max = 0.0;
-        for j in 0..16 {
-            let mask = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_abs_ps(_mm512_loadu_ps(xb.add(16 * j))), va);
-            if mask != 0 {
-                max = *xb.add(16 * j + mask.trailing_zeros() as usize);
-                break;
-            }
-        }
-        let iscale = -127.0 / max;
-        let vs = _mm512_set1_ps(iscale);
-        for j in 0..16 {
-            let q = _mm512_min_epi32(
-                _mm512_cvtps_epi32(_mm512_mul_ps(vs, _mm512_loadu_ps(xb.add(16 * j)))),
-                _mm512_set1_epi32(127),
-            );
-            b.bsums[j] = _mm512_reduce_add_epi32(q) as i16;
-            _mm_storeu_si128(b.qs.as_mut_ptr().add(16 * j).cast(), _mm512_cvtepi32_epi8(q));
-        }
-        b.d = 1.0 / iscale;
-    }
 }
 
 /// Lane `i` of the result is the sum of `v[i]`'s lanes: 16 horizontal sums in 45 shuffles and
@@ -559,22 +464,10 @@ impl Simd for Avx512 {
     type I = __m512i;
     type M = __mmask16;
 
-    #[inline(always)]
-    unsafe fn zero() -> __m512 {
-        _mm512_setzero_ps()
-    }
-    #[inline(always)]
-    unsafe fn splat(x: f32) -> __m512 {
-        _mm512_set1_ps(x)
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const f32) -> __m512 {
-        _mm512_loadu_ps(p)
-    }
-    #[inline(always)]
-    unsafe fn store(p: *mut f32, v: __m512) {
-        _mm512_storeu_ps(p, v)
-    }
+    simd_basics!(__m512; zero = _mm512_setzero_ps, splat = _mm512_set1_ps, load = _mm512_loadu_ps,
+        store = _mm512_storeu_ps; add = _mm512_add_ps, sub = _mm512_sub_ps, mul = _mm512_mul_ps,
+        div = _mm512_div_ps, max = _mm512_max_ps, min = _mm512_min_ps);
+
     #[inline(always)]
     unsafe fn load_part(p: *const f32, n: usize) -> __m512 {
         _mm512_maskz_loadu_ps(mask16(n), p)
@@ -590,30 +483,6 @@ impl Simd for Avx512 {
     #[inline(always)]
     unsafe fn load_bf16(p: *const u16) -> __m512 {
         _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()))))
-    }
-    #[inline(always)]
-    unsafe fn add(a: __m512, b: __m512) -> __m512 {
-        _mm512_add_ps(a, b)
-    }
-    #[inline(always)]
-    unsafe fn sub(a: __m512, b: __m512) -> __m512 {
-        _mm512_sub_ps(a, b)
-    }
-    #[inline(always)]
-    unsafe fn mul(a: __m512, b: __m512) -> __m512 {
-        _mm512_mul_ps(a, b)
-    }
-    #[inline(always)]
-    unsafe fn div(a: __m512, b: __m512) -> __m512 {
-        _mm512_div_ps(a, b)
-    }
-    #[inline(always)]
-    unsafe fn max(a: __m512, b: __m512) -> __m512 {
-        _mm512_max_ps(a, b)
-    }
-    #[inline(always)]
-    unsafe fn min(a: __m512, b: __m512) -> __m512 {
-        _mm512_min_ps(a, b)
     }
     #[inline(always)]
     unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
@@ -646,6 +515,25 @@ impl Simd for Avx512 {
     #[inline(always)]
     unsafe fn keep_first(v: __m512, n: usize) -> __m512 {
         _mm512_maskz_mov_ps(mask16(n), v)
+    }
+    #[inline(always)]
+    unsafe fn abs(v: __m512) -> __m512 {
+        _mm512_abs_ps(v)
+    }
+    #[inline(always)]
+    unsafe fn round_away(x: __m512) -> __m512 {
+        // Truncate, then add the sign where the fraction was at least one half (exact for
+        // every float).
+        let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(x);
+        let frac = _mm512_abs_ps(_mm512_sub_ps(x, t));
+        let half = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(frac, _mm512_set1_ps(0.5));
+        let sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MIN));
+        let one = _mm512_castsi512_ps(_mm512_or_si512(sign, _mm512_set1_epi32(0x3f80_0000)));
+        _mm512_mask_add_ps(t, half, t, one)
+    }
+    #[inline(always)]
+    unsafe fn store_i8(p: *mut i8, v: __m512) {
+        _mm_storeu_si128(p.cast(), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));
     }
     #[inline(always)]
     unsafe fn iota(base: i32) -> __m512i {

@@ -17,6 +17,7 @@
 pub(crate) mod attn;
 pub(crate) mod float_mm;
 pub(crate) mod ops;
+pub(crate) mod quant;
 
 use half::f16;
 
@@ -68,6 +69,11 @@ pub(crate) trait Simd: Copy + 'static {
     unsafe fn hsums(v: &[Self::V]) -> Self::V;
     /// Lanes `n..` set to zero.
     unsafe fn keep_first(v: Self::V, n: usize) -> Self::V;
+    unsafe fn abs(v: Self::V) -> Self::V;
+    /// Round half away from zero (C's `roundf`).
+    unsafe fn round_away(v: Self::V) -> Self::V;
+    /// Stores `LANES` integral values in `-128..=127` as i8.
+    unsafe fn store_i8(p: *mut i8, v: Self::V);
     /// `[base, base + 1, ...]`.
     unsafe fn iota(base: i32) -> Self::I;
     unsafe fn splat_i(x: i32) -> Self::I;
@@ -77,6 +83,38 @@ pub(crate) trait Simd: Copy + 'static {
     /// `b` where `m`, else `a`.
     unsafe fn select(m: Self::M, a: Self::V, b: Self::V) -> Self::V;
 }
+
+/// The one-instruction methods of a [`Simd`] impl: `simd_basics!(V; zero = .., splat = .., load = ..,
+/// store = ..; add = .., sub = .., ...)` writes `zero`, `splat`, `load`, `store` and the binary
+/// operations, each an `#[inline(always)]` call of the named intrinsic.
+macro_rules! simd_basics {
+    ($V:ty; zero = $zero:path, splat = $splat:path, load = $load:path, store = $store:path;
+     $($op:ident = $f:path),* $(,)?) => {
+        #[inline(always)]
+        unsafe fn zero() -> $V {
+            $zero()
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> $V {
+            $splat(x)
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> $V {
+            $load(p)
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: $V) {
+            $store(p, v)
+        }
+        $(
+            #[inline(always)]
+            unsafe fn $op(a: $V, b: $V) -> $V {
+                $f(a, b)
+            }
+        )*
+    };
+}
+pub(crate) use simd_basics;
 
 /// A KV-cache or weight element that widens to f32 vectors.
 pub(crate) trait Widen: crate::attention::KvElem {
@@ -98,8 +136,9 @@ impl Widen for f16 {
 }
 
 /// Writes a backend's float kernels: `float_kernels!(Avx2, "avx2,fma,f16c")` defines, in the
-/// calling module, `#[target_feature]` instantiations of every algorithm of this module and
-/// `FLOAT_OPS`, the [`crate::table::OpsKernels`] that lists them.
+/// calling module, `#[target_feature]` instantiations of every algorithm of this module (the
+/// activation quantizers too) and `FLOAT_OPS`, the [`crate::table::OpsKernels`] that lists the
+/// row kernels.
 macro_rules! float_kernels {
     ($S:ty, $features:literal) => {
         mod float_kernels {
@@ -107,11 +146,24 @@ macro_rules! float_kernels {
 
             use super::*;
             use crate::attention::{AttnKernels, FlashJob};
-            use crate::simd::{attn, float_mm, ops};
+            use crate::simd::{attn, float_mm, ops, quant};
+            use quill_quant::{BlockQ8_0, BlockQ8_1, BlockQ8_K};
             use crate::table::OpsKernels;
 
             type S = $S;
 
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
+                quant::q8_0::<S>(x, out)
+            }
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
+                quant::q8_1::<S>(x, out)
+            }
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8_K]) {
+                quant::q8_k::<S>(x, out)
+            }
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
                 ops::dot_f32::<S>(a, b)

@@ -44,52 +44,37 @@ fn measure(threads: usize, reps: usize, millis: u64, one: fn(u64) -> (u64, u64))
     Ok(best)
 }
 
+/// A loop of one kind for one backend: `(int8, f32)`, each `None` where the backend has no
+/// SIMD kernels of that kind on this CPU.
+type Loops = (Option<fn(u64) -> (u64, u64)>, Option<fn(u64) -> (u64, u64)>);
+
+fn loops(backend: Backend) -> Loops {
+    if !backend.is_supported() {
+        return (None, None);
+    }
+    // SAFETY (of every call below): is_supported just checked that the CPU has the backend's
+    // features, which each loop's #[target_feature] asks for.
+    match backend {
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2 => (Some(|n| unsafe { x86::int8_avx2(n) }), Some(|n| unsafe { x86::f32_avx2(n) })),
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx512 => (Some(|n| unsafe { x86::int8_avx512(n) }), Some(|n| unsafe { x86::f32_avx512(n) })),
+        #[cfg(target_arch = "aarch64")]
+        Backend::Neon => (Some(|n| unsafe { arm::int8_neon(n) }), Some(|n| unsafe { arm::f32_neon(n) })),
+        _ => (None, None),
+    }
+}
+
 /// The int8 dot-product ceiling of `backend` (multiply-adds per second, best of 3 runs of about
 /// `millis` each), if it has integer SIMD kernels on this CPU.
 pub fn int8_macs(backend: Backend, threads: usize, millis: u64) -> Result<Option<f64>, PoolError> {
-    let f: fn(u64) -> (u64, u64) = match backend {
-        #[cfg(target_arch = "x86_64")]
-        Backend::Avx2 if backend.is_supported() => |n| {
-            // SAFETY: the CPU has AVX2 (checked by is_supported just above).
-            unsafe { x86::int8_avx2(n) }
-        },
-        #[cfg(target_arch = "x86_64")]
-        Backend::Avx512 if backend.is_supported() => |n| {
-            // SAFETY: the CPU has AVX-512 F/BW/VNNI (checked by is_supported just above).
-            unsafe { x86::int8_avx512(n) }
-        },
-        #[cfg(target_arch = "aarch64")]
-        Backend::Neon if backend.is_supported() => |n| {
-            // SAFETY: the CPU has NEON with the dot-product extension (is_supported).
-            unsafe { arm::int8_neon(n) }
-        },
-        _ => return Ok(None),
-    };
-    measure(threads, 3, millis, f).map(Some)
+    loops(backend).0.map(|f| measure(threads, 3, millis, f)).transpose()
 }
 
 /// The f32 FMA ceiling of `backend` (multiply-adds per second, as [`int8_macs`]), if it is a
 /// SIMD backend on this CPU.
 pub fn f32_macs(backend: Backend, threads: usize, millis: u64) -> Result<Option<f64>, PoolError> {
-    let f: fn(u64) -> (u64, u64) = match backend {
-        #[cfg(target_arch = "x86_64")]
-        Backend::Avx2 if backend.is_supported() => |n| {
-            // SAFETY: the CPU has AVX2 and FMA (is_supported).
-            unsafe { x86::f32_avx2(n) }
-        },
-        #[cfg(target_arch = "x86_64")]
-        Backend::Avx512 if backend.is_supported() => |n| {
-            // SAFETY: the CPU has AVX-512F (is_supported).
-            unsafe { x86::f32_avx512(n) }
-        },
-        #[cfg(target_arch = "aarch64")]
-        Backend::Neon if backend.is_supported() => |n| {
-            // SAFETY: the CPU has NEON (is_supported).
-            unsafe { arm::f32_neon(n) }
-        },
-        _ => return Ok(None),
-    };
-    measure(threads, 3, millis, f).map(Some)
+    loops(backend).1.map(|f| measure(threads, 3, millis, f)).transpose()
 }
 
 /// Twelve independent accumulators per loop, each fed by a register the optimiser cannot see

@@ -258,18 +258,11 @@ unsafe fn legacy_row<B: LegacyBlock>(p: *const u8, p32: *const i8, nb: usize, r:
     }
 }
 
-/// `[sc0..8]` and `[m0..8]` of a Q4_K / Q5_K block as f32 (ggml's `utmp` unpacking).
+/// `[sc0..8]` and `[m0..8]` of a Q4_K / Q5_K block as f32.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 pub(crate) unsafe fn k4_scales_mins(s: *const u8) -> (__m256, __m256) {
-    const KMASK1: u32 = 0x3f3f_3f3f;
-    const KMASK2: u32 = 0x0f0f_0f0f;
-    const KMASK3: u32 = 0x0303_0303;
-    let u0 = s.cast::<u32>().read_unaligned();
-    let u1 = s.add(4).cast::<u32>().read_unaligned();
-    let u2 = s.add(8).cast::<u32>().read_unaligned();
-    let sc = u64::from(u0 & KMASK1) | u64::from((u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4)) << 32;
-    let m = u64::from(u1 & KMASK1) | u64::from(((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4)) << 32;
+    let (sc, m) = crate::decode::k4_scale_min_words(s);
     let f = |v: u64| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(v as i64)));
     (f(sc), f(m))
 }

@@ -294,21 +294,8 @@ pub(crate) unsafe fn gemv_q8_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>,
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn k4_scales_mins(s: *const u8) -> __m512 {
-    const KMASK1: u32 = 0x3f3f_3f3f;
-    const KMASK2: u32 = 0x0f0f_0f0f;
-    const KMASK3: u32 = 0x0303_0303;
-    let u0 = s.cast::<u32>().read_unaligned();
-    let u1 = s.add(4).cast::<u32>().read_unaligned();
-    let u2 = s.add(8).cast::<u32>().read_unaligned();
-    let sc_lo = u0 & KMASK1;
-    let sc_hi = (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4);
-    let m_lo = u1 & KMASK1;
-    let m_hi = ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4);
-    let v = _mm_set_epi64x(
-        (u64::from(m_hi) << 32 | u64::from(m_lo)) as i64,
-        (u64::from(sc_hi) << 32 | u64::from(sc_lo)) as i64,
-    );
-    _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v))
+    let (sc, m) = crate::decode::k4_scale_min_words(s);
+    _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_set_epi64x(m as i64, sc as i64)))
 }
 
 /// The P32 registers of one half (four sub-blocks, 64 bytes of `qs`) of a Q4_K / Q5_K block:

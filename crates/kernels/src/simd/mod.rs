@@ -147,8 +147,8 @@ macro_rules! float_kernels {
             use super::*;
             use crate::attention::{AttnKernels, FlashJob};
             use crate::simd::{attn, float_mm, ops, quant};
-            use quill_quant::{BlockQ8_0, BlockQ8_1, BlockQ8_K};
             use crate::table::OpsKernels;
+            use quill_quant::{BlockQ8_0, BlockQ8_1, BlockQ8_K};
 
             type S = $S;
 

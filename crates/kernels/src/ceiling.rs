@@ -156,7 +156,8 @@ mod arm {
         for _ in 0..n {
             (w, x) = black_box((w, x));
             for (i, a) in acc.iter_mut().enumerate() {
-                *a = crate::arch::aarch64_neon::sdot(*a, w, if i % 2 == 0 { x } else { w });
+                // SAFETY: this function has the dotprod feature `sdot` needs.
+                *a = unsafe { crate::arch::aarch64_neon::sdot(*a, w, if i % 2 == 0 { x } else { w }) };
             }
         }
         let s = acc.iter().fold(vdupq_n_s32(0), |s, &a| vaddq_s32(s, a));

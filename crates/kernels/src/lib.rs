@@ -1,3 +1,4 @@
+#![deny(unsafe_op_in_unsafe_fn)]
 //! Compute kernels for the GPT-2 graph: matrix products over any weight format, layer norm,
 //! GELU, softmax and the attention core.
 //!

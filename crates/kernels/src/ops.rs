@@ -40,13 +40,6 @@ impl Kernels {
             self.add_assign(row, bias);
         }
     }
-
-    /// `sum a[i] * b[i]` in f32.
-    pub fn dot(&self, a: &[f32], b: &[f32]) -> f32 {
-        assert_eq!(a.len(), b.len(), "dot: lengths differ");
-        // SAFETY: the table's kernels run on this CPU (Kernels::get); lengths checked above.
-        unsafe { (self.ops.dot_f32)(a, b) }
-    }
 }
 
 /// `out = (x - mean) / sqrt(var + eps) * w + b` over one row.

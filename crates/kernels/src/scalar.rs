@@ -64,10 +64,6 @@ fn gemv_float<const TY: u8>(w: &[u8], row_bytes: usize, _k: usize, act: &GemvAct
     }
 }
 
-pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
 /// `out = (x - mean) / sqrt(var + eps) * w + b` over one row (mean and variance summed in f64,
 /// so that rows far from zero keep their precision).
 pub(crate) fn layer_norm(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
@@ -145,7 +141,7 @@ pub(crate) static KERNELS: Kernels = Kernels {
         gemv: formats!(gemv_table!(gemv)),
     },
     gemm: None,
-    ops: OpsKernels { dot_f32, layer_norm, gelu, softmax, add_assign, attn: AttnKernels::SCALAR },
+    ops: OpsKernels { layer_norm, gelu, softmax, add_assign, attn: AttnKernels::SCALAR },
 };
 
 /// The scalar GEMV of any supported type (also the path of Q8_1 / Q8_K weights on every

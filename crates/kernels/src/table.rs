@@ -139,7 +139,6 @@ pub(crate) type LayerNormFn = unsafe fn(x: &[f32], w: &[f32], b: &[f32], eps: f3
 
 /// The float kernels of the rest of the graph.
 pub(crate) struct OpsKernels {
-    pub dot_f32: unsafe fn(&[f32], &[f32]) -> f32,
     pub layer_norm: LayerNormFn,
     pub gelu: unsafe fn(&mut [f32]),
     pub softmax: unsafe fn(&mut [f32]),

@@ -37,26 +37,36 @@ const SEG: usize = 128;
 
 #[inline(always)]
 pub(crate) unsafe fn rd16(p: *const u8) -> u16 {
-    p.cast::<u16>().read_unaligned()
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe { p.cast::<u16>().read_unaligned() }
 }
 
 #[inline(always)]
 pub(crate) unsafe fn ld(p: *const u8) -> __m256i {
-    _mm256_loadu_si256(p.cast())
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe { _mm256_loadu_si256(p.cast()) }
 }
 
 /// Two 16-byte loads as one register.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn load2x16(p0: *const u8, p1: *const u8) -> __m256i {
-    _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(_mm_loadu_si128(p0.cast())), _mm_loadu_si128(p1.cast()))
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(_mm_loadu_si128(p0.cast())), _mm_loadu_si128(p1.cast()))
+    }
 }
 
 /// `sum(codes x activations)` per 4-byte lane (codes <= 127: no `vpmaddubsw` saturation).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn dot_u8_i8(u: __m256i, x: *const i8) -> __m256i {
-    _mm256_madd_epi16(_mm256_maddubs_epi16(u, ld(x.cast())), _mm256_set1_epi16(1))
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(u, ld(x.cast())), _mm256_set1_epi16(1)) }
 }
 
 /// Two registers of one scale block each (8 lanes) as one register of both (4 lanes each).
@@ -132,12 +142,16 @@ trait Fmt {
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 pub(crate) unsafe fn legacy_codes<B: LegacyBlock>(b: *const u8) -> __m256i {
-    let q = _mm_loadu_si128(b.add(B::QS).cast());
-    let both = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(q), _mm_srli_epi16::<4>(q));
-    let c = _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
-    match B::QH {
-        Some(qh) => _mm256_or_si256(c, bit16(b.add(qh).cast::<u32>().read_unaligned())),
-        None => c,
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let q = _mm_loadu_si128(b.add(B::QS).cast());
+        let both = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(q), _mm_srli_epi16::<4>(q));
+        let c = _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+        match B::QH {
+            Some(qh) => _mm256_or_si256(c, bit16(b.add(qh).cast::<u32>().read_unaligned())),
+            None => c,
+        }
     }
 }
 
@@ -145,37 +159,45 @@ pub(crate) unsafe fn legacy_codes<B: LegacyBlock>(b: *const u8) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 pub(crate) unsafe fn k4_codes<const FIVE: bool>(bp: *const u8, h: usize) -> (__m256i, __m256i) {
-    let mask = _mm256_set1_epi8(0x0f);
-    let q = ld(bp.add(k4_qs(FIVE) + 32 * h));
-    let mut lo = _mm256_and_si256(q, mask);
-    let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), mask);
-    if FIVE {
-        // Sub-block j takes bit j of each qh byte as its fifth bit.
-        let (qh, one) = (ld(bp.add(Q5K_QH)), _mm256_set1_epi8(1));
-        let b0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * h as i32)), one);
-        let b1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * h as i32 + 1)), one);
-        lo = _mm256_or_si256(lo, _mm256_slli_epi16::<4>(b0));
-        hi = _mm256_or_si256(hi, _mm256_slli_epi16::<4>(b1));
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let mask = _mm256_set1_epi8(0x0f);
+        let q = ld(bp.add(k4_qs(FIVE) + 32 * h));
+        let mut lo = _mm256_and_si256(q, mask);
+        let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), mask);
+        if FIVE {
+            // Sub-block j takes bit j of each qh byte as its fifth bit.
+            let (qh, one) = (ld(bp.add(Q5K_QH)), _mm256_set1_epi8(1));
+            let b0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * h as i32)), one);
+            let b1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * h as i32 + 1)), one);
+            lo = _mm256_or_si256(lo, _mm256_slli_epi16::<4>(b0));
+            hi = _mm256_or_si256(hi, _mm256_slli_epi16::<4>(b1));
+        }
+        (lo, hi)
     }
-    (lo, hi)
 }
 
 /// The codes of elements `128h + 32c..128h + 32c + 32` of a Q6_K block at `bp`, in order.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 pub(crate) unsafe fn q6k_codes(bp: *const u8, h: usize, c: usize) -> __m256i {
-    let (m4, m30) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
-    // Low 4 bits from ql (low nibbles for c < 2, high for c >= 2), high 2 bits from qh at 2c.
-    let ql = ld(bp.add(Q6K_QL + 64 * h + 32 * (c % 2)));
-    let ql = if c < 2 { ql } else { _mm256_srli_epi16::<4>(ql) };
-    let qh = ld(bp.add(Q6K_QH + 32 * h));
-    let qh = match c {
-        0 => _mm256_slli_epi16::<4>(qh),
-        1 => _mm256_slli_epi16::<2>(qh),
-        2 => qh,
-        _ => _mm256_srli_epi16::<2>(qh),
-    };
-    _mm256_or_si256(_mm256_and_si256(ql, m4), _mm256_and_si256(qh, m30))
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let (m4, m30) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
+        // Low 4 bits from ql (low nibbles for c < 2, high for c >= 2), high 2 bits from qh at 2c.
+        let ql = ld(bp.add(Q6K_QL + 64 * h + 32 * (c % 2)));
+        let ql = if c < 2 { ql } else { _mm256_srli_epi16::<4>(ql) };
+        let qh = ld(bp.add(Q6K_QH + 32 * h));
+        let qh = match c {
+            0 => _mm256_slli_epi16::<4>(qh),
+            1 => _mm256_slli_epi16::<2>(qh),
+            2 => qh,
+            _ => _mm256_srli_epi16::<2>(qh),
+        };
+        _mm256_or_si256(_mm256_and_si256(ql, m4), _mm256_and_si256(qh, m30))
+    }
 }
 
 /// Byte `j` of the result is 16 if bit `j` of the 32-bit `bits` is set, else 0.
@@ -203,7 +225,9 @@ impl<B: LegacyBlock> Fmt for Legacy<B> {
 
     #[inline(always)]
     unsafe fn row(p: *const u8, _x: *const i8, p32: *const i8, nb: usize, r: usize, out: &RowSums) {
-        legacy_row::<B>(p, p32, nb, r, out)
+        // SAFETY: within this function's contract: the CPU has the target features it (or its
+        // caller) names, and the caller's pointers and lengths are valid for what it touches.
+        unsafe { legacy_row::<B>(p, p32, nb, r, out) }
     }
 }
 
@@ -212,49 +236,58 @@ impl<B: LegacyBlock> Fmt for Legacy<B> {
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn legacy_pair<B: LegacyBlock>(b0: *const u8, b1: *const u8, a: *const i8) -> __m256i {
-    if B::SIGNED {
-        let lo = load2x16(b0.add(B::QS), b1.add(B::QS));
-        let hi = load2x16(b0.add(B::QS + 16), b1.add(B::QS + 16));
-        let ones = _mm256_set1_epi16(1);
-        let plo = _mm256_maddubs_epi16(_mm256_abs_epi8(lo), _mm256_sign_epi8(ld(a.cast()), lo));
-        let phi = _mm256_maddubs_epi16(_mm256_abs_epi8(hi), _mm256_sign_epi8(ld(a.add(32).cast()), hi));
-        return _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        if B::SIGNED {
+            let lo = load2x16(b0.add(B::QS), b1.add(B::QS));
+            let hi = load2x16(b0.add(B::QS + 16), b1.add(B::QS + 16));
+            let ones = _mm256_set1_epi16(1);
+            let plo = _mm256_maddubs_epi16(_mm256_abs_epi8(lo), _mm256_sign_epi8(ld(a.cast()), lo));
+            let phi = _mm256_maddubs_epi16(_mm256_abs_epi8(hi), _mm256_sign_epi8(ld(a.add(32).cast()), hi));
+            return _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
+        }
+        let q = load2x16(b0.add(B::QS), b1.add(B::QS));
+        let m = _mm256_set1_epi8(0x0f);
+        let (mut lo, mut hi) = (_mm256_and_si256(q, m), _mm256_and_si256(_mm256_srli_epi16::<4>(q), m));
+        if let Some(qh) = B::QH {
+            let h0 = b0.add(qh).cast::<u32>().read_unaligned();
+            let h1 = b1.add(qh).cast::<u32>().read_unaligned();
+            lo = _mm256_or_si256(lo, bit16((h0 & 0xffff) | (h1 & 0xffff) << 16));
+            hi = _mm256_or_si256(hi, bit16((h0 >> 16) | (h1 >> 16) << 16));
+        }
+        // Codes <= 31: each product pair is below 2^13, so two sum exactly in i16.
+        let p =
+            _mm256_add_epi16(_mm256_maddubs_epi16(lo, ld(a.cast())), _mm256_maddubs_epi16(hi, ld(a.add(32).cast())));
+        _mm256_madd_epi16(p, _mm256_set1_epi16(1))
     }
-    let q = load2x16(b0.add(B::QS), b1.add(B::QS));
-    let m = _mm256_set1_epi8(0x0f);
-    let (mut lo, mut hi) = (_mm256_and_si256(q, m), _mm256_and_si256(_mm256_srli_epi16::<4>(q), m));
-    if let Some(qh) = B::QH {
-        let h0 = b0.add(qh).cast::<u32>().read_unaligned();
-        let h1 = b1.add(qh).cast::<u32>().read_unaligned();
-        lo = _mm256_or_si256(lo, bit16((h0 & 0xffff) | (h1 & 0xffff) << 16));
-        hi = _mm256_or_si256(hi, bit16((h0 >> 16) | (h1 >> 16) << 16));
-    }
-    // Codes <= 31: each product pair is below 2^13, so two sum exactly in i16.
-    let p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, ld(a.cast())), _mm256_maddubs_epi16(hi, ld(a.add(32).cast())));
-    _mm256_madd_epi16(p, _mm256_set1_epi16(1))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn legacy_row<B: LegacyBlock>(p: *const u8, p32: *const i8, nb: usize, r: usize, out: &RowSums) {
-    let zero = [0u8; MAX_LEGACY_BYTES];
-    let pair_at = |b: usize, b1: *const u8| {
-        let b0 = p.add(b * B::BYTES);
-        *out.units.add(b / 2 * 8 + r) = legacy_pair::<B>(b0, b1, p32.add(32 * b));
-        *out.d16.add(b * 8 + r) = rd16(b0.add(B::D));
-        *out.d16.add((b + 1) * 8 + r) = rd16(b1.add(B::D));
-        if let Some(m) = B::M {
-            *out.m16.add(b * 8 + r) = rd16(b0.add(m));
-            *out.m16.add((b + 1) * 8 + r) = rd16(b1.add(m));
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let zero = [0u8; MAX_LEGACY_BYTES];
+        let pair_at = |b: usize, b1: *const u8| {
+            let b0 = p.add(b * B::BYTES);
+            *out.units.add(b / 2 * 8 + r) = legacy_pair::<B>(b0, b1, p32.add(32 * b));
+            *out.d16.add(b * 8 + r) = rd16(b0.add(B::D));
+            *out.d16.add((b + 1) * 8 + r) = rd16(b1.add(B::D));
+            if let Some(m) = B::M {
+                *out.m16.add(b * 8 + r) = rd16(b0.add(m));
+                *out.m16.add((b + 1) * 8 + r) = rd16(b1.add(m));
+            }
+        };
+        let full = nb / 2 * 2;
+        for b in (0..full).step_by(2) {
+            pair_at(b, p.add((b + 1) * B::BYTES));
         }
-    };
-    let full = nb / 2 * 2;
-    for b in (0..full).step_by(2) {
-        pair_at(b, p.add((b + 1) * B::BYTES));
-    }
-    if full < nb {
-        // The odd last block pairs with a zero block (zero codes, zero scale).
-        pair_at(full, zero.as_ptr());
+        if full < nb {
+            // The odd last block pairs with a zero block (zero codes, zero scale).
+            pair_at(full, zero.as_ptr());
+        }
     }
 }
 
@@ -262,9 +295,13 @@ unsafe fn legacy_row<B: LegacyBlock>(p: *const u8, p32: *const i8, nb: usize, r:
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 pub(crate) unsafe fn k4_scales_mins(s: *const u8) -> (__m256, __m256) {
-    let (sc, m) = crate::decode::k4_scale_min_words(s);
-    let f = |v: u64| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(v as i64)));
-    (f(sc), f(m))
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let (sc, m) = crate::decode::k4_scale_min_words(s);
+        let f = |v: u64| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(v as i64)));
+        (f(sc), f(m))
+    }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -287,28 +324,34 @@ impl<const FIVE: bool> Fmt for K4<FIVE> {
 
     #[inline(always)]
     unsafe fn row(p: *const u8, x: *const i8, _p32: *const i8, nb: usize, r: usize, out: &RowSums) {
-        k4_row::<FIVE>(p, x, nb, r, out)
+        // SAFETY: within this function's contract: the CPU has the target features it (or its
+        // caller) names, and the caller's pointers and lengths are valid for what it touches.
+        unsafe { k4_row::<FIVE>(p, x, nb, r, out) }
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn k4_row<const FIVE: bool>(p: *const u8, x: *const i8, nb: usize, r: usize, out: &RowSums) {
-    let bytes = <K4<FIVE> as Fmt>::BYTES;
-    for b in 0..nb {
-        let bp = p.add(b * bytes);
-        let xb = x.add(256 * b);
-        for h in 0..4 {
-            let (lo, hi) = k4_codes::<FIVE>(bp, h);
-            let v = pair(dot_u8_i8(lo, xb.add(64 * h)), dot_u8_i8(hi, xb.add(64 * h + 32)));
-            *out.units.add((4 * b + h) * 8 + r) = v;
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let bytes = <K4<FIVE> as Fmt>::BYTES;
+        for b in 0..nb {
+            let bp = p.add(b * bytes);
+            let xb = x.add(256 * b);
+            for h in 0..4 {
+                let (lo, hi) = k4_codes::<FIVE>(bp, h);
+                let v = pair(dot_u8_i8(lo, xb.add(64 * h)), dot_u8_i8(hi, xb.add(64 * h + 32)));
+                *out.units.add((4 * b + h) * 8 + r) = v;
+            }
+            let (d, dmin) = (f16_to_f32(rd16(bp.add(K4_D))), f16_to_f32(rd16(bp.add(K4_DMIN))));
+            let (sc, m) = k4_scales_mins(bp.add(K4_SCALES));
+            let at = r * SEG + 8 * b;
+            _mm256_storeu_ps(out.dw.add(at), _mm256_mul_ps(_mm256_set1_ps(d), sc));
+            let mw = _mm256_mul_ps(_mm256_set1_ps(dmin), m);
+            _mm256_storeu_ps(out.mw.add(at), _mm256_xor_ps(mw, _mm256_set1_ps(-0.0)));
         }
-        let (d, dmin) = (f16_to_f32(rd16(bp.add(K4_D))), f16_to_f32(rd16(bp.add(K4_DMIN))));
-        let (sc, m) = k4_scales_mins(bp.add(K4_SCALES));
-        let at = r * SEG + 8 * b;
-        _mm256_storeu_ps(out.dw.add(at), _mm256_mul_ps(_mm256_set1_ps(d), sc));
-        let mw = _mm256_mul_ps(_mm256_set1_ps(dmin), m);
-        _mm256_storeu_ps(out.mw.add(at), _mm256_xor_ps(mw, _mm256_set1_ps(-0.0)));
     }
 }
 
@@ -325,28 +368,34 @@ impl Fmt for Q6K {
 
     #[inline(always)]
     unsafe fn row(p: *const u8, x: *const i8, _p32: *const i8, nb: usize, r: usize, out: &RowSums) {
-        q6k_row(p, x, nb, r, out)
+        // SAFETY: within this function's contract: the CPU has the target features it (or its
+        // caller) names, and the caller's pointers and lengths are valid for what it touches.
+        unsafe { q6k_row(p, x, nb, r, out) }
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn q6k_row(p: *const u8, x: *const i8, nb: usize, r: usize, out: &RowSums) {
-    for b in 0..nb {
-        let bp = p.add(Q6K_BYTES * b);
-        let xb = x.add(256 * b);
-        for h in 0..2 {
-            // 32 codes each: elements 128h + 32c.., i.e. sub-blocks 8h + 2c and 8h + 2c + 1,
-            // whose sums land in the low and high halves.
-            for c in 0..4 {
-                let yc = q6k_codes(bp, h, c);
-                *out.units.add((8 * b + 4 * h + c) * 8 + r) = dot_u8_i8(yc, xb.add(128 * h + 32 * c));
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        for b in 0..nb {
+            let bp = p.add(Q6K_BYTES * b);
+            let xb = x.add(256 * b);
+            for h in 0..2 {
+                // 32 codes each: elements 128h + 32c.., i.e. sub-blocks 8h + 2c and 8h + 2c + 1,
+                // whose sums land in the low and high halves.
+                for c in 0..4 {
+                    let yc = q6k_codes(bp, h, c);
+                    *out.units.add((8 * b + 4 * h + c) * 8 + r) = dot_u8_i8(yc, xb.add(128 * h + 32 * c));
+                }
             }
-        }
-        let d = _mm256_set1_ps(f16_to_f32(rd16(bp.add(Q6K_D))));
-        for h in 0..2 {
-            let sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(bp.add(Q6K_SCALES + 8 * h).cast())));
-            _mm256_storeu_ps(out.dw.add(r * SEG + 16 * b + 8 * h), _mm256_mul_ps(d, sc));
+            let d = _mm256_set1_ps(f16_to_f32(rd16(bp.add(Q6K_D))));
+            for h in 0..2 {
+                let sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(bp.add(Q6K_SCALES + 8 * h).cast())));
+                _mm256_storeu_ps(out.dw.add(r * SEG + 16 * b + 8 * h), _mm256_mul_ps(d, sc));
+            }
         }
     }
 }
@@ -356,100 +405,108 @@ unsafe fn q6k_row(p: *const u8, x: *const i8, nb: usize, r: usize, out: &RowSums
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn unit_sums(u: *const __m256i) -> (__m256i, __m256i) {
-    let v: [__m256i; 8] = std::array::from_fn(|r| *u.add(r));
-    // [r0, r1, r2, r3 | r0, r1, r2, r3] of blocks (first | second), and rows 4..8 likewise.
-    let a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-    let b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
-    (_mm256_permute2x128_si256::<0x20>(a, b), _mm256_permute2x128_si256::<0x31>(a, b))
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let v: [__m256i; 8] = std::array::from_fn(|r| *u.add(r));
+        // [r0, r1, r2, r3 | r0, r1, r2, r3] of blocks (first | second), and rows 4..8 likewise.
+        let a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+        let b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+        (_mm256_permute2x128_si256::<0x20>(a, b), _mm256_permute2x128_si256::<0x31>(a, b))
+    }
 }
 
 /// The row loop shared by every format (see the module docs).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn gemv<F: Fmt>(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    let a: &ActBlocks<'_> = act.blocks.as_ref().expect("the AVX2 table asks for the block layout");
-    debug_assert_eq!(a.sblock, F::SB);
-    debug_assert_eq!(k % (F::SB * F::SB_PER_BLOCK), 0);
-    debug_assert_eq!(w.len(), out.len() * rb);
-    debug_assert!(!F::F16_SCALES || act.p32.len() >= k.next_multiple_of(64));
-    let n_sb = k / F::SB;
-    let mut units = [const { MaybeUninit::<__m256i>::uninit() }; SEG / 2 * 8];
-    let mut d16 = [const { MaybeUninit::<u16>::uninit() }; SEG * 8];
-    let mut m16 = [const { MaybeUninit::<u16>::uninit() }; SEG * 8];
-    let mut dw = [const { MaybeUninit::<f32>::uninit() }; SEG * 8];
-    let mut mw = [const { MaybeUninit::<f32>::uninit() }; SEG * 8];
-    let sums = RowSums {
-        units: units.as_mut_ptr().cast(),
-        d16: d16.as_mut_ptr().cast(),
-        m16: m16.as_mut_ptr().cast(),
-        dw: dw.as_mut_ptr().cast(),
-        mw: mw.as_mut_ptr().cast(),
-    };
-    let (dx, corr, sx) = (a.dx.as_ptr(), a.corr.as_ptr(), a.sx.as_ptr());
-    let rows = out.len();
-    for r0 in (0..rows).step_by(8) {
-        let nr = (rows - r0).min(8);
-        let mut chains = [_mm256_setzero_ps(); CHAINS];
-        for s0 in (0..n_sb).step_by(SEG) {
-            let ns = (n_sb - s0).min(SEG);
-            let b0 = s0 / F::SB_PER_BLOCK;
-            // Rows past the matrix repeat its last row, so every buffer is written.
-            for r in 0..8 {
-                let row = w.as_ptr().add((r0 + r.min(nr - 1)) * rb + b0 * F::BYTES);
-                let (x, p32) = (a.qs.as_ptr().add(s0 * F::SB), act.p32.as_ptr().wrapping_add(s0 * F::SB));
-                F::row(row, x, p32, ns / F::SB_PER_BLOCK, r, &sums);
-            }
-            for c in (0..ns).step_by(8) {
-                let scales = |f: *const f32| -> [__m256; 8] {
-                    let t = transpose8(std::array::from_fn(|r| ld(f.add(r * SEG + c).cast())));
-                    t.map(|v| _mm256_castsi256_ps(v))
-                };
-                let (ds, ms) = if F::F16_SCALES {
-                    ([_mm256_setzero_ps(); 8], [_mm256_setzero_ps(); 8])
-                } else {
-                    (scales(sums.dw), if F::MIN { scales(sums.mw) } else { [_mm256_setzero_ps(); 8] })
-                };
-                let n = (ns - c).min(8);
-                let step = |j: usize, mut i: __m256i, acc: &mut __m256| {
-                    let s = s0 + c + j;
-                    let (d, m) = if F::F16_SCALES {
-                        let at = (c + j) * 8;
-                        let d = _mm256_cvtph_ps(_mm_loadu_si128(sums.d16.add(at).cast()));
-                        let m = if F::MIN { _mm256_cvtph_ps(_mm_loadu_si128(sums.m16.add(at).cast())) } else { d };
-                        (d, m)
-                    } else {
-                        (ds[j], ms[j])
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let a: &ActBlocks<'_> = act.blocks.as_ref().expect("the AVX2 table asks for the block layout");
+        debug_assert_eq!(a.sblock, F::SB);
+        debug_assert_eq!(k % (F::SB * F::SB_PER_BLOCK), 0);
+        debug_assert_eq!(w.len(), out.len() * rb);
+        debug_assert!(!F::F16_SCALES || act.p32.len() >= k.next_multiple_of(64));
+        let n_sb = k / F::SB;
+        let mut units = [const { MaybeUninit::<__m256i>::uninit() }; SEG / 2 * 8];
+        let mut d16 = [const { MaybeUninit::<u16>::uninit() }; SEG * 8];
+        let mut m16 = [const { MaybeUninit::<u16>::uninit() }; SEG * 8];
+        let mut dw = [const { MaybeUninit::<f32>::uninit() }; SEG * 8];
+        let mut mw = [const { MaybeUninit::<f32>::uninit() }; SEG * 8];
+        let sums = RowSums {
+            units: units.as_mut_ptr().cast(),
+            d16: d16.as_mut_ptr().cast(),
+            m16: m16.as_mut_ptr().cast(),
+            dw: dw.as_mut_ptr().cast(),
+            mw: mw.as_mut_ptr().cast(),
+        };
+        let (dx, corr, sx) = (a.dx.as_ptr(), a.corr.as_ptr(), a.sx.as_ptr());
+        let rows = out.len();
+        for r0 in (0..rows).step_by(8) {
+            let nr = (rows - r0).min(8);
+            let mut chains = [_mm256_setzero_ps(); CHAINS];
+            for s0 in (0..n_sb).step_by(SEG) {
+                let ns = (n_sb - s0).min(SEG);
+                let b0 = s0 / F::SB_PER_BLOCK;
+                // Rows past the matrix repeat its last row, so every buffer is written.
+                for r in 0..8 {
+                    let row = w.as_ptr().add((r0 + r.min(nr - 1)) * rb + b0 * F::BYTES);
+                    let (x, p32) = (a.qs.as_ptr().add(s0 * F::SB), act.p32.as_ptr().wrapping_add(s0 * F::SB));
+                    F::row(row, x, p32, ns / F::SB_PER_BLOCK, r, &sums);
+                }
+                for c in (0..ns).step_by(8) {
+                    let scales = |f: *const f32| -> [__m256; 8] {
+                        let t = transpose8(std::array::from_fn(|r| ld(f.add(r * SEG + c).cast())));
+                        t.map(|v| _mm256_castsi256_ps(v))
                     };
-                    if !F::SIGNED {
-                        i = _mm256_add_epi32(i, _mm256_set1_epi32(*corr.add(s)));
-                    }
-                    let scale = _mm256_mul_ps(d, _mm256_set1_ps(*dx.add(s)));
-                    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), scale, *acc);
-                    if F::MIN {
-                        *acc = _mm256_fmadd_ps(m, _mm256_set1_ps(*sx.add(s)), *acc);
-                    }
-                };
-                // Chain s % 4: s0 and c are multiples of 8, so the chain of c + j is j % 4.
-                let [c0, c1, c2, c3] = &mut chains;
-                for jq in (0..n).step_by(4) {
-                    let (a, b) = unit_sums(sums.units.add((c + jq) / 2 * 8));
-                    step(jq, a, c0);
-                    if jq + 1 < n {
-                        step(jq + 1, b, c1);
-                    }
-                    if jq + 2 < n {
-                        let (a, b) = unit_sums(sums.units.add((c + jq + 2) / 2 * 8));
-                        step(jq + 2, a, c2);
-                        if jq + 3 < n {
-                            step(jq + 3, b, c3);
+                    let (ds, ms) = if F::F16_SCALES {
+                        ([_mm256_setzero_ps(); 8], [_mm256_setzero_ps(); 8])
+                    } else {
+                        (scales(sums.dw), if F::MIN { scales(sums.mw) } else { [_mm256_setzero_ps(); 8] })
+                    };
+                    let n = (ns - c).min(8);
+                    let step = |j: usize, mut i: __m256i, acc: &mut __m256| {
+                        let s = s0 + c + j;
+                        let (d, m) = if F::F16_SCALES {
+                            let at = (c + j) * 8;
+                            let d = _mm256_cvtph_ps(_mm_loadu_si128(sums.d16.add(at).cast()));
+                            let m = if F::MIN { _mm256_cvtph_ps(_mm_loadu_si128(sums.m16.add(at).cast())) } else { d };
+                            (d, m)
+                        } else {
+                            (ds[j], ms[j])
+                        };
+                        if !F::SIGNED {
+                            i = _mm256_add_epi32(i, _mm256_set1_epi32(*corr.add(s)));
+                        }
+                        let scale = _mm256_mul_ps(d, _mm256_set1_ps(*dx.add(s)));
+                        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), scale, *acc);
+                        if F::MIN {
+                            *acc = _mm256_fmadd_ps(m, _mm256_set1_ps(*sx.add(s)), *acc);
+                        }
+                    };
+                    // Chain s % 4: s0 and c are multiples of 8, so the chain of c + j is j % 4.
+                    let [c0, c1, c2, c3] = &mut chains;
+                    for jq in (0..n).step_by(4) {
+                        let (a, b) = unit_sums(sums.units.add((c + jq) / 2 * 8));
+                        step(jq, a, c0);
+                        if jq + 1 < n {
+                            step(jq + 1, b, c1);
+                        }
+                        if jq + 2 < n {
+                            let (a, b) = unit_sums(sums.units.add((c + jq + 2) / 2 * 8));
+                            step(jq + 2, a, c2);
+                            if jq + 3 < n {
+                                step(jq + 3, b, c3);
+                            }
                         }
                     }
                 }
             }
+            let mut tmp = [0f32; 8];
+            _mm256_storeu_ps(tmp.as_mut_ptr(), sum_chains(chains));
+            out[r0..r0 + nr].copy_from_slice(&tmp[..nr]);
         }
-        let mut tmp = [0f32; 8];
-        _mm256_storeu_ps(tmp.as_mut_ptr(), sum_chains(chains));
-        out[r0..r0 + nr].copy_from_slice(&tmp[..nr]);
     }
 }
 
@@ -457,7 +514,8 @@ macro_rules! gemv_fns {
     ($($name:ident => $fmt:ty),* $(,)?) => {$(
         #[target_feature(enable = "avx2,fma,f16c")]
         pub(crate) unsafe fn $name(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-            gemv::<$fmt>(w, rb, k, act, out)
+            // SAFETY: this function's contract (the table's): the CPU has AVX2, valid rows.
+            unsafe { gemv::<$fmt>(w, rb, k, act, out) }
         }
     )*};
 }

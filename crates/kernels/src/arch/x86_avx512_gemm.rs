@@ -69,22 +69,26 @@ fn transpose16(r: [__m512i; 16]) -> [__m512i; 16] {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn lay_out_codes(panel: &mut Panel) {
-    let k = panel.k;
-    let (rows, data) = (panel.rows.as_ptr(), panel.bytes_mut().as_mut_ptr());
-    let full = k / 64;
-    for half in 0..2 {
-        for c in 0..full {
-            let r: [__m512i; 16] =
-                std::array::from_fn(|i| _mm512_loadu_si512(rows.add((16 * half + i) * k + 64 * c).cast()));
-            for (j, v) in transpose16(r).into_iter().enumerate() {
-                _mm512_storeu_si512(data.add(((16 * c + j) * NR + 16 * half) * 4).cast(), v);
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let k = panel.k;
+        let (rows, data) = (panel.rows.as_ptr(), panel.bytes_mut().as_mut_ptr());
+        let full = k / 64;
+        for half in 0..2 {
+            for c in 0..full {
+                let r: [__m512i; 16] =
+                    std::array::from_fn(|i| _mm512_loadu_si512(rows.add((16 * half + i) * k + 64 * c).cast()));
+                for (j, v) in transpose16(r).into_iter().enumerate() {
+                    _mm512_storeu_si512(data.add(((16 * c + j) * NR + 16 * half) * 4).cast(), v);
+                }
             }
-        }
-        // A k that is not a multiple of 64: the last dwords one by one.
-        for k4 in 16 * full..k / 4 {
-            for i in 0..16 {
-                let row = 16 * half + i;
-                std::ptr::copy_nonoverlapping(rows.add(row * k + 4 * k4), data.add((k4 * NR + row) * 4), 4);
+            // A k that is not a multiple of 64: the last dwords one by one.
+            for k4 in 16 * full..k / 4 {
+                for i in 0..16 {
+                    let row = 16 * half + i;
+                    std::ptr::copy_nonoverlapping(rows.add(row * k + 4 * k4), data.add((k4 * NR + row) * 4), 4);
+                }
             }
         }
     }
@@ -94,15 +98,19 @@ unsafe fn lay_out_codes(panel: &mut Panel) {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn float16(ty: GgmlType, w: &[u8], row_bytes: usize, n_rows: usize, r: usize, c: usize) -> __m512 {
-    if r >= n_rows {
-        return _mm512_setzero_ps();
-    }
-    let p = w.as_ptr().add(r * row_bytes);
-    match ty {
-        GgmlType::F32 => _mm512_loadu_ps(p.add(4 * c).cast()),
-        GgmlType::F16 => _mm512_cvtph_ps(_mm256_loadu_si256(p.add(2 * c).cast())),
-        _ => {
-            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p.add(2 * c).cast()))))
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        if r >= n_rows {
+            return _mm512_setzero_ps();
+        }
+        let p = w.as_ptr().add(r * row_bytes);
+        match ty {
+            GgmlType::F32 => _mm512_loadu_ps(p.add(4 * c).cast()),
+            GgmlType::F16 => _mm512_cvtph_ps(_mm256_loadu_si256(p.add(2 * c).cast())),
+            _ => _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(
+                p.add(2 * c).cast(),
+            )))),
         }
     }
 }
@@ -112,33 +120,38 @@ unsafe fn float16(ty: GgmlType, w: &[u8], row_bytes: usize, n_rows: usize, r: us
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn unpack_float(ty: GgmlType, w: &[u8], row_bytes: usize, panel: &mut Panel) {
-    let k = panel.k;
-    let n_rows = w.len() / row_bytes;
-    let full = k / 16;
-    let data = panel.f32s_mut().as_mut_ptr();
-    for half in 0..2 {
-        for c in 0..full {
-            let r: [__m512i; 16] =
-                std::array::from_fn(|i| _mm512_castps_si512(float16(ty, w, row_bytes, n_rows, 16 * half + i, 16 * c)));
-            for (j, v) in transpose16(r).into_iter().enumerate() {
-                _mm512_storeu_si512(data.add((16 * c + j) * NR + 16 * half).cast(), v);
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let k = panel.k;
+        let n_rows = w.len() / row_bytes;
+        let full = k / 16;
+        let data = panel.f32s_mut().as_mut_ptr();
+        for half in 0..2 {
+            for c in 0..full {
+                let r: [__m512i; 16] = std::array::from_fn(|i| {
+                    _mm512_castps_si512(float16(ty, w, row_bytes, n_rows, 16 * half + i, 16 * c))
+                });
+                for (j, v) in transpose16(r).into_iter().enumerate() {
+                    _mm512_storeu_si512(data.add((16 * c + j) * NR + 16 * half).cast(), v);
+                }
             }
         }
-    }
-    if full * 16 < k {
-        let f = panel.f32s_mut();
-        for r in 0..NR {
-            for i in full * 16..k {
-                f[i * NR + r] = if r < n_rows {
-                    let row = &w[r * row_bytes..(r + 1) * row_bytes];
-                    match ty {
-                        GgmlType::F32 => f32::from_le_bytes(row[4 * i..4 * i + 4].try_into().unwrap()),
-                        GgmlType::F16 => half::f16::from_le_bytes([row[2 * i], row[2 * i + 1]]).to_f32(),
-                        _ => f32::from_bits(u32::from(u16::from_le_bytes([row[2 * i], row[2 * i + 1]])) << 16),
-                    }
-                } else {
-                    0.0
-                };
+        if full * 16 < k {
+            let f = panel.f32s_mut();
+            for r in 0..NR {
+                for i in full * 16..k {
+                    f[i * NR + r] = if r < n_rows {
+                        let row = &w[r * row_bytes..(r + 1) * row_bytes];
+                        match ty {
+                            GgmlType::F32 => f32::from_le_bytes(row[4 * i..4 * i + 4].try_into().unwrap()),
+                            GgmlType::F16 => half::f16::from_le_bytes([row[2 * i], row[2 * i + 1]]).to_f32(),
+                            _ => f32::from_bits(u32::from(u16::from_le_bytes([row[2 * i], row[2 * i + 1]])) << 16),
+                        }
+                    } else {
+                        0.0
+                    };
+                }
             }
         }
     }
@@ -149,14 +162,17 @@ macro_rules! unpackers {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
         pub(crate) unsafe fn $name(w: &[u8], row_bytes: usize, _k: usize, panel: &mut Panel) {
             debug_assert_eq!(panel.nr, NR);
-            match quant_spec(GgmlType::$ty) {
-                // Rows decoded by the portable decoder, specialised here for the format and
-                // vectorised by the compiler, then transposed into place.
-                Some(spec) => {
-                    decode_rows(&spec, w, row_bytes, panel);
-                    lay_out_codes(panel);
+            // SAFETY: this function's contract (the table's): the CPU has AVX-512, whole rows.
+            unsafe {
+                match quant_spec(GgmlType::$ty) {
+                    // Rows decoded by the portable decoder, specialised here for the format and
+                    // vectorised by the compiler, then transposed into place.
+                    Some(spec) => {
+                        decode_rows(&spec, w, row_bytes, panel);
+                        lay_out_codes(panel);
+                    }
+                    None => unpack_float(GgmlType::$ty, w, row_bytes, panel),
                 }
-                None => unpack_float(GgmlType::$ty, w, row_bytes, panel),
             }
         }
     )*};
@@ -180,14 +196,18 @@ unpackers! {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn store_rows(out: *mut f32, acc: [__m512; 2], n_rows: usize) {
-    if n_rows >= NR {
-        _mm512_storeu_ps(out, acc[0]);
-        _mm512_storeu_ps(out.add(16), acc[1]);
-    } else {
-        let m0 = if n_rows >= 16 { 0xffff } else { (1u32 << n_rows) as u16 - 1 };
-        let m1 = if n_rows <= 16 { 0 } else { (1u32 << (n_rows - 16)) as u16 - 1 };
-        _mm512_mask_storeu_ps(out, m0, acc[0]);
-        _mm512_mask_storeu_ps(out.add(16), m1, acc[1]);
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        if n_rows >= NR {
+            _mm512_storeu_ps(out, acc[0]);
+            _mm512_storeu_ps(out.add(16), acc[1]);
+        } else {
+            let m0 = if n_rows >= 16 { 0xffff } else { (1u32 << n_rows) as u16 - 1 };
+            let m1 = if n_rows <= 16 { 0 } else { (1u32 << (n_rows - 16)) as u16 - 1 };
+            _mm512_mask_storeu_ps(out, m0, acc[0]);
+            _mm512_mask_storeu_ps(out.add(16), m1, acc[1]);
+        }
     }
 }
 
@@ -202,48 +222,52 @@ unsafe fn tile_i8<const T: usize, const MIN: bool>(
     out_stride: usize,
     n_rows: usize,
 ) {
-    let (k, sb, n_sb) = (act.k, act.sblock, act.n_sb);
-    let codes = panel.bytes().as_ptr();
-    let (dw, mw) = (panel.dw.as_ptr(), panel.mw.as_ptr());
-    let qs = act.qs.as_ptr().add(t0 * k);
-    let (dx, corr) = (act.dx.as_ptr().add(t0 * n_sb), act.corr.as_ptr().add(t0 * n_sb));
-    let sx = act.sx.as_ptr().wrapping_add(t0 * n_sb);
-    let mut accf = [[_mm512_setzero_ps(); T]; 2];
-    for s in 0..n_sb {
-        let mut acci = [[_mm512_setzero_si512(); T]; 2];
-        for t in 0..T {
-            let c = _mm512_set1_epi32(*corr.add(t * n_sb + s));
-            acci[0][t] = c;
-            acci[1][t] = c;
-        }
-        for k4 in s * sb / 4..(s + 1) * sb / 4 {
-            let w0 = _mm512_loadu_si512(codes.add(k4 * 4 * NR).cast());
-            let w1 = _mm512_loadu_si512(codes.add(k4 * 4 * NR + 64).cast());
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let (k, sb, n_sb) = (act.k, act.sblock, act.n_sb);
+        let codes = panel.bytes().as_ptr();
+        let (dw, mw) = (panel.dw.as_ptr(), panel.mw.as_ptr());
+        let qs = act.qs.as_ptr().add(t0 * k);
+        let (dx, corr) = (act.dx.as_ptr().add(t0 * n_sb), act.corr.as_ptr().add(t0 * n_sb));
+        let sx = act.sx.as_ptr().wrapping_add(t0 * n_sb);
+        let mut accf = [[_mm512_setzero_ps(); T]; 2];
+        for s in 0..n_sb {
+            let mut acci = [[_mm512_setzero_si512(); T]; 2];
             for t in 0..T {
-                let xb = _mm512_set1_epi32(qs.add(t * k + 4 * k4).cast::<i32>().read_unaligned());
-                acci[0][t] = _mm512_dpbusd_epi32(acci[0][t], w0, xb);
-                acci[1][t] = _mm512_dpbusd_epi32(acci[1][t], w1, xb);
+                let c = _mm512_set1_epi32(*corr.add(t * n_sb + s));
+                acci[0][t] = c;
+                acci[1][t] = c;
+            }
+            for k4 in s * sb / 4..(s + 1) * sb / 4 {
+                let w0 = _mm512_loadu_si512(codes.add(k4 * 4 * NR).cast());
+                let w1 = _mm512_loadu_si512(codes.add(k4 * 4 * NR + 64).cast());
+                for t in 0..T {
+                    let xb = _mm512_set1_epi32(qs.add(t * k + 4 * k4).cast::<i32>().read_unaligned());
+                    acci[0][t] = _mm512_dpbusd_epi32(acci[0][t], w0, xb);
+                    acci[1][t] = _mm512_dpbusd_epi32(acci[1][t], w1, xb);
+                }
+            }
+            let dw0 = _mm512_loadu_ps(dw.add(s * NR));
+            let dw1 = _mm512_loadu_ps(dw.add(s * NR + 16));
+            for t in 0..T {
+                let d = _mm512_set1_ps(*dx.add(t * n_sb + s));
+                accf[0][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acci[0][t]), _mm512_mul_ps(dw0, d), accf[0][t]);
+                accf[1][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acci[1][t]), _mm512_mul_ps(dw1, d), accf[1][t]);
+            }
+            if MIN {
+                let mw0 = _mm512_loadu_ps(mw.add(s * NR));
+                let mw1 = _mm512_loadu_ps(mw.add(s * NR + 16));
+                for t in 0..T {
+                    let m = _mm512_set1_ps(*sx.add(t * n_sb + s));
+                    accf[0][t] = _mm512_fmadd_ps(mw0, m, accf[0][t]);
+                    accf[1][t] = _mm512_fmadd_ps(mw1, m, accf[1][t]);
+                }
             }
         }
-        let dw0 = _mm512_loadu_ps(dw.add(s * NR));
-        let dw1 = _mm512_loadu_ps(dw.add(s * NR + 16));
         for t in 0..T {
-            let d = _mm512_set1_ps(*dx.add(t * n_sb + s));
-            accf[0][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acci[0][t]), _mm512_mul_ps(dw0, d), accf[0][t]);
-            accf[1][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acci[1][t]), _mm512_mul_ps(dw1, d), accf[1][t]);
+            store_rows(out.add((t0 + t) * out_stride), [accf[0][t], accf[1][t]], n_rows);
         }
-        if MIN {
-            let mw0 = _mm512_loadu_ps(mw.add(s * NR));
-            let mw1 = _mm512_loadu_ps(mw.add(s * NR + 16));
-            for t in 0..T {
-                let m = _mm512_set1_ps(*sx.add(t * n_sb + s));
-                accf[0][t] = _mm512_fmadd_ps(mw0, m, accf[0][t]);
-                accf[1][t] = _mm512_fmadd_ps(mw1, m, accf[1][t]);
-            }
-        }
-    }
-    for t in 0..T {
-        store_rows(out.add((t0 + t) * out_stride), [accf[0][t], accf[1][t]], n_rows);
     }
 }
 
@@ -255,29 +279,37 @@ unsafe fn gemm_i8_min<const MIN: bool>(
     stride: usize,
     n_rows: usize,
 ) {
-    let mut t = 0;
-    while t < act.n_tokens {
-        let nt = (act.n_tokens - t).min(TI);
-        match nt {
-            6 => tile_i8::<6, MIN>(panel, act, t, out, stride, n_rows),
-            5 => tile_i8::<5, MIN>(panel, act, t, out, stride, n_rows),
-            4 => tile_i8::<4, MIN>(panel, act, t, out, stride, n_rows),
-            3 => tile_i8::<3, MIN>(panel, act, t, out, stride, n_rows),
-            2 => tile_i8::<2, MIN>(panel, act, t, out, stride, n_rows),
-            _ => tile_i8::<1, MIN>(panel, act, t, out, stride, n_rows),
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let mut t = 0;
+        while t < act.n_tokens {
+            let nt = (act.n_tokens - t).min(TI);
+            match nt {
+                6 => tile_i8::<6, MIN>(panel, act, t, out, stride, n_rows),
+                5 => tile_i8::<5, MIN>(panel, act, t, out, stride, n_rows),
+                4 => tile_i8::<4, MIN>(panel, act, t, out, stride, n_rows),
+                3 => tile_i8::<3, MIN>(panel, act, t, out, stride, n_rows),
+                2 => tile_i8::<2, MIN>(panel, act, t, out, stride, n_rows),
+                _ => tile_i8::<1, MIN>(panel, act, t, out, stride, n_rows),
+            }
+            t += nt;
         }
-        t += nt;
     }
 }
 
 /// The integer micro-kernel over every token (see the module docs).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) unsafe fn gemm_i8(panel: &Panel, act: &ActBlocks<'_>, out: *mut f32, stride: usize, n_rows: usize) {
-    debug_assert_eq!(panel.nr, NR);
-    debug_assert_eq!(panel.k, act.k);
-    if panel.has_min {
-        gemm_i8_min::<true>(panel, act, out, stride, n_rows)
-    } else {
-        gemm_i8_min::<false>(panel, act, out, stride, n_rows)
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        debug_assert_eq!(panel.nr, NR);
+        debug_assert_eq!(panel.k, act.k);
+        if panel.has_min {
+            gemm_i8_min::<true>(panel, act, out, stride, n_rows)
+        } else {
+            gemm_i8_min::<false>(panel, act, out, stride, n_rows)
+        }
     }
 }

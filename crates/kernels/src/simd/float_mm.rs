@@ -26,11 +26,15 @@ impl FloatElem for f32 {
     const BYTES: usize = 4;
     #[inline(always)]
     unsafe fn load<S: Simd>(p: *const u8) -> S::V {
-        S::load(p.cast())
+        // SAFETY: within this function's contract: the CPU has the target features it (or its
+        // caller) names, and the caller's pointers and lengths are valid for what it touches.
+        unsafe { S::load(p.cast()) }
     }
     #[inline(always)]
     unsafe fn one(p: *const u8) -> f32 {
-        p.cast::<f32>().read_unaligned()
+        // SAFETY: within this function's contract: the CPU has the target features it (or its
+        // caller) names, and the caller's pointers and lengths are valid for what it touches.
+        unsafe { p.cast::<f32>().read_unaligned() }
     }
 }
 
@@ -38,11 +42,15 @@ impl FloatElem for f16 {
     const BYTES: usize = 2;
     #[inline(always)]
     unsafe fn load<S: Simd>(p: *const u8) -> S::V {
-        S::load_f16(p.cast())
+        // SAFETY: within this function's contract: the CPU has the target features it (or its
+        // caller) names, and the caller's pointers and lengths are valid for what it touches.
+        unsafe { S::load_f16(p.cast()) }
     }
     #[inline(always)]
     unsafe fn one(p: *const u8) -> f32 {
-        f16::from_bits(p.cast::<u16>().read_unaligned()).to_f32()
+        // SAFETY: within this function's contract: the CPU has the target features it (or its
+        // caller) names, and the caller's pointers and lengths are valid for what it touches.
+        unsafe { f16::from_bits(p.cast::<u16>().read_unaligned()).to_f32() }
     }
 }
 
@@ -53,11 +61,15 @@ impl FloatElem for Bf16 {
     const BYTES: usize = 2;
     #[inline(always)]
     unsafe fn load<S: Simd>(p: *const u8) -> S::V {
-        S::load_bf16(p.cast())
+        // SAFETY: within this function's contract: the CPU has the target features it (or its
+        // caller) names, and the caller's pointers and lengths are valid for what it touches.
+        unsafe { S::load_bf16(p.cast()) }
     }
     #[inline(always)]
     unsafe fn one(p: *const u8) -> f32 {
-        f32::from_bits(u32::from(p.cast::<u16>().read_unaligned()) << 16)
+        // SAFETY: within this function's contract: the CPU has the target features it (or its
+        // caller) names, and the caller's pointers and lengths are valid for what it touches.
+        unsafe { f32::from_bits(u32::from(p.cast::<u16>().read_unaligned()) << 16) }
     }
 }
 
@@ -65,30 +77,38 @@ impl FloatElem for Bf16 {
 /// accumulators of `LANES`, the tail one element at a time.
 #[inline(always)]
 unsafe fn gemv_rows<S: Simd, W: FloatElem, X: FloatElem>(w: &[u8], rb: usize, k: usize, x: *const u8, out: &mut [f32]) {
-    let step = 4 * S::LANES;
-    let full = k / step;
-    for (r, o) in out.iter_mut().enumerate() {
-        let p = w.as_ptr().add(r * rb);
-        let mut acc = [S::zero(); 4];
-        for i in 0..full {
-            for (j, a) in acc.iter_mut().enumerate() {
-                let e = step * i + S::LANES * j;
-                *a = S::fma(W::load::<S>(p.add(e * W::BYTES)), X::load::<S>(x.add(e * X::BYTES)), *a);
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let step = 4 * S::LANES;
+        let full = k / step;
+        for (r, o) in out.iter_mut().enumerate() {
+            let p = w.as_ptr().add(r * rb);
+            let mut acc = [S::zero(); 4];
+            for i in 0..full {
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let e = step * i + S::LANES * j;
+                    *a = S::fma(W::load::<S>(p.add(e * W::BYTES)), X::load::<S>(x.add(e * X::BYTES)), *a);
+                }
             }
+            let mut sum = S::hsum(S::add(S::add(acc[0], acc[1]), S::add(acc[2], acc[3])));
+            for e in step * full..k {
+                sum += W::one(p.add(e * W::BYTES)) * X::one(x.add(e * X::BYTES));
+            }
+            *o = sum;
         }
-        let mut sum = S::hsum(S::add(S::add(acc[0], acc[1]), S::add(acc[2], acc[3])));
-        for e in step * full..k {
-            sum += W::one(p.add(e * W::BYTES)) * X::one(x.add(e * X::BYTES));
-        }
-        *o = sum;
     }
 }
 
 /// Float rows against the f32 activation.
 #[inline(always)]
 pub(crate) unsafe fn gemv<S: Simd, W: FloatElem>(w: &[u8], rb: usize, k: usize, x: &[f32], out: &mut [f32]) {
-    debug_assert!(x.len() >= k);
-    gemv_rows::<S, W, f32>(w, rb, k, x.as_ptr().cast(), out)
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        debug_assert!(x.len() >= k);
+        gemv_rows::<S, W, f32>(w, rb, k, x.as_ptr().cast(), out)
+    }
 }
 
 /// F16 rows against the activation as F16 (the same values as `act.x`): a 6400-element row in
@@ -96,21 +116,29 @@ pub(crate) unsafe fn gemv<S: Simd, W: FloatElem>(w: &[u8], rb: usize, k: usize, 
 /// fits.
 #[inline(always)]
 pub(crate) unsafe fn gemv_f16<S: Simd>(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    assert!(act.xh.len() >= k, "F16 GEMV without the F16 activation row");
-    gemv_rows::<S, f16, f16>(w, rb, k, act.xh.as_ptr().cast(), out)
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        assert!(act.xh.len() >= k, "F16 GEMV without the F16 activation row");
+        gemv_rows::<S, f16, f16>(w, rb, k, act.xh.as_ptr().cast(), out)
+    }
 }
 
 /// Stores one token's `2 * LANES` row lanes into `out` (its first `n_rows`).
 #[inline(always)]
 unsafe fn store_rows<S: Simd>(out: *mut f32, acc: [S::V; 2], n_rows: usize) {
-    let l = S::LANES;
-    if n_rows >= 2 * l {
-        S::store(out, acc[0]);
-        S::store(out.add(l), acc[1]);
-    } else {
-        S::store_part(out, n_rows.min(l), acc[0]);
-        if n_rows > l {
-            S::store_part(out.add(l), n_rows - l, acc[1]);
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let l = S::LANES;
+        if n_rows >= 2 * l {
+            S::store(out, acc[0]);
+            S::store(out.add(l), acc[1]);
+        } else {
+            S::store_part(out, n_rows.min(l), acc[0]);
+            if n_rows > l {
+                S::store_part(out.add(l), n_rows - l, acc[1]);
+            }
         }
     }
 }
@@ -125,21 +153,25 @@ unsafe fn tile<S: Simd, const T: usize>(
     stride: usize,
     n_rows: usize,
 ) {
-    let (nr, l) = (2 * S::LANES, S::LANES);
-    let p = panel.f32s().as_ptr();
-    let xs = x.as_ptr().add(t0 * k);
-    let mut acc = [[S::zero(); T]; 2];
-    for i in 0..k {
-        let w0 = S::load(p.add(i * nr));
-        let w1 = S::load(p.add(i * nr + l));
-        for t in 0..T {
-            let xb = S::splat(*xs.add(t * k + i));
-            acc[0][t] = S::fma(w0, xb, acc[0][t]);
-            acc[1][t] = S::fma(w1, xb, acc[1][t]);
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let (nr, l) = (2 * S::LANES, S::LANES);
+        let p = panel.f32s().as_ptr();
+        let xs = x.as_ptr().add(t0 * k);
+        let mut acc = [[S::zero(); T]; 2];
+        for i in 0..k {
+            let w0 = S::load(p.add(i * nr));
+            let w1 = S::load(p.add(i * nr + l));
+            for t in 0..T {
+                let xb = S::splat(*xs.add(t * k + i));
+                acc[0][t] = S::fma(w0, xb, acc[0][t]);
+                acc[1][t] = S::fma(w1, xb, acc[1][t]);
+            }
         }
-    }
-    for t in 0..T {
-        store_rows::<S>(out.add((t0 + t) * stride), [acc[0][t], acc[1][t]], n_rows);
+        for t in 0..T {
+            store_rows::<S>(out.add((t0 + t) * stride), [acc[0][t], acc[1][t]], n_rows);
+        }
     }
 }
 
@@ -154,26 +186,30 @@ pub(crate) unsafe fn gemm<S: Simd>(
     stride: usize,
     n_rows: usize,
 ) {
-    debug_assert_eq!(panel.nr, 2 * S::LANES);
-    let k = panel.k;
-    debug_assert!(x.len() >= n_tokens * k);
-    let mut t = 0;
-    while t < n_tokens {
-        let nt = (n_tokens - t).min(S::GEMM_TOKENS);
-        match nt {
-            12.. => tile::<S, 12>(panel, x, k, t, out, stride, n_rows),
-            11 => tile::<S, 11>(panel, x, k, t, out, stride, n_rows),
-            10 => tile::<S, 10>(panel, x, k, t, out, stride, n_rows),
-            9 => tile::<S, 9>(panel, x, k, t, out, stride, n_rows),
-            8 => tile::<S, 8>(panel, x, k, t, out, stride, n_rows),
-            7 => tile::<S, 7>(panel, x, k, t, out, stride, n_rows),
-            6 => tile::<S, 6>(panel, x, k, t, out, stride, n_rows),
-            5 => tile::<S, 5>(panel, x, k, t, out, stride, n_rows),
-            4 => tile::<S, 4>(panel, x, k, t, out, stride, n_rows),
-            3 => tile::<S, 3>(panel, x, k, t, out, stride, n_rows),
-            2 => tile::<S, 2>(panel, x, k, t, out, stride, n_rows),
-            _ => tile::<S, 1>(panel, x, k, t, out, stride, n_rows),
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        debug_assert_eq!(panel.nr, 2 * S::LANES);
+        let k = panel.k;
+        debug_assert!(x.len() >= n_tokens * k);
+        let mut t = 0;
+        while t < n_tokens {
+            let nt = (n_tokens - t).min(S::GEMM_TOKENS);
+            match nt {
+                12.. => tile::<S, 12>(panel, x, k, t, out, stride, n_rows),
+                11 => tile::<S, 11>(panel, x, k, t, out, stride, n_rows),
+                10 => tile::<S, 10>(panel, x, k, t, out, stride, n_rows),
+                9 => tile::<S, 9>(panel, x, k, t, out, stride, n_rows),
+                8 => tile::<S, 8>(panel, x, k, t, out, stride, n_rows),
+                7 => tile::<S, 7>(panel, x, k, t, out, stride, n_rows),
+                6 => tile::<S, 6>(panel, x, k, t, out, stride, n_rows),
+                5 => tile::<S, 5>(panel, x, k, t, out, stride, n_rows),
+                4 => tile::<S, 4>(panel, x, k, t, out, stride, n_rows),
+                3 => tile::<S, 3>(panel, x, k, t, out, stride, n_rows),
+                2 => tile::<S, 2>(panel, x, k, t, out, stride, n_rows),
+                _ => tile::<S, 1>(panel, x, k, t, out, stride, n_rows),
+            }
+            t += nt;
         }
-        t += nt;
     }
 }

@@ -92,24 +92,41 @@ macro_rules! simd_basics {
      $($op:ident = $f:path),* $(,)?) => {
         #[inline(always)]
         unsafe fn zero() -> $V {
+            // SAFETY: within this function's contract: the CPU has the target features it (or its
+            // caller) names, and the caller's pointers and lengths are valid for what it touches.
+            unsafe {
             $zero()
+            }
         }
         #[inline(always)]
         unsafe fn splat(x: f32) -> $V {
+            // SAFETY: within this function's contract: the CPU has the target features it (or its
+            // caller) names, and the caller's pointers and lengths are valid for what it touches.
+            unsafe {
             $splat(x)
+            }
         }
         #[inline(always)]
         unsafe fn load(p: *const f32) -> $V {
+            // SAFETY: within this function's contract: the CPU has the target features it (or its
+            // caller) names, and the caller's pointers and lengths are valid for what it touches.
+            unsafe {
             $load(p)
+            }
         }
         #[inline(always)]
         unsafe fn store(p: *mut f32, v: $V) {
+            // SAFETY: within this function's contract: the CPU has the target features it (or its
+            // caller) names, and the caller's pointers and lengths are valid for what it touches.
+            unsafe {
             $store(p, v)
+            }
         }
         $(
             #[inline(always)]
             unsafe fn $op(a: $V, b: $V) -> $V {
-                $f(a, b)
+                // SAFETY: the Simd contract: called only where this backend's target features are on.
+                unsafe { $f(a, b) }
             }
         )*
     };
@@ -124,14 +141,18 @@ pub(crate) trait Widen: crate::attention::KvElem {
 impl Widen for f32 {
     #[inline(always)]
     unsafe fn widen<S: Simd>(p: *const f32) -> S::V {
-        S::load(p)
+        // SAFETY: within this function's contract: the CPU has the target features it (or its
+        // caller) names, and the caller's pointers and lengths are valid for what it touches.
+        unsafe { S::load(p) }
     }
 }
 
 impl Widen for f16 {
     #[inline(always)]
     unsafe fn widen<S: Simd>(p: *const f16) -> S::V {
-        S::load_f16(p)
+        // SAFETY: within this function's contract: the CPU has the target features it (or its
+        // caller) names, and the caller's pointers and lengths are valid for what it touches.
+        unsafe { S::load_f16(p) }
     }
 }
 
@@ -154,59 +175,81 @@ macro_rules! float_kernels {
 
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
-                quant::q8_0::<S>(x, out)
+                // SAFETY: within this function's contract: the CPU has the target features it (or its
+                // caller) names, and the caller's pointers and lengths are valid for what it touches.
+                unsafe { quant::q8_0::<S>(x, out) }
             }
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
-                quant::q8_1::<S>(x, out)
+                // SAFETY: within this function's contract: the CPU has the target features it (or its
+                // caller) names, and the caller's pointers and lengths are valid for what it touches.
+                unsafe { quant::q8_1::<S>(x, out) }
             }
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8_K]) {
-                quant::q8_k::<S>(x, out)
-            }
-            #[target_feature(enable = $features)]
-            pub(crate) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-                ops::dot_f32::<S>(a, b)
+                // SAFETY: within this function's contract: the CPU has the target features it (or its
+                // caller) names, and the caller's pointers and lengths are valid for what it touches.
+                unsafe { quant::q8_k::<S>(x, out) }
             }
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn layer_norm(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
-                ops::layer_norm::<S>(x, w, b, eps, out)
+                // SAFETY: within this function's contract: the CPU has the target features it (or its
+                // caller) names, and the caller's pointers and lengths are valid for what it touches.
+                unsafe { ops::layer_norm::<S>(x, w, b, eps, out) }
             }
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn gelu(x: &mut [f32]) {
-                ops::gelu::<S>(x)
+                // SAFETY: within this function's contract: the CPU has the target features it (or its
+                // caller) names, and the caller's pointers and lengths are valid for what it touches.
+                unsafe { ops::gelu::<S>(x) }
             }
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn softmax(x: &mut [f32]) {
-                ops::softmax::<S>(x)
+                // SAFETY: within this function's contract: the CPU has the target features it (or its
+                // caller) names, and the caller's pointers and lengths are valid for what it touches.
+                unsafe { ops::softmax::<S>(x) }
             }
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn add_assign(dst: &mut [f32], src: &[f32]) {
-                ops::add_assign::<S>(dst, src)
+                // SAFETY: within this function's contract: the CPU has the target features it (or its
+                // caller) names, and the caller's pointers and lengths are valid for what it touches.
+                unsafe { ops::add_assign::<S>(dst, src) }
             }
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn scores_f32(q: &[f32], k: &[f32], stride: usize, scale: f32, out: &mut [f32]) {
-                attn::scores::<S, f32>(q, k, stride, scale, out)
+                // SAFETY: within this function's contract: the CPU has the target features it (or its
+                // caller) names, and the caller's pointers and lengths are valid for what it touches.
+                unsafe { attn::scores::<S, f32>(q, k, stride, scale, out) }
             }
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn scores_f16(q: &[f32], k: &[f16], stride: usize, scale: f32, out: &mut [f32]) {
-                attn::scores::<S, f16>(q, k, stride, scale, out)
+                // SAFETY: within this function's contract: the CPU has the target features it (or its
+                // caller) names, and the caller's pointers and lengths are valid for what it touches.
+                unsafe { attn::scores::<S, f16>(q, k, stride, scale, out) }
             }
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn accum_f32(w: &[f32], v: &[f32], stride: usize, out: &mut [f32]) {
-                attn::accum::<S, f32>(w, v, stride, out)
+                // SAFETY: within this function's contract: the CPU has the target features it (or its
+                // caller) names, and the caller's pointers and lengths are valid for what it touches.
+                unsafe { attn::accum::<S, f32>(w, v, stride, out) }
             }
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn accum_f16(w: &[f32], v: &[f16], stride: usize, out: &mut [f32]) {
-                attn::accum::<S, f16>(w, v, stride, out)
+                // SAFETY: within this function's contract: the CPU has the target features it (or its
+                // caller) names, and the caller's pointers and lengths are valid for what it touches.
+                unsafe { attn::accum::<S, f16>(w, v, stride, out) }
             }
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn flash_f32(job: &mut FlashJob<'_, f32>) {
-                attn::flash::<S, f32>(job)
+                // SAFETY: within this function's contract: the CPU has the target features it (or its
+                // caller) names, and the caller's pointers and lengths are valid for what it touches.
+                unsafe { attn::flash::<S, f32>(job) }
             }
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn flash_f16(job: &mut FlashJob<'_, f16>) {
-                attn::flash::<S, f16>(job)
+                // SAFETY: within this function's contract: the CPU has the target features it (or its
+                // caller) names, and the caller's pointers and lengths are valid for what it touches.
+                unsafe { attn::flash::<S, f16>(job) }
             }
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn gemv_f32(
@@ -216,7 +259,9 @@ macro_rules! float_kernels {
                 act: &crate::act::GemvAct<'_>,
                 out: &mut [f32],
             ) {
-                float_mm::gemv::<S, f32>(w, rb, k, act.x, out)
+                // SAFETY: within this function's contract: the CPU has the target features it (or its
+                // caller) names, and the caller's pointers and lengths are valid for what it touches.
+                unsafe { float_mm::gemv::<S, f32>(w, rb, k, act.x, out) }
             }
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn gemv_f16(
@@ -226,7 +271,9 @@ macro_rules! float_kernels {
                 act: &crate::act::GemvAct<'_>,
                 out: &mut [f32],
             ) {
-                float_mm::gemv_f16::<S>(w, rb, k, act, out)
+                // SAFETY: within this function's contract: the CPU has the target features it (or its
+                // caller) names, and the caller's pointers and lengths are valid for what it touches.
+                unsafe { float_mm::gemv_f16::<S>(w, rb, k, act, out) }
             }
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn gemv_bf16(
@@ -236,7 +283,9 @@ macro_rules! float_kernels {
                 act: &crate::act::GemvAct<'_>,
                 out: &mut [f32],
             ) {
-                float_mm::gemv::<S, float_mm::Bf16>(w, rb, k, act.x, out)
+                // SAFETY: within this function's contract: the CPU has the target features it (or its
+                // caller) names, and the caller's pointers and lengths are valid for what it touches.
+                unsafe { float_mm::gemv::<S, float_mm::Bf16>(w, rb, k, act.x, out) }
             }
             #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
             #[target_feature(enable = $features)]
@@ -248,23 +297,28 @@ macro_rules! float_kernels {
                 stride: usize,
                 n_rows: usize,
             ) {
-                float_mm::gemm::<S>(panel, x, n_tokens, out, stride, n_rows)
+                // SAFETY: within this function's contract: the CPU has the target features it (or its
+                // caller) names, and the caller's pointers and lengths are valid for what it touches.
+                unsafe { float_mm::gemm::<S>(panel, x, n_tokens, out, stride, n_rows) }
             }
 
             /// `exp` of every element (tests measure its error).
             #[cfg(test)]
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn exp_in_place(x: &mut [f32]) {
-                for c in x.chunks_exact_mut(<S as crate::simd::Simd>::LANES) {
-                    <S as crate::simd::Simd>::store(
-                        c.as_mut_ptr(),
-                        ops::exp::<S>(<S as crate::simd::Simd>::load(c.as_ptr())),
-                    );
+                // SAFETY: within this function's contract: the CPU has the target features it (or its
+                // caller) names, and the caller's pointers and lengths are valid for what it touches.
+                unsafe {
+                    for c in x.chunks_exact_mut(<S as crate::simd::Simd>::LANES) {
+                        <S as crate::simd::Simd>::store(
+                            c.as_mut_ptr(),
+                            ops::exp::<S>(<S as crate::simd::Simd>::load(c.as_ptr())),
+                        );
+                    }
                 }
             }
 
             pub(crate) const FLOAT_OPS: OpsKernels = OpsKernels {
-                dot_f32,
                 layer_norm,
                 gelu,
                 softmax,

@@ -170,6 +170,23 @@ fn bad_input_gets_one_clear_line() {
     assert_fails_with(&o, &["missing-default.gguf"]);
 }
 
+/// The default model's first impression: the prompts a newcomer tries continue with words, not
+/// with runs of spaces (its training text once had indented verse after every "NAME:").
+#[test]
+fn the_default_model_answers_a_newcomers_prompts_with_words() {
+    for prompt in ["ROMEO:", "To be, or not to be", "The king", "Once upon a time"] {
+        for seed in ["1", "2", "3"] {
+            let o = quill(&["generate", "-p", prompt, "-n", "24", "--seed", seed, "--json"]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let text = j["text"].as_str().unwrap();
+            let words = text.split_whitespace().filter(|w| w.chars().filter(|c| c.is_alphabetic()).count() >= 2);
+            assert!(words.count() >= 5, "{prompt:?} seed {seed}: {text:?}");
+            assert!(!text.contains("   "), "{prompt:?} seed {seed}: a run of spaces in {text:?}");
+        }
+    }
+}
+
 #[test]
 fn without_a_model_the_shipped_default_model_runs() {
     let o = quill(&["generate", "-p", "ROMEO:", "-n", "12", "--seed", "1", "--json"]);

@@ -32,8 +32,11 @@ use crate::formats::k_layout::*;
 use crate::formats::{LegacyBlock, MAX_LEGACY_BYTES};
 
 /// Scale blocks per buffered segment of a row (rows with more are done in segments: the float
-/// chain carries on across them, so the order is unchanged).
-const SEG: usize = 128;
+/// chain carries on across them, so the order is unchanged). Large enough for every GPT-2 row
+/// (6400 elements = 400 Q6_K sub-blocks) to be one segment: a row split in segments is read as
+/// interleaved streams, which cut a Q6_K GEMV at k = 3072 from 7.7 to 4.7 GB/s here. The
+/// buffers take 112 KB of stack.
+const SEG: usize = 512;
 
 #[inline(always)]
 pub(crate) unsafe fn rd16(p: *const u8) -> u16 {

@@ -43,4 +43,7 @@ pub enum ModelError {
 
     #[error("empty input: nothing to evaluate")]
     EmptyInput,
+
+    #[error("bad batch: {0}")]
+    BadBatch(String),
 }

@@ -14,9 +14,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod batch;
 mod config;
 pub mod convert;
 mod error;
+mod forward;
 pub mod hf;
 mod model;
 pub mod perplexity;
@@ -24,6 +26,7 @@ pub mod synth;
 mod tokenizer;
 mod weights;
 
+pub use batch::{Batch, BatchOptions, BatchSession, SpanLogits};
 pub use config::Gpt2Config;
 pub use error::ModelError;
 pub use model::{Gpt2Model, KvType, Session, SessionOptions};

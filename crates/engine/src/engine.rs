@@ -88,7 +88,10 @@ struct Prefill {
 enum Row {
     Decode(usize),
     /// Logits at prompt position `pos` of prefill `pf` (in step order).
-    Prompt { pf: usize, pos: usize },
+    Prompt {
+        pf: usize,
+        pos: usize,
+    },
 }
 
 /// Many sequences on one model. [`Engine::run`] serves a queue until it closes; tests may
@@ -199,6 +202,7 @@ impl<'m, 'a> Engine<'m, 'a> {
         while let Some(g) = inbox.pop_if(self.free.len()) {
             self.admit(g);
         }
+        stats.running.store(self.running(), Ordering::SeqCst);
         let prompt_tokens = self.build_batch();
         if self.batch.is_empty() {
             stats.running.store(self.running(), Ordering::SeqCst);

@@ -224,7 +224,10 @@ fn check(r: &Request, lim: &Limits) -> Result<(), SubmitError> {
     for s in &r.samplers {
         s.validate()?;
         if let Some(&(token, _)) = s.logit_bias.iter().find(|(t, _)| *t as usize >= lim.n_vocab) {
-            return Err(SubmitError::Sampler(quill_sampler::SamplerError::LogitBiasToken { token, n_vocab: lim.n_vocab }));
+            return Err(SubmitError::Sampler(quill_sampler::SamplerError::LogitBiasToken {
+                token,
+                n_vocab: lim.n_vocab,
+            }));
         }
     }
     Ok(())

@@ -157,6 +157,28 @@ impl SeqStream {
         RecvMany { stream: self, out }
     }
 
+    /// Polls for events: moves every queued event into `out` and returns `Ready(n)`, or
+    /// registers `cx`'s waker and returns `Pending` (`Ready(0)` once the stream has ended).
+    pub fn poll_recv_many(&mut self, cx: &mut Context<'_>, out: &mut Vec<Event>) -> Poll<usize> {
+        if self.ended {
+            return Poll::Ready(0);
+        }
+        let mut st = self.shared.lock();
+        if st.events.is_empty() {
+            match &st.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => st.waker = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+        let n = st.events.len();
+        for ev in st.events.drain(..) {
+            self.ended |= matches!(ev, Event::Done(_));
+            out.push(ev);
+        }
+        Poll::Ready(n)
+    }
+
     /// Whether `Done` has been received.
     pub fn is_ended(&self) -> bool {
         self.ended
@@ -185,22 +207,6 @@ impl Future for RecvMany<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
         let this = self.get_mut();
-        if this.stream.ended {
-            return Poll::Ready(0);
-        }
-        let mut st = this.stream.shared.lock();
-        if st.events.is_empty() {
-            match &st.waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => st.waker = Some(cx.waker().clone()),
-            }
-            return Poll::Pending;
-        }
-        let n = st.events.len();
-        for ev in st.events.drain(..) {
-            this.stream.ended |= matches!(ev, Event::Done(_));
-            this.out.push(ev);
-        }
-        Poll::Ready(n)
+        this.stream.poll_recv_many(cx, this.out)
     }
 }

@@ -30,5 +30,5 @@ pub use batch::{Batch, BatchOptions, BatchSession, SpanLogits};
 pub use config::Gpt2Config;
 pub use error::ModelError;
 pub use model::{Gpt2Model, KvType, Session, SessionOptions};
-pub use tokenizer::{byte_to_char, StreamDecoder, Tokenizer};
+pub use tokenizer::{byte_to_char, StopFilter, StreamDecoder, Tokenizer};
 pub use weights::{Gpt2Weights, Layer};

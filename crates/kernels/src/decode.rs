@@ -147,4 +147,30 @@ mod tests {
             }
         }
     }
+
+    /// Whatever the bytes (a hostile file's too), codes stay within the format's `max_code`:
+    /// the AVX2 GEMM sums byte products in i16 on that promise.
+    #[test]
+    fn codes_never_exceed_max_code() {
+        let k = 512;
+        let mut state = 0x1234_5678_9abc_def0u64;
+        for &ty in SIMD_QUANT_TYPES {
+            let spec = quant_spec(ty).unwrap();
+            let n = quill_quant::row_bytes(ty, k).unwrap();
+            for _ in 0..50 {
+                let w: Vec<u8> = (0..n)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        (state >> 24) as u8
+                    })
+                    .collect();
+                let mut codes = vec![0u8; k];
+                let (mut dw, mut mw) = (vec![0f32; k / spec.sblock], vec![0f32; k / spec.sblock]);
+                decode_row(ty, &w, k, &mut codes, &mut dw, &mut mw);
+                assert!(codes.iter().all(|&c| c <= spec.max_code), "{ty}: a code above {}", spec.max_code);
+            }
+        }
+    }
 }

@@ -61,10 +61,13 @@ pub(crate) struct QuantSpec {
     pub offset: i32,
     /// Whether the format adds a per-block minimum (`scale * c + min`).
     pub has_min: bool,
+    /// The largest unsigned code (15, 31, 63 or 255): how many byte products an i16 lane can
+    /// sum without overflowing.
+    pub max_code: u8,
 }
 
 macro_rules! specs {
-    ($($ty:ident => $act:ident, $lanes:ident, $sblock:expr, $offset:expr, $min:expr;)*) => {
+    ($($ty:ident => $act:ident, $lanes:ident, $sblock:expr, $offset:expr, $min:expr, $max:expr;)*) => {
         /// The spec of a quantized weight format the SIMD kernels handle.
         pub(crate) fn quant_spec(ty: GgmlType) -> Option<QuantSpec> {
             match ty {
@@ -75,6 +78,7 @@ macro_rules! specs {
                     sblock: $sblock,
                     offset: $offset,
                     has_min: $min,
+                    max_code: $max,
                 }),)*
                 _ => None,
             }
@@ -86,14 +90,14 @@ macro_rules! specs {
 }
 
 specs! {
-    Q4_0 => Q8_0, P32, 32, 8, false;
-    Q4_1 => Q8_1, P32, 32, 0, true;
-    Q5_0 => Q8_0, P32, 32, 16, false;
-    Q5_1 => Q8_1, P32, 32, 0, true;
-    Q8_0 => Q8_0, Nat, 32, 128, false;
-    Q4_K => Q8_K, P32, 32, 0, true;
-    Q5_K => Q8_K, P32, 32, 0, true;
-    Q6_K => Q8_K, Nat, 16, 32, false;
+    Q4_0 => Q8_0, P32, 32, 8, false, 15;
+    Q4_1 => Q8_1, P32, 32, 0, true, 15;
+    Q5_0 => Q8_0, P32, 32, 16, false, 31;
+    Q5_1 => Q8_1, P32, 32, 0, true, 31;
+    Q8_0 => Q8_0, Nat, 32, 128, false, 255;
+    Q4_K => Q8_K, P32, 32, 0, true, 15;
+    Q5_K => Q8_K, P32, 32, 0, true, 31;
+    Q6_K => Q8_K, Nat, 16, 32, false, 63;
 }
 
 /// Float weight formats (their kernels take f32 activations).

@@ -1,10 +1,9 @@
 //! GEMM weight panels: `nr` rows of a weight matrix decoded once per matmul into the order the
 //! micro-kernel streams (and then shared by every token of the prefill).
 //!
-//! * `U8` (AVX-512): codes `[k / 4][nr][4]`, so one 64-byte load holds four consecutive codes
-//!   of 16 rows, the operand of `vpdpbusd` against four broadcast activation bytes.
-//! * `I16` (AVX2, which has no unsigned x signed byte dot product that cannot saturate):
-//!   signed values `code - offset` as `[k / 2][nr][2]` i16, the operand of `vpmaddwd`.
+//! * `U8` (integer formats): codes `[k / 4][nr][4]`, so one 64-byte (32-byte) load holds four
+//!   consecutive codes of 16 (8) rows, the operand of `vpdpbusd` (`vpmaddubsw`) against four
+//!   broadcast activation bytes.
 //! * `F32` (float weights): `[k][nr]` f32.
 //!
 //! Scales (`dw`) and minimums (`mw`) are `[k / sblock][nr]` f32. Rows past the matrix's end are
@@ -19,7 +18,6 @@ use crate::formats::QuantSpec;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PanelKind {
     U8,
-    I16,
     F32,
 }
 
@@ -32,6 +30,8 @@ pub(crate) struct Panel {
     pub sblock: usize,
     pub n_sb: usize,
     pub has_min: bool,
+    /// The format's largest code ([`QuantSpec::max_code`]).
+    pub max_code: u8,
     data: Vec<A64>,
     pub dw: Vec<f32>,
     pub mw: Vec<f32>,
@@ -51,6 +51,7 @@ impl Panel {
             sblock: 1,
             n_sb: 0,
             has_min: false,
+            max_code: 0,
             data: Vec::new(),
             dw: Vec::new(),
             mw: Vec::new(),
@@ -65,12 +66,12 @@ impl Panel {
     pub fn prepare(&mut self, kind: PanelKind, nr: usize, k: usize, spec: Option<&QuantSpec>) {
         let elem_bytes = match kind {
             PanelKind::U8 => 1,
-            PanelKind::I16 => 2,
             PanelKind::F32 => 4,
         };
         grow(&mut self.data, (nr * k * elem_bytes).div_ceil(64));
         (self.kind, self.nr, self.k) = (kind, nr, k);
-        (self.sblock, self.has_min) = spec.map_or((k.max(1), false), |s| (s.sblock, s.has_min));
+        (self.sblock, self.has_min, self.max_code) =
+            spec.map_or((k.max(1), false, 0), |s| (s.sblock, s.has_min, s.max_code));
         self.n_sb = k / self.sblock;
         let n = self.n_sb * nr;
         if self.dw.len() < n {
@@ -144,49 +145,6 @@ pub(crate) fn decode_rows(spec: &QuantSpec, w: &[u8], row_bytes: usize, panel: &
         for s in 0..n_sb {
             panel.dw[s * nr + r] = panel.row_dw[s];
             panel.mw[s * nr + r] = if spec.has_min { panel.row_mw[s] } else { 0.0 };
-        }
-    }
-}
-
-/// Builds an integer panel (`U8` or `I16`, already prepared) from the rows in `w`.
-#[inline(always)]
-pub(crate) fn build_int(spec: &QuantSpec, w: &[u8], row_bytes: usize, panel: &mut Panel) {
-    let (nr, k, n_sb) = (panel.nr, panel.k, panel.n_sb);
-    let n_rows = w.len() / row_bytes;
-    debug_assert!(n_rows <= nr && w.len() == n_rows * row_bytes);
-    for r in 0..nr {
-        if r < n_rows {
-            let row = &w[r * row_bytes..(r + 1) * row_bytes];
-            decode_row(spec.ty, row, k, &mut panel.row_codes, &mut panel.row_dw, &mut panel.row_mw);
-        } else {
-            panel.row_codes[..k].fill(spec.offset as u8);
-            panel.row_dw[..n_sb].fill(0.0);
-            panel.row_mw[..n_sb].fill(0.0);
-        }
-        for s in 0..n_sb {
-            panel.dw[s * nr + r] = panel.row_dw[s];
-            panel.mw[s * nr + r] = if spec.has_min { panel.row_mw[s] } else { 0.0 };
-        }
-        let codes = &panel.row_codes[..k];
-        match panel.kind {
-            PanelKind::U8 => {
-                let data = units_as_bytes_mut(&mut panel.data);
-                for (k4, c) in codes.chunks_exact(4).enumerate() {
-                    let at = (k4 * nr + r) * 4;
-                    data[at..at + 4].copy_from_slice(c);
-                }
-            }
-            PanelKind::I16 => {
-                let data = units_as_bytes_mut(&mut panel.data);
-                let off = spec.offset as i16;
-                for (k2, c) in codes.chunks_exact(2).enumerate() {
-                    let at = (k2 * nr + r) * 4;
-                    let (a, b) = (i16::from(c[0]) - off, i16::from(c[1]) - off);
-                    data[at..at + 2].copy_from_slice(&a.to_le_bytes());
-                    data[at + 2..at + 4].copy_from_slice(&b.to_le_bytes());
-                }
-            }
-            PanelKind::F32 => unreachable!("integer panel"),
         }
     }
 }

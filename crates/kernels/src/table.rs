@@ -115,7 +115,7 @@ pub(crate) type MicroF32Fn =
 pub(crate) struct GemmKernels {
     /// Weight rows per panel (the micro-kernel's register tile width).
     pub nr: usize,
-    /// The layout of integer panels (`U8` or `I16`).
+    /// The layout of integer panels (`U8`).
     pub int_kind: crate::panel::PanelKind,
     pub unpack: UnpackKernels,
     pub micro_i8: MicroI8Fn,

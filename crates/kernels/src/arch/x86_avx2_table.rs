@@ -31,7 +31,7 @@ pub(crate) static KERNELS: Kernels = Kernels {
     },
     gemm: Some(GemmKernels {
         nr: g::NR,
-        int_kind: PanelKind::I16,
+        int_kind: PanelKind::U8,
         unpack: UnpackKernels {
             f32: g::unpack_f32,
             f16: g::unpack_f16,
@@ -45,7 +45,7 @@ pub(crate) static KERNELS: Kernels = Kernels {
             q5_k: g::unpack_q5_k,
             q6_k: g::unpack_q6_k,
         },
-        micro_i8: g::gemm_i16,
+        micro_i8: g::gemm_u8,
         micro_f32: g::gemm_f32,
     }),
     ops: OpsKernels {

@@ -211,10 +211,10 @@ impl<'m, 'a> Engine<'m, 'a> {
         stats.prompt_tokens.fetch_add(prompt_tokens as u64, Ordering::Relaxed);
         let n_tokens = self.batch.n_tokens();
         let v = self.model.config.n_vocab;
-        let (rows, prefills, slots, eos, n_ctx) =
-            (&self.rows, &mut self.prefills, &mut self.slots, self.eos, self.cfg.n_ctx);
+        let k = Consts { eos: self.eos, n_ctx: self.cfg.n_ctx, n_vocab: v };
+        let (rows, prefills, slots) = (&self.rows, &mut self.prefills, &mut self.slots);
         let result = self.session.forward(&self.batch, &mut |first, block| {
-            on_logits(rows, prefills, slots, eos, n_ctx, first, block, v);
+            on_logits(rows, prefills, slots, k, first, block);
         });
         if let Err(e) = result {
             // Only an engine bug builds a bad batch: end its sequences rather than panic.
@@ -406,6 +406,14 @@ impl<'m, 'a> Engine<'m, 'a> {
     }
 }
 
+/// What sampling needs to know of the model and the slots.
+#[derive(Clone, Copy)]
+struct Consts {
+    eos: Option<u32>,
+    n_ctx: usize,
+    n_vocab: usize,
+}
+
 /// Handles a block of logits rows `first..first + m`: scores prompt tokens, then samples every
 /// sequence whose row is in the block, in parallel (each with its own sampler and generator,
 /// so the order does not matter).
@@ -413,12 +421,11 @@ fn on_logits(
     rows: &[Row],
     prefills: &mut VecDeque<Prefill>,
     slots: &mut [Option<Seq>],
-    eos: Option<u32>,
-    n_ctx: usize,
+    k: Consts,
     first: usize,
     block: &[f32],
-    v: usize,
 ) {
+    let Consts { eos, n_ctx, n_vocab: v } = k;
     let m = block.len() / v;
     for (r, row) in rows[first..first + m].iter().enumerate() {
         match *row {

@@ -6,7 +6,7 @@ use crate::stream::{TokenOut, MAX_TOP_LOGPROBS};
 /// `ln(sum exp(l))` over the row, NaN logits ignored (as the sampler ignores them).
 fn log_sum_exp(row: &[f32]) -> f64 {
     let max = row.iter().copied().filter(|l| !l.is_nan()).fold(f32::NEG_INFINITY, f32::max);
-    if max == f32::NEG_INFINITY || max == f32::INFINITY {
+    if max.is_infinite() {
         return f64::from(max);
     }
     let sum: f64 = row.iter().filter(|l| !l.is_nan()).map(|&l| f64::from(l - max).exp()).sum();
@@ -27,7 +27,7 @@ pub(crate) fn fill(row: &[f32], k: usize, out: &mut TokenOut) {
     let mut n = 0usize;
     let top = &mut out.top;
     for (i, &l) in row.iter().enumerate() {
-        if l.is_nan() || (n == k && !(l > top[k - 1].1)) {
+        if l.is_nan() || (n == k && l <= top[k - 1].1) {
             continue;
         }
         // Insert (i, l) keeping descending order; an equal logit stays after the lower id.

@@ -142,13 +142,8 @@ pub async fn serve(
         cfg.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "gpt2".into())
     });
     let (state, engine) = state::spawn_engine(
-        cfg.model.clone(),
-        cfg.load_mode,
-        cfg.engine,
+        &cfg,
         id,
-        cfg.api_key.clone(),
-        cfg.max_body,
-        cfg.log,
         Box::new(move || {
             let _ = fail_tx.send(());
         }),

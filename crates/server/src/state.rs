@@ -1,15 +1,15 @@
 //! What the handlers share, and the engine thread that loads the model and runs it.
 
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use gguf_file::{GgufFile, LoadMode};
-use quill_engine::{queue, Client, Engine, EngineConfig, Limits};
+use gguf_file::GgufFile;
+use quill_engine::{queue, Client, Engine, Limits};
 use quill_gpt2::{Gpt2Model, Tokenizer};
 
 use crate::metrics::Metrics;
+use crate::ServerConfig;
 
 /// The model as the HTTP side sees it (the engine thread owns the model itself).
 pub struct ModelInfo {
@@ -41,15 +41,12 @@ pub fn unix_now() -> u64 {
 /// then on `/health` is 200), and serves the queue until it is closed or aborted. A load
 /// error is published in `load_error` and calls `on_fail`.
 pub fn spawn_engine(
-    path: PathBuf,
-    mode: LoadMode,
-    cfg: EngineConfig,
+    config: &ServerConfig,
     id: String,
-    api_key: Option<String>,
-    max_body: usize,
-    log: bool,
     on_fail: Box<dyn FnOnce() + Send>,
 ) -> std::io::Result<(Arc<AppState>, JoinHandle<()>)> {
+    let (path, mode, cfg, log) = (config.model.clone(), config.load_mode, config.engine, config.log);
+    let (api_key, max_body) = (config.api_key.clone(), config.max_body);
     let (client, inbox) = queue(cfg.max_queue.max(1));
     let state = Arc::new(AppState {
         client,

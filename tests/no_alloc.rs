@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use quill::gguf::GgufFile;
 use quill::engine::{queue, Engine, EngineConfig, Event, Request};
+use quill::gguf::GgufFile;
 use quill::gpt2::{Gpt2Model, KvType, SessionOptions};
 use quill::quant::FileType;
 use quill::sampler::{Sampler, SamplerConfig};
@@ -65,7 +65,11 @@ fn an_engine_step_allocates_nothing() {
                 .map(|i| Request {
                     prompt: prompt[..1 + i % prompt.len()].to_vec(),
                     max_tokens: 40,
-                    samplers: vec![SamplerConfig { seed: Some(i as u64), repeat_penalty: 1.1, ..SamplerConfig::default() }],
+                    samplers: vec![SamplerConfig {
+                        seed: Some(i as u64),
+                        repeat_penalty: 1.1,
+                        ..SamplerConfig::default()
+                    }],
                     logprobs: (i % 2 == 0).then_some(5),
                     prompt_logprobs: false,
                     ignore_eos: true,

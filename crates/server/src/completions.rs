@@ -102,54 +102,60 @@ impl Choice {
     /// Turns the received events into text and logprobs; returns whether a first generated
     /// token came.
     fn apply(&mut self, tok: &Tokenizer) -> bool {
-        if let Some(e) = self.echo.take() {
-            self.text.push_str(&e);
-        }
-        let mut first = false;
-        let mut piece = String::new();
         let events = std::mem::take(&mut self.events);
+        let mut first = false;
         for ev in &events {
-            if self.done() {
-                break;
-            }
-            match ev {
-                Event::Prompt(t) => {
-                    if self.want_logprobs {
-                        self.logprobs.push(tok, t, self.offset, t.logprob.is_nan());
-                    }
-                    self.offset += token_str(tok, t.id).chars().count();
-                }
-                Event::Token(t) => {
-                    first |= self.tokens == 0;
-                    self.tokens += 1;
-                    if self.want_logprobs {
-                        self.logprobs.push(tok, t, self.offset, false);
-                    }
-                    self.offset += token_str(tok, t.id).chars().count();
-                    piece.clear();
-                    self.decoder.push(tok.token_bytes(t.id), &mut piece);
-                    if self.filter.push(&piece, &mut self.text) {
-                        self.finish = Some("stop");
-                        // The rest is not wanted: the engine frees the slot at its next step.
-                        self.seq = None;
-                    }
-                }
-                Event::Done(f) => {
-                    match f {
-                        Finish::Eos => self.finish = Some("stop"),
-                        Finish::Length | Finish::Context => self.finish = Some("length"),
-                        Finish::Aborted(msg) => self.error = Some(msg.clone()),
-                    }
-                    let rest = self.decoder.finish();
-                    self.filter.push(&rest, &mut self.text);
-                    self.filter.finish(&mut self.text);
-                    self.seq = None;
-                }
-            }
+            first |= self.apply_one(ev, tok);
         }
         self.events = events;
         self.events.clear();
         first
+    }
+
+    /// One event; returns whether it is the first generated token.
+    fn apply_one(&mut self, ev: &Event, tok: &Tokenizer) -> bool {
+        if let Some(e) = self.echo.take() {
+            self.text.push_str(&e);
+        }
+        if self.done() {
+            return false;
+        }
+        match ev {
+            Event::Prompt(t) => {
+                if self.want_logprobs {
+                    self.logprobs.push(tok, t, self.offset, t.logprob.is_nan());
+                }
+                self.offset += token_str(tok, t.id).chars().count();
+                false
+            }
+            Event::Token(t) => {
+                self.tokens += 1;
+                if self.want_logprobs {
+                    self.logprobs.push(tok, t, self.offset, false);
+                }
+                self.offset += token_str(tok, t.id).chars().count();
+                let mut piece = String::new();
+                self.decoder.push(tok.token_bytes(t.id), &mut piece);
+                if self.filter.push(&piece, &mut self.text) {
+                    self.finish = Some("stop");
+                    // The rest is not wanted: the engine frees the slot at its next step.
+                    self.seq = None;
+                }
+                self.tokens == 1
+            }
+            Event::Done(f) => {
+                match f {
+                    Finish::Eos => self.finish = Some("stop"),
+                    Finish::Length | Finish::Context => self.finish = Some("length"),
+                    Finish::Aborted(msg) => self.error = Some(msg.clone()),
+                }
+                let rest = self.decoder.finish();
+                self.filter.push(&rest, &mut self.text);
+                self.filter.finish(&mut self.text);
+                self.seq = None;
+                false
+            }
+        }
     }
 }
 
@@ -387,24 +393,35 @@ impl Streaming {
         let tok = self.ctx.tokenizer();
         let mut choices = std::mem::take(&mut self.choices);
         for c in &mut choices {
-            if c.events.is_empty() && c.echo.is_none() {
-                continue;
+            // One chunk per generated token, as OpenAI streams (prompt scores and echoed text
+            // go with the first).
+            let events = std::mem::take(&mut c.events);
+            for ev in &events {
+                if c.apply_one(ev, tok) {
+                    self.ctx.first_token();
+                }
+                if let Event::Token(_) = ev {
+                    self.ctx.st.metrics.completion_tokens.fetch_add(1, Ordering::Relaxed);
+                }
+                if matches!(ev, Event::Prompt(_)) {
+                    continue;
+                }
+                if let Some(e) = c.error.take() {
+                    let err = ApiError::unavailable(e, 1);
+                    self.out.push_back(sse(&err.body()));
+                    c.finish = Some("error");
+                    break;
+                }
+                if !c.text.is_empty() || !c.logprobs.is_empty() || c.finish.is_some() {
+                    let b = self.chunk(c);
+                    self.out.push_back(b);
+                }
+                if c.done() {
+                    break;
+                }
             }
-            let before = c.tokens;
-            if c.apply(tok) {
-                self.ctx.first_token();
-            }
-            self.ctx.st.metrics.completion_tokens.fetch_add((c.tokens - before) as u64, Ordering::Relaxed);
-            if let Some(e) = c.error.take() {
-                let err = ApiError::unavailable(e, 1);
-                self.out.push_back(sse(&err.body()));
-                c.finish = Some("error");
-                continue;
-            }
-            if !c.text.is_empty() || !c.logprobs.is_empty() || c.finish.is_some() {
-                let b = self.chunk(c);
-                self.out.push_back(b);
-            }
+            c.events = events;
+            c.events.clear();
         }
         self.choices = choices;
     }

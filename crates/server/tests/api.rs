@@ -41,6 +41,13 @@ async fn completes_and_streams() {
     assert_eq!(usage["usage"]["completion_tokens"], 12);
     assert_eq!(streamed_text(&events, 0), (text.clone(), Some("length".into())));
     assert!(events.len() >= 5, "tokens come in several chunks: {events:?}");
+    // One chunk per token, as OpenAI streams.
+    sbody["logprobs"] = json!(0);
+    let events = s.stream(&sbody).await;
+    let per_chunk: Vec<usize> =
+        events.iter().filter_map(|e| e["choices"][0]["logprobs"]["tokens"].as_array().map(Vec::len)).collect();
+    assert_eq!(per_chunk, vec![1; 12]);
+    sbody["logprobs"] = Value::Null;
     // Without include_usage there is no usage chunk.
     sbody["stream_options"] = Value::Null;
     let events = s.stream(&sbody).await;

@@ -2,6 +2,7 @@
 
 mod bandwidth;
 mod models;
+mod serve;
 mod svg;
 
 use std::path::{Path, PathBuf};
@@ -14,6 +15,8 @@ use serde_json::{json, Value as Json};
 /// Options of the suite.
 #[derive(clap::Args)]
 pub struct Args {
+    #[command(subcommand)]
+    pub what: Option<What>,
     /// A tiny model only, few repetitions: a smoke test of the whole pipeline.
     #[arg(long)]
     pub quick: bool,
@@ -38,6 +41,13 @@ pub struct Args {
     /// Do not rewrite the README's results section.
     #[arg(long)]
     pub no_readme: bool,
+}
+
+/// Benchmarks other than the default suite.
+#[derive(clap::Subcommand)]
+pub enum What {
+    /// Many concurrent streaming clients against `quill serve` (and `llama-server`).
+    Serve(serve::ServeArgs),
 }
 
 /// Mean and standard deviation of a test, from a JSON row.
@@ -128,6 +138,9 @@ fn now_utc() -> String {
 }
 
 pub fn run(repo: &Path, args: Args) -> Result<()> {
+    if let Some(What::Serve(a)) = args.what {
+        return serve::run(repo, a);
+    }
     let started = Instant::now();
     let log = |msg: &str| eprintln!("[{:>6.1}s] {msg}", started.elapsed().as_secs_f64());
     let shapes = args.shapes.clone().unwrap_or_else(|| {

@@ -168,3 +168,34 @@ pub async fn not_found(req: Request) -> ApiError {
 pub async fn wrong_method(req: Request) -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{} is not allowed on {}", req.method(), req.uri().path()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+
+    #[tokio::test]
+    async fn health_is_503_while_loading_then_500_if_loading_failed() {
+        let (client, _inbox) = quill_engine::queue(1);
+        let st = Arc::new(AppState {
+            client,
+            info: Default::default(),
+            load_error: Default::default(),
+            api_key: None,
+            metrics: Metrics::default(),
+            max_body: 1024,
+        });
+        let res = health(State(st.clone())).await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16).await.unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["message"], "Loading model");
+        assert_eq!(v["error"]["type"], "unavailable_error");
+        // Every endpoint that needs the model says the same meanwhile.
+        assert_eq!(models(State(st.clone())).await.unwrap_err().status, StatusCode::SERVICE_UNAVAILABLE);
+        st.load_error.set("bad file".into()).unwrap();
+        let res = health(State(st)).await;
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

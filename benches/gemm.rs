@@ -1,36 +1,44 @@
-//! GEMM (prefill of 512 tokens) at GPT-2 124M's layer shapes for F16, Q8_0, Q4_0, Q4_K and
-//! Q6_K, reported as multiply-adds per second (criterion's "elements": rows x cols x tokens).
-//! Includes quantizing the activations and decoding the weight panels, as in the model.
-//! `QUILL_KERNEL` picks the backend.
+//! GEMM at GPT-2 124M's layer shapes for F16, Q8_0, Q4_0, Q4_K and Q6_K, reported as
+//! multiply-adds per second (criterion's "elements": rows x cols x tokens): 512 tokens (a
+//! prefill), and 4, 16 and 64 (a batched decode step of that many sequences; `QUILL_BENCH_TOKENS`
+//! picks other counts, comma-separated). Includes quantizing the activations and decoding the
+//! weight panels, as in the model. `QUILL_KERNEL` picks the backend.
 
 mod common;
 
 use criterion::{criterion_group, Criterion, Throughput};
-use quill::kernels::{Kernels, MatmulScratch, Matrix};
+use quill::kernels::{MatmulScratch, Matrix};
 
-const TOKENS: usize = 512;
+fn token_counts() -> Vec<usize> {
+    std::env::var("QUILL_BENCH_TOKENS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|t| t.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![512, 64, 16, 4])
+}
 
 fn gemm(c: &mut Criterion) {
     let threads = common::init_threads();
-    let k = Kernels::active();
-    let mut g = c.benchmark_group(format!("gemm/{}/{}t/{TOKENS}tok", k.backend(), threads));
-    g.sample_size(10)
-        .warm_up_time(std::time::Duration::from_millis(500))
-        .measurement_time(std::time::Duration::from_secs(3));
-    for ty in common::TYPES {
-        for &(name, rows, cols) in &common::SHAPES[..4] {
-            let w = common::matrix_bytes(ty, rows, cols, 11);
-            let m = Matrix::new(ty, rows, cols, &w).unwrap();
-            let x = common::activations(TOKENS * cols, 5);
-            let mut out = vec![0f32; TOKENS * rows];
-            let mut scratch = MatmulScratch::with_capacity(TOKENS, cols);
-            g.throughput(Throughput::Elements((rows * cols * TOKENS) as u64));
-            g.bench_function(format!("{ty}/{name}_{rows}x{cols}"), |b| {
-                b.iter(|| k.matmul(&m, &x, TOKENS, &mut out, &mut scratch))
-            });
+    let k = common::kernels();
+    for tokens in token_counts() {
+        let mut g = c.benchmark_group(format!("gemm/{}/{}t/{tokens}tok", k.backend(), threads));
+        g.sample_size(10)
+            .warm_up_time(std::time::Duration::from_millis(500))
+            .measurement_time(std::time::Duration::from_secs(if tokens >= 256 { 3 } else { 2 }));
+        for ty in common::TYPES {
+            for &(name, rows, cols) in &common::SHAPES[..4] {
+                let w = common::matrix_bytes(ty, rows, cols, 11);
+                let m = Matrix::new(ty, rows, cols, &w).unwrap();
+                let x = common::activations(tokens * cols, 5);
+                let mut out = vec![0f32; tokens * rows];
+                let mut scratch = MatmulScratch::with_capacity(tokens, cols);
+                g.throughput(Throughput::Elements((rows * cols * tokens) as u64));
+                g.bench_function(format!("{ty}/{name}_{rows}x{cols}"), |b| {
+                    b.iter(|| k.matmul(&m, &x, tokens, &mut out, &mut scratch))
+                });
+            }
         }
+        g.finish();
     }
-    g.finish();
 }
 
 criterion_group!(benches, gemm);

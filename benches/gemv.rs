@@ -10,14 +10,14 @@
 mod common;
 
 use criterion::{criterion_group, Criterion, Throughput};
-use quill::kernels::{Kernels, MatmulScratch, Matrix};
+use quill::kernels::{MatmulScratch, Matrix};
 
 /// Bytes of weights the rotating copies span (beyond L3).
 const WORKING_SET: usize = 192 << 20;
 
 fn gemv(c: &mut Criterion) {
     let threads = common::init_threads();
-    let k = Kernels::active();
+    let k = common::kernels();
     let hot = if std::env::var("QUILL_BENCH_HOT").is_ok_and(|v| v == "1") { "/hot" } else { "" };
     let mut g = c.benchmark_group(format!("gemv/{}/{}t{hot}", k.backend(), threads));
     g.sample_size(30)
@@ -28,7 +28,8 @@ fn gemv(c: &mut Criterion) {
             let one = common::matrix_bytes(ty, rows, cols, 7);
             let hot = std::env::var("QUILL_BENCH_HOT").is_ok_and(|v| v == "1");
             let copies = if hot { 1 } else { WORKING_SET.div_ceil(one.len()).max(2) };
-            let mats: Vec<Vec<u8>> = (0..copies).map(|_| one.clone()).collect();
+            // Every copy different: identical pages may be merged by the host and read from cache.
+            let mats: Vec<Vec<u8>> = (0..copies as u64).map(|i| common::matrix_bytes(ty, rows, cols, 7 + i)).collect();
             let ms: Vec<Matrix<'_>> = mats.iter().map(|w| Matrix::new(ty, rows, cols, w).unwrap()).collect();
             let x = common::activations(cols, 3);
             let mut out = vec![0f32; rows];

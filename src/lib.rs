@@ -4,6 +4,7 @@
 //! and its `benches/` the criterion benchmarks.
 
 pub use gguf_file as gguf;
+pub use quill_convert as convert;
 pub use quill_engine as engine;
 pub use quill_gpt2 as gpt2;
 pub use quill_kernels as kernels;

@@ -2,7 +2,7 @@
 //! a typed error naming what is wrong, never a panic, a huge allocation or a crash later.
 
 use quill::gguf::{Array, GgmlType, GgufBuilder, GgufFile, Value};
-use quill::gpt2::{Gpt2Model, KvType, ModelError, SessionOptions};
+use quill::gpt2::{Gpt2Model, KvType, ModelError, SessionOptions, TokenizerError};
 
 /// A micro GPT-2: byte-level vocabulary of 258 tokens, width `e`, `layers` blocks, context `ctx`.
 struct Micro {
@@ -113,6 +113,33 @@ fn the_micro_model_itself_loads_and_runs() {
     let mut s = model.session(SessionOptions { kv_type: KvType::F32, ..Default::default() }).unwrap();
     let ids = model.tokenizer.encode("the hen").unwrap();
     assert!(s.prefill(&ids).unwrap().iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn model_errors_are_typed_with_their_values() {
+    let load = |m: Micro| {
+        let f = GgufFile::from_bytes(&m.bytes()).unwrap();
+        Gpt2Model::load(&f).err().expect("refused")
+    };
+    let e = load(Micro::new(32, 1, 16).set("gpt2.attention.head_count", Value::U32(3)));
+    assert!(matches!(e, ModelError::HeadsDoNotDivide { n_embd: 32, n_head: 3 }), "{e:?}");
+    let e = load(Micro::new(32, 1, 16).set("gpt2.block_count", Value::U32(0)));
+    assert!(matches!(e, ModelError::ConfigOutOfRange { key: "gpt2.block_count", value: 0, .. }), "{e:?}");
+    let e = load(Micro::new(32, 1, 16).set("gpt2.attention.layer_norm_epsilon", Value::F32(-1.0)));
+    assert!(matches!(e, ModelError::BadEpsilon { .. }), "{e:?}");
+    let e = load(Micro::new(32, 1, 16).tensor("token_embd.weight", GgmlType::Q4_0, &[32, 300]));
+    assert!(matches!(e, ModelError::VocabMismatch { rows: 300, n_tokens: 258 }), "{e:?}");
+    let merges = |m: &str| Value::Array(Array::String(vec![m.into()]));
+    let e = load(Micro::new(32, 1, 16).set("tokenizer.ggml.merges", merges("nospace")));
+    assert!(matches!(e, ModelError::Tokenizer(TokenizerError::MalformedMerge { index: 0, .. })), "{e:?}");
+    let e = load(Micro::new(32, 1, 16).set("tokenizer.ggml.merges", merges("h zz")));
+    assert!(matches!(&e, ModelError::Tokenizer(TokenizerError::MergeOfUnknown { part, .. }) if part == "zz"), "{e:?}");
+    assert!(e.to_string().contains("merge #0 'h zz' uses 'zz', which is not a token"), "{e}");
+    let e = load(Micro::new(32, 1, 16).set("tokenizer.ggml.eos_token_id", Value::U32(999)));
+    assert!(
+        matches!(e, ModelError::Tokenizer(TokenizerError::BadSpecialId { key: "tokenizer.ggml.eos_token_id", .. })),
+        "{e:?}"
+    );
 }
 
 #[test]

@@ -6,6 +6,16 @@
 #![allow(dead_code)]
 
 use quill::gguf::GgmlType;
+use quill::kernels::Kernels;
+
+/// The process-wide kernels (`QUILL_KERNEL`, else the CPU's best). A bad `QUILL_KERNEL` ends
+/// the bench with one line naming it and the backends this CPU has, exit 2, as `quill` does.
+pub fn kernels() -> &'static Kernels {
+    Kernels::init().unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2)
+    })
+}
 
 /// GPT-2 124M's matrix shapes (rows x cols): attn_qkv, attn_output, ffn_up, ffn_down, output.
 pub const SHAPES: [(&str, usize, usize); 5] =

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use quill_gpt2::hf::{vocab_from_files, vocab_from_tokenizer_json, HfCheckpoint};
+use quill_convert::hf::{vocab_from_files, vocab_from_tokenizer_json, HfCheckpoint};
 
 fn split(data: &[u8]) -> Vec<&[u8]> {
     let mut parts = Vec::new();

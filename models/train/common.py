@@ -1,8 +1,13 @@
 """Shared helpers for the Quill default-model scripts."""
+from pathlib import Path
+
 from transformers import GPT2TokenizerFast
 
 EOT = 50256  # <|endoftext|>
-TOKENIZER_DIR = "/work/shared/gpt2-tokenizer"
+REPO = Path(__file__).resolve().parents[2]
+TOKENIZER_DIR = str(REPO / "models" / "tokenizer")
+# Everything a run makes (data, checkpoints, exports) goes here, outside git's view.
+WORK_DIR = REPO / "target" / "default-model"
 
 
 def load_tokenizer(d: str = TOKENIZER_DIR) -> GPT2TokenizerFast:

@@ -14,7 +14,7 @@ Method (llama.cpp tools/perplexity/perplexity.cpp, perplexity()):
     printed like llama.cpp's "Final estimate: PPL = x +/- y".
 Also reported: the mean NLL over all positions of the same chunks ("full").
 
-  python3 eval_ppl.py --model /work/default-model/hf --text models/heldout.txt [--ctx 256]
+  python3 eval_ppl.py --model target/default-model/hf --text models/heldout.txt [--ctx 256]
 """
 import argparse
 import json
@@ -27,13 +27,13 @@ import torch
 from transformers import GPT2LMHeadModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import EOT, load_tokenizer  # noqa: E402
+from common import EOT, WORK_DIR, load_tokenizer  # noqa: E402
 
 
 def main():
     here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="/work/default-model/hf")
+    ap.add_argument("--model", default=str(WORK_DIR / "hf"))
     ap.add_argument("--text", default=str(here.parent / "heldout.txt"))
     ap.add_argument("--ctx", type=int, default=0, help="n_ctx (default: the model's n_positions)")
     ap.add_argument("--add-bos", action="store_true", help="replace each chunk's first token by BOS")

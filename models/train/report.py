@@ -15,7 +15,7 @@ from transformers import GPT2LMHeadModel
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import EOT, load_tokenizer  # noqa: E402
+from common import EOT, WORK_DIR, load_tokenizer  # noqa: E402
 
 PROMPTS = [
     "ACT I.\n\nSCENE I. A room in the palace.\n\n[Enter the King, Queen, and Lords.]\n\nKING.\n",
@@ -42,8 +42,8 @@ def window_nll(model, tokens, ctx, max_windows=None, bs=8):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="/work/default-model")
-    ap.add_argument("--data", default="/work/default-model/data")
+    ap.add_argument("--out", default=str(WORK_DIR))
+    ap.add_argument("--data", default=str(WORK_DIR / "data"))
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)

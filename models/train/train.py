@@ -27,13 +27,15 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load_tokenizer  # noqa: E402
+from common import TOKENIZER_DIR, WORK_DIR, load_tokenizer  # noqa: E402
 
 
 def get_args():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default="/work/default-model/data")
-    ap.add_argument("--out", default="/work/default-model")
+    ap.add_argument("--data", default=str(WORK_DIR / "data"))
+    ap.add_argument("--out", default=str(WORK_DIR))
+    ap.add_argument("--init", default="", help="start from this Hugging Face checkpoint's weights "
+                    "(e.g. gguf_to_hf.py's output) instead of a random initialisation")
     ap.add_argument("--n-layer", type=int, default=12)
     ap.add_argument("--n-embd", type=int, default=256)
     ap.add_argument("--n-head", type=int, default=4)
@@ -128,6 +130,11 @@ def main():
     val = np.fromfile(Path(a.data) / "val.bin", dtype=np.uint16)
 
     model = make_model(a)
+    if a.init:
+        init = GPT2LMHeadModel.from_pretrained(a.init, torch_dtype=torch.float32)
+        assert init.config.n_layer == a.n_layer and init.config.n_embd == a.n_embd, "--init has another shape"
+        model.load_state_dict(init.state_dict())
+        print(f"initialised from {a.init}", flush=True)
     n_params = sum(p.numel() for p in model.parameters())  # tied wte counted once
     n_nonemb = n_params - model.transformer.wte.weight.numel() - model.transformer.wpe.weight.numel()
     tok_per_step = a.batch * a.ctx
@@ -233,7 +240,7 @@ def main():
     tok.model_max_length = a.ctx
     tok.save_pretrained(hf)  # tokenizer.json (+ tokenizer_config.json)
     for fn in ("vocab.json", "merges.txt"):
-        shutil.copy(f"/work/shared/gpt2-tokenizer/{fn}", hf / fn)
+        shutil.copy(Path(TOKENIZER_DIR) / fn, hf / fn)
     summary = {"steps": total_steps, "tokens_seen": total_steps * tok_per_step,
                "epochs": total_steps * tok_per_step / len(train), "best_val_loss": best,
                "best_step": best_step, "train_wall_s": elapsed0 + time.time() - t_start,

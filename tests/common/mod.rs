@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use quill::gpt2::convert::{convert, ConvertOptions};
-use quill::gpt2::synth::{write_checkpoint, SynthSpec};
+use quill::convert::convert::{convert, ConvertOptions};
+use quill::convert::synth::{write_checkpoint, SynthSpec};
 use quill::quant::FileType;
 use serde_json::Value as Json;
 

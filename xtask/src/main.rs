@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use quill_gpt2::synth::{write_checkpoint, SynthSpec};
+use quill_convert::synth::{write_checkpoint, SynthSpec};
 
 mod bench;
 mod quality;

@@ -106,7 +106,10 @@ pub fn run(repo: &Path, args: Args) -> Result<()> {
             j["same_top_pct"].as_f64().unwrap_or(0.0),
         );
     }
-    md += &format!("\nCommand: `cargo xtask quality --base {}`\n", args.base.display());
+    // Named relative to the repository when it lies inside: no machine's paths in the README.
+    let base_abs = std::path::absolute(&args.base).unwrap_or_else(|_| args.base.clone());
+    let shown = base_abs.strip_prefix(repo).unwrap_or(&base_abs);
+    md += &format!("\nCommand: `cargo xtask quality --base {}`\n", shown.display());
     print!("{md}");
     if !args.no_readme {
         crate::replace_section(&repo.join("README.md"), "quality", &md)?;

@@ -7,11 +7,11 @@ use std::io::Write;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use quill_gpt2::{KvType, Session, SessionOptions};
+use quill_gpt2::{Gpt2Model, KvType, Session, SessionOptions};
 use serde_json::{json, Value as Json};
 
-use crate::common::{KvTypeArg, ModelArgs};
-use crate::mem::{mib, RssTracker};
+use crate::common::{KvTypeArg, Loaded, ModelArgs};
+use crate::mem::{mib, Rss, RssTracker};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -83,6 +83,20 @@ fn describe(n_params: u64, file_type: &str) -> String {
     format!("gpt2 {size} {file_type}")
 }
 
+/// What the rows describe: the model file and this run's settings.
+struct Setup {
+    path: String,
+    model_type: String,
+    file_type: String,
+    n_params: u64,
+    size: u64,
+    /// Weights read per generated token.
+    tg_bytes: u64,
+    load_ms: f64,
+    threads: usize,
+    kv: KvType,
+}
+
 pub fn run(args: Args) -> Result<()> {
     if args.reps == 0 {
         bail!("--repetitions must be at least 1");
@@ -91,128 +105,168 @@ pub fn run(args: Args) -> Result<()> {
         bail!("nothing to measure: -p and -n are both 0");
     }
     args.model.init_threads()?;
-    let threads = rayon::current_num_threads();
     let mut rss = RssTracker::new();
-    let path = args.model.path()?;
     let loaded = args.model.load()?;
     let model = loaded.model()?;
-    let load_ms = loaded.elapsed() * 1e3;
-    let c = &model.config;
+    let setup = Setup::new(&args, &loaded, &model)?;
     let n_ctx = args.n_prompt.max(args.n_gen).max(1);
-    if n_ctx > c.n_ctx {
-        bail!("the tests need a context of {n_ctx} tokens, the model has {}", c.n_ctx);
+    if n_ctx > model.config.n_ctx {
+        bail!("the tests need a context of {n_ctx} tokens, the model has {}", model.config.n_ctx);
     }
-    let md = loaded.file.metadata();
-    let file_type =
-        quill_gpt2::convert::file_type_of(md).map(|f| f.name().to_uppercase()).unwrap_or_else(|| "?".into());
-    let (mut n_params, mut size) = (0u64, 0u64);
-    for t in loaded.file.tensor_infos() {
-        n_params += t.n_elements;
-        size += t.n_bytes;
-    }
-    // Weights read per generated token: every matrix once, the output projection once, one
-    // row each of the two embeddings (the tied embedding counts once, as the output).
-    let w = &model.weights;
-    let mut tg_bytes: u64 = w
-        .layers
-        .iter()
-        .map(|l| (l.attn_qkv.data.len() + l.attn_out.data.len() + l.ffn_up.data.len() + l.ffn_down.data.len()) as u64)
-        .sum();
-    tg_bytes += w.output.data.len() as u64 + w.position_embd.row_bytes() as u64;
-    if !std::ptr::eq(w.output.data, w.token_embd.data) {
-        tg_bytes += w.token_embd.row_bytes() as u64;
-    }
-    let kv: KvType = args.kv_type.into();
-    let mut session = model.session(SessionOptions { n_ctx, n_batch: args.n_prompt.clamp(1, 512), kv_type: kv })?;
-    let mut rng = Tokens(0x9E37_79B9_7F4A_7C15);
-    let mut buf = Vec::new();
-    let model_type = describe(n_params, &file_type);
+    let opts = SessionOptions { n_ctx, n_batch: args.n_prompt.clamp(1, 512), kv_type: setup.kv };
+    let mut session = model.session(opts)?;
     let mut rows = Vec::new();
     for (test, n) in [("pp", args.n_prompt), ("tg", args.n_gen)] {
-        if n == 0 {
-            continue;
+        if n > 0 {
+            let secs = measure(&mut session, test, n, args.reps, model.config.n_vocab, &mut rss)?;
+            rows.push(setup.row(test, n, &secs, rss.get()));
         }
-        // Warm-up, as llama-bench: a short prompt or one token.
-        if test == "pp" {
-            run_pp(&mut session, n.min(32), &mut rng, c.n_vocab, &mut buf)?;
-        } else {
-            run_tg(&mut session, 1, &mut rng, c.n_vocab)?;
+    }
+    if args.json {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &rows)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    setup.print_table(&rows, rss.get())
+}
+
+impl Setup {
+    fn new(args: &Args, loaded: &Loaded, model: &Gpt2Model<'_>) -> Result<Setup> {
+        let md = loaded.file.metadata();
+        let file_type = quill_convert::file_type_of(md).map(|f| f.name().to_uppercase()).unwrap_or_else(|| "?".into());
+        let (mut n_params, mut size) = (0u64, 0u64);
+        for t in loaded.file.tensor_infos() {
+            n_params += t.n_elements;
+            size += t.n_bytes;
         }
-        let mut secs = Vec::with_capacity(args.reps);
-        for _ in 0..args.reps {
-            secs.push(if test == "pp" {
-                run_pp(&mut session, n, &mut rng, c.n_vocab, &mut buf)?
-            } else {
-                run_tg(&mut session, n, &mut rng, c.n_vocab)?
-            });
-            rss.sample();
-        }
+        Ok(Setup {
+            path: args.model.path()?.display().to_string(),
+            model_type: describe(n_params, &file_type),
+            file_type,
+            n_params,
+            size,
+            tg_bytes: weight_bytes_per_token(model),
+            load_ms: loaded.elapsed() * 1e3,
+            threads: rayon::current_num_threads(),
+            kv: args.kv_type.into(),
+        })
+    }
+
+    /// One row shaped like llama-bench's JSON, plus Quill's own `quill_*` fields.
+    fn row(&self, test: &str, n: usize, secs: &[f64], m: Rss) -> Json {
         let ts: Vec<f64> = secs.iter().map(|s| n as f64 / s).collect();
         let ns: Vec<f64> = secs.iter().map(|s| s * 1e9).collect();
         let (avg_ts, sd_ts) = mean_sd(&ts);
         let (avg_ns, sd_ns) = mean_sd(&ns);
-        let m = rss.get();
-        rows.push(json!({
+        let kv = if self.kv == KvType::F16 { "f16" } else { "f32" };
+        json!({
             "build_commit": option_env!("QUILL_GIT_COMMIT").unwrap_or("unknown"),
-            "cpu_info": crate::sysinfo::cpu_name(),
+            "cpu_info": quill_sysinfo::cpu().name,
             "backends": "CPU",
-            "model_filename": path.display().to_string(),
-            "model_type": model_type,
-            "model_size": size,
-            "model_n_params": n_params,
+            "model_filename": self.path,
+            "model_type": self.model_type,
+            "model_size": self.size,
+            "model_n_params": self.n_params,
             "n_batch": 512,
             "n_ubatch": 512,
-            "n_threads": threads,
-            "type_k": if kv == KvType::F16 { "f16" } else { "f32" },
-            "type_v": if kv == KvType::F16 { "f16" } else { "f32" },
+            "n_threads": self.threads,
+            "type_k": kv,
+            "type_v": kv,
             "n_prompt": if test == "pp" { n } else { 0 },
             "n_gen": if test == "tg" { n } else { 0 },
-            "test_time": crate::sysinfo::now_rfc3339(),
+            "test_time": quill_sysinfo::UtcTime::now().rfc3339(),
             "avg_ns": avg_ns.round() as u64,
             "stddev_ns": sd_ns.round() as u64,
             "avg_ts": avg_ts,
             "stddev_ts": sd_ts,
             "samples_ns": ns.iter().map(|v| v.round() as u64).collect::<Vec<_>>(),
             "samples_ts": ts,
-            "quill_load_ms": load_ms,
-            "quill_file_type": file_type,
-            "quill_weight_bytes_per_token": if test == "tg" { Json::from(tg_bytes) } else { Json::Null },
+            "quill_load_ms": self.load_ms,
+            "quill_file_type": self.file_type,
+            "quill_weight_bytes_per_token": if test == "tg" { Json::from(self.tg_bytes) } else { Json::Null },
             "quill_rss_peak_bytes": m.peak,
             "quill_rss_file_bytes": m.file,
             "quill_rss_anon_bytes": m.anon,
-        }));
+        })
     }
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &rows)?;
-        writeln!(out)?;
-        return Ok(());
-    }
-    writeln!(out, "| model | size | params | backend | threads | test | t/s |")?;
-    writeln!(out, "| --- | ---: | ---: | --- | ---: | ---: | ---: |")?;
-    for r in &rows {
-        let test =
-            if r["n_prompt"].as_u64() > Some(0) { format!("pp{}", r["n_prompt"]) } else { format!("tg{}", r["n_gen"]) };
+
+    /// llama-bench's markdown table, then load time and memory.
+    fn print_table(&self, rows: &[Json], m: Rss) -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "| model | size | params | backend | threads | test | t/s |")?;
+        writeln!(out, "| --- | ---: | ---: | --- | ---: | ---: | ---: |")?;
+        for r in rows {
+            let test = if r["n_prompt"].as_u64() > Some(0) {
+                format!("pp{}", r["n_prompt"])
+            } else {
+                format!("tg{}", r["n_gen"])
+            };
+            writeln!(
+                out,
+                "| {} | {:.2} MiB | {:.2} M | CPU | {} | {} | {:.2} ± {:.2} |",
+                self.model_type,
+                mib(self.size),
+                self.n_params as f64 / 1e6,
+                self.threads,
+                test,
+                r["avg_ts"].as_f64().unwrap_or(0.0),
+                r["stddev_ts"].as_f64().unwrap_or(0.0)
+            )?;
+        }
         writeln!(
             out,
-            "| {} | {:.2} MiB | {:.2} M | CPU | {} | {} | {:.2} ± {:.2} |",
-            model_type,
-            mib(size),
-            n_params as f64 / 1e6,
-            threads,
-            test,
-            r["avg_ts"].as_f64().unwrap_or(0.0),
-            r["stddev_ts"].as_f64().unwrap_or(0.0)
+            "\nload {:.2} ms; peak RSS {:.2} MiB ({:.2} MiB file-backed, {:.2} MiB anonymous); weights read per generated token {:.2} MiB",
+            self.load_ms,
+            mib(m.peak),
+            mib(m.file),
+            mib(m.anon),
+            mib(self.tg_bytes)
         )?;
+        Ok(())
     }
-    let m = rss.get();
-    writeln!(
-        out,
-        "\nload {load_ms:.2} ms; peak RSS {:.2} MiB ({:.2} MiB file-backed, {:.2} MiB anonymous); weights read per generated token {:.2} MiB",
-        mib(m.peak),
-        mib(m.file),
-        mib(m.anon),
-        mib(tg_bytes)
-    )?;
-    Ok(())
+}
+
+/// Weights read per generated token: every matrix once, the output projection once, one row
+/// each of the two embeddings (the tied embedding counts once, as the output).
+fn weight_bytes_per_token(model: &Gpt2Model<'_>) -> u64 {
+    let w = &model.weights;
+    let mut bytes: u64 = w
+        .layers
+        .iter()
+        .map(|l| (l.attn_qkv.data.len() + l.attn_out.data.len() + l.ffn_up.data.len() + l.ffn_down.data.len()) as u64)
+        .sum();
+    bytes += w.output.data.len() as u64 + w.position_embd.row_bytes() as u64;
+    if !std::ptr::eq(w.output.data, w.token_embd.data) {
+        bytes += w.token_embd.row_bytes() as u64;
+    }
+    bytes
+}
+
+/// Seconds of each repetition of one test, after a warm-up (as llama-bench: a short prompt or
+/// one token).
+fn measure(
+    session: &mut Session<'_, '_>,
+    test: &str,
+    n: usize,
+    reps: usize,
+    n_vocab: usize,
+    rss: &mut RssTracker,
+) -> Result<Vec<f64>> {
+    let mut rng = Tokens(0x9E37_79B9_7F4A_7C15);
+    let mut buf = Vec::new();
+    let mut once = |session: &mut Session<'_, '_>, n: usize| {
+        if test == "pp" {
+            run_pp(session, n, &mut rng, n_vocab, &mut buf)
+        } else {
+            run_tg(session, n, &mut rng, n_vocab)
+        }
+    };
+    once(session, if test == "pp" { n.min(32) } else { 1 })?;
+    let mut secs = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        secs.push(once(session, n)?);
+        rss.sample();
+    }
+    Ok(secs)
 }

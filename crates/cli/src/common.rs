@@ -1,6 +1,6 @@
 //! Options shared by the commands that run a model.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use gguf_file::{GgufFile, LoadMode};
@@ -22,11 +22,22 @@ pub struct ModelArgs {
 
 /// A loaded model file; [`Loaded::model`] views it.
 pub struct Loaded {
+    // Dropped first: the mapping is unwatched before it is unmapped.
+    _watch: Option<crate::sigbus::Watch>,
     pub file: GgufFile,
     started: std::time::Instant,
 }
 
 impl Loaded {
+    /// Opens (maps, unless `mode` says read) and validates the GGUF at `path`; a mapped file
+    /// truncated later gets a message naming it instead of a silent SIGBUS.
+    pub fn open(path: &Path, mode: LoadMode) -> Result<Loaded> {
+        let started = std::time::Instant::now();
+        let file = GgufFile::open_with(path, mode)?;
+        let watch = file.is_mapped().then(|| crate::sigbus::watch(file.bytes(), path));
+        Ok(Loaded { _watch: watch, file, started })
+    }
+
     pub fn model(&self) -> Result<Gpt2Model<'_>> {
         let path = self.file.path().map(|p| p.display().to_string()).unwrap_or_default();
         Gpt2Model::load(&self.file).with_context(|| path)
@@ -51,11 +62,8 @@ impl ModelArgs {
     }
 
     pub fn load(&self) -> Result<Loaded> {
-        let path = self.path()?;
-        let started = std::time::Instant::now();
         let mode = if self.no_mmap { LoadMode::Read } else { LoadMode::Mmap };
-        let file = GgufFile::open_with(&path, mode)?;
-        Ok(Loaded { file, started })
+        Loaded::open(&self.path()?, mode)
     }
 
     /// Sizes rayon's global pool to `--threads` (all cores when absent). Call before any work.

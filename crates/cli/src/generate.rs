@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use quill_gpt2::{SessionOptions, StopFilter, StreamDecoder};
+use quill_gpt2::{Gpt2Model, Session, SessionOptions, StopFilter, StreamDecoder};
 use quill_sampler::{Sampler, SamplerConfig};
 use serde_json::json;
 
 use crate::common::{KvTypeArg, ModelArgs};
-use crate::mem::{mib, RssTracker};
+use crate::mem::{mib, Rss, RssTracker};
 
 #[derive(clap::Args)]
 #[command(allow_negative_numbers = true)]
@@ -133,71 +133,132 @@ impl Stop {
     }
 }
 
-pub fn run(args: Args) -> Result<()> {
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupted.clone();
-        // A second Ctrl-C while stopping falls back to the default (exit at once).
-        let _ = ctrlc::set_handler(move || {
-            if flag.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        });
-    }
-    let prompt = args.prompt_text()?;
-    if prompt.is_empty() {
-        bail!("the prompt is empty: give text with -p, -f or on standard input");
-    }
-    if args.stop.iter().any(String::is_empty) {
-        bail!("--stop must not be empty");
-    }
-    let mut sampler_cfg = args.sampler_config();
-    sampler_cfg.validate()?;
-    if args.n_predict < -1 {
-        bail!("-n must be -1 (no limit) or at least 0, got {}", args.n_predict);
-    }
+/// What a generation produced, and how long it took.
+struct Generation {
+    stop: Stop,
+    text: String,
+    ids: Vec<u32>,
+    prompt_secs: f64,
+    gen_secs: f64,
+}
 
+impl Generation {
+    /// Decode steps run: the token that ended generation (EOS) was sampled but not evaluated,
+    /// and speed counts decode steps, as llama.cpp does.
+    fn decode_steps(&self) -> usize {
+        let n = self.ids.len();
+        n.saturating_sub(1).max(usize::from(n > 0))
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let interrupted = ctrl_c_flag();
+    let (prompt, sampler_cfg) = args.validate()?;
     args.model.init_threads()?;
     let mut rss = RssTracker::new();
     let loaded = args.model.load()?;
     let model = loaded.model()?;
     let load_secs = loaded.elapsed();
     let ids = model.tokenizer.encode(&prompt)?;
-    if ids.is_empty() {
-        bail!("the prompt is empty: it has no tokens");
-    }
-    let n_ctx = if args.ctx == 0 { model.config.n_ctx } else { args.ctx };
-    if n_ctx > model.config.n_ctx {
-        bail!("--ctx {} is larger than the model's context of {}", n_ctx, model.config.n_ctx);
-    }
-    if ids.len() > n_ctx {
-        bail!(
-            "the prompt has {} tokens, more than the context of {n_ctx} (use a shorter prompt or a larger --ctx)",
-            ids.len()
-        );
-    }
-    let eos = model.tokenizer.eos();
-    if let (true, Some(eos)) = (args.ignore_eos, eos) {
-        sampler_cfg.logit_bias.push((eos, f32::NEG_INFINITY));
-    }
-    let mut sampler = Sampler::new(sampler_cfg, model.config.n_vocab)?;
+    let n_ctx = args.context_for(&model, ids.len())?;
+    let mut sampler = args.sampler(sampler_cfg, &model)?;
     // Batch buffers sized for this prompt (at most 512 rows): decode needs one.
-    let n_batch = ids.len().min(512);
-    let mut session = model.session(SessionOptions { n_ctx, n_batch, kv_type: args.kv_type.into() })?;
+    let opts = SessionOptions { n_ctx, n_batch: ids.len().min(512), kv_type: args.kv_type.into() };
+    let mut session = model.session(opts)?;
 
     let mut stdout = io::stdout().lock();
-    let stream = !args.json;
-    if stream && !args.no_echo {
+    if !args.json && !args.no_echo {
         write!(stdout, "{prompt}")?;
         stdout.flush()?;
     }
+    let mut loop_ = Loop { args: &args, model: &model, interrupted: &interrupted, rss: &mut rss, out: &mut stdout };
+    let g = match loop_.generate(&mut session, &mut sampler, &ids) {
+        Ok(g) => g,
+        // A closed pipe (`quill generate ... | head`) ends generation quietly.
+        Err(e) if e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let report =
+        Report { load_secs, prompt_ids: &ids, g: &g, rss: rss.get(), kv_bytes: session.kv_bytes(), sampler: &sampler };
+    if args.json {
+        report.json(&mut stdout)
+    } else {
+        report.text(&mut stdout, n_ctx)
+    }
+}
 
-    let mut run = || -> Result<_> {
+/// A flag set by Ctrl-C; a second Ctrl-C while stopping exits at once.
+fn ctrl_c_flag() -> Arc<AtomicBool> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
+    interrupted
+}
+
+impl Args {
+    /// Checks the options that need no model; returns the prompt and the sampler settings.
+    fn validate(&self) -> Result<(String, SamplerConfig)> {
+        let prompt = self.prompt_text()?;
+        if prompt.is_empty() {
+            bail!("the prompt is empty: give text with -p, -f or on standard input");
+        }
+        if self.stop.iter().any(String::is_empty) {
+            bail!("--stop must not be empty");
+        }
+        let cfg = self.sampler_config();
+        cfg.validate()?;
+        if self.n_predict < -1 {
+            bail!("-n must be -1 (no limit) or at least 0, got {}", self.n_predict);
+        }
+        Ok((prompt, cfg))
+    }
+
+    /// The session's context: `--ctx`, else the model's; the prompt must fit.
+    fn context_for(&self, model: &Gpt2Model<'_>, n_prompt: usize) -> Result<usize> {
+        if n_prompt == 0 {
+            bail!("the prompt is empty: it has no tokens");
+        }
+        let n_ctx = if self.ctx == 0 { model.config.n_ctx } else { self.ctx };
+        if n_ctx > model.config.n_ctx {
+            bail!("--ctx {} is larger than the model's context of {}", n_ctx, model.config.n_ctx);
+        }
+        if n_prompt > n_ctx {
+            bail!("the prompt has {n_prompt} tokens, more than the context of {n_ctx} (use a shorter prompt or a larger --ctx)");
+        }
+        Ok(n_ctx)
+    }
+
+    fn sampler(&self, mut cfg: SamplerConfig, model: &Gpt2Model<'_>) -> Result<Sampler> {
+        if let (true, Some(eos)) = (self.ignore_eos, model.tokenizer.eos()) {
+            cfg.logit_bias.push((eos, f32::NEG_INFINITY));
+        }
+        Ok(Sampler::new(cfg, model.config.n_vocab)?)
+    }
+}
+
+/// The generation loop and what it writes to.
+struct Loop<'r, 'm, 'a, W: Write> {
+    args: &'r Args,
+    model: &'m Gpt2Model<'a>,
+    interrupted: &'r AtomicBool,
+    rss: &'r mut RssTracker,
+    out: &'r mut W,
+}
+
+impl<W: Write> Loop<'_, '_, '_, W> {
+    /// Prefills the prompt, then samples, streams and decodes until a stop condition.
+    fn generate(&mut self, session: &mut Session<'_, '_>, sampler: &mut Sampler, ids: &[u32]) -> Result<Generation> {
+        let (args, tokenizer, eos) = (self.args, &self.model.tokenizer, self.model.tokenizer.eos());
+        let stream = !args.json;
         let t0 = Instant::now();
-        let mut logits = session.prefill(&ids)?;
+        let mut logits = session.prefill(ids)?;
         let prompt_secs = t0.elapsed().as_secs_f64();
-        rss.sample();
-        for &id in &ids {
+        self.rss.sample();
+        for &id in ids {
             sampler.accept(id);
         }
         let mut decoder = StreamDecoder::new();
@@ -210,7 +271,7 @@ pub fn run(args: Args) -> Result<()> {
             if generated.len() >= limit {
                 break Stop::Length;
             }
-            if interrupted.load(Ordering::SeqCst) {
+            if self.interrupted.load(Ordering::SeqCst) {
                 break Stop::Interrupted;
             }
             let id = sampler.sample(logits)?;
@@ -220,22 +281,22 @@ pub fn run(args: Args) -> Result<()> {
             }
             generated.push(id);
             piece.clear();
-            decoder.push(model.tokenizer.token_bytes(id), &mut piece);
+            decoder.push(tokenizer.token_bytes(id), &mut piece);
             safe.clear();
             let hit = filter.push(&piece, &mut safe);
             text.push_str(&safe);
             if stream && !safe.is_empty() {
-                stdout.write_all(safe.as_bytes())?;
-                stdout.flush()?;
+                self.out.write_all(safe.as_bytes())?;
+                self.out.flush()?;
             }
             if hit {
                 break Stop::Matched;
             }
-            if session.pos() >= n_ctx {
+            if session.pos() >= session.n_ctx() {
                 break Stop::Context;
             }
             if generated.len() % 32 == 0 {
-                rss.sample();
+                self.rss.sample();
             }
             logits = session.decode(id)?;
         };
@@ -246,77 +307,94 @@ pub fn run(args: Args) -> Result<()> {
             filter.finish(&mut safe);
             text.push_str(&safe);
             if stream {
-                stdout.write_all(safe.as_bytes())?;
+                self.out.write_all(safe.as_bytes())?;
             }
         }
-        rss.sample();
-        Ok((stop, text, generated, prompt_secs, gen_secs))
-    };
-    let (stop, text, generated, prompt_secs, gen_secs) = match run() {
-        Ok(r) => r,
-        // A closed pipe (`quill generate ... | head`) ends generation quietly.
-        Err(e) if e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let m = rss.get();
-    let n_gen = generated.len();
-    // The token that ended generation (EOS) was sampled but not evaluated: speed counts the
-    // decode steps, as llama.cpp does.
-    let decode_steps = n_gen.saturating_sub(1).max(usize::from(n_gen > 0));
-    let tps = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
-    if args.json {
+        self.rss.sample();
+        Ok(Generation { stop, text, ids: generated, prompt_secs, gen_secs })
+    }
+}
+
+/// The figures printed after a generation.
+struct Report<'r> {
+    load_secs: f64,
+    prompt_ids: &'r [u32],
+    g: &'r Generation,
+    rss: Rss,
+    kv_bytes: usize,
+    sampler: &'r Sampler,
+}
+
+fn tps(n: usize, s: f64) -> f64 {
+    if s > 0.0 {
+        n as f64 / s
+    } else {
+        0.0
+    }
+}
+
+impl Report<'_> {
+    /// One JSON object on stdout (`--json`).
+    fn json(&self, out: &mut impl Write) -> Result<()> {
+        let (g, m, n_prompt) = (self.g, self.rss, self.prompt_ids.len());
         let doc = json!({
-            "text": text,
-            "prompt_ids": ids,
-            "ids": generated,
-            "stop": stop.name(),
-            "seed": sampler.seed(),
-            "load_ms": load_secs * 1e3,
-            "prompt_tokens": ids.len(),
-            "prompt_ms": prompt_secs * 1e3,
-            "prompt_tps": tps(ids.len(), prompt_secs),
-            "gen_tokens": n_gen,
-            "gen_ms": gen_secs * 1e3,
-            "gen_tps": tps(decode_steps, gen_secs),
+            "text": g.text,
+            "prompt_ids": self.prompt_ids,
+            "ids": g.ids,
+            "stop": g.stop.name(),
+            "seed": self.sampler.seed(),
+            "load_ms": self.load_secs * 1e3,
+            "prompt_tokens": n_prompt,
+            "prompt_ms": g.prompt_secs * 1e3,
+            "prompt_tps": tps(n_prompt, g.prompt_secs),
+            "gen_tokens": g.ids.len(),
+            "gen_ms": g.gen_secs * 1e3,
+            "gen_tps": tps(g.decode_steps(), g.gen_secs),
             "peak_rss_bytes": m.peak,
             "rss_file_bytes": m.file,
             "rss_anon_bytes": m.anon,
-            "kv_cache_bytes": session.kv_bytes(),
+            "kv_cache_bytes": self.kv_bytes,
         });
-        serde_json::to_writer(&mut stdout, &doc)?;
-        writeln!(stdout)?;
-        return Ok(());
+        serde_json::to_writer(&mut *out, &doc)?;
+        writeln!(out)?;
+        Ok(())
     }
-    writeln!(stdout)?;
-    stdout.flush()?;
-    match stop {
-        Stop::Context => eprintln!("quill: stopped: the context of {n_ctx} tokens is full"),
-        Stop::Interrupted => eprintln!("quill: interrupted"),
-        _ => {}
+
+    /// Ends the streamed text, then llama.cpp-style timings on stderr.
+    fn text(&self, out: &mut impl Write, n_ctx: usize) -> Result<()> {
+        let (g, m, n_prompt, steps) = (self.g, self.rss, self.prompt_ids.len(), self.g.decode_steps());
+        writeln!(out)?;
+        out.flush()?;
+        match g.stop {
+            Stop::Context => eprintln!("quill: stopped: the context of {n_ctx} tokens is full"),
+            Stop::Interrupted => eprintln!("quill: interrupted"),
+            _ => {}
+        }
+        eprintln!();
+        eprintln!("load time     = {:9.2} ms", self.load_secs * 1e3);
+        eprintln!(
+            "prompt eval   = {:9.2} ms / {:5} tokens ({:8.2} ms per token, {:8.2} tokens per second)",
+            g.prompt_secs * 1e3,
+            n_prompt,
+            g.prompt_secs * 1e3 / n_prompt as f64,
+            tps(n_prompt, g.prompt_secs)
+        );
+        eprintln!(
+            "eval          = {:9.2} ms / {:5} runs   ({:8.2} ms per token, {:8.2} tokens per second)",
+            g.gen_secs * 1e3,
+            steps,
+            if steps > 0 { g.gen_secs * 1e3 / steps as f64 } else { 0.0 },
+            tps(steps, g.gen_secs)
+        );
+        eprintln!(
+            "memory        = {:9.2} MiB peak RSS: {:.2} MiB file-backed (weights), {:.2} MiB anonymous ({:.2} MiB KV cache)",
+            mib(m.peak),
+            mib(m.file),
+            mib(m.anon),
+            mib(self.kv_bytes as u64)
+        );
+        let s = self.sampler;
+        eprintln!("sampling      = seed {}, {}, stop: {}", s.seed(), s.config().describe_chain(), g.stop.name());
+        Ok(())
     }
-    eprintln!();
-    eprintln!("load time     = {:9.2} ms", load_secs * 1e3);
-    eprintln!(
-        "prompt eval   = {:9.2} ms / {:5} tokens ({:8.2} ms per token, {:8.2} tokens per second)",
-        prompt_secs * 1e3,
-        ids.len(),
-        prompt_secs * 1e3 / ids.len() as f64,
-        tps(ids.len(), prompt_secs)
-    );
-    eprintln!(
-        "eval          = {:9.2} ms / {:5} runs   ({:8.2} ms per token, {:8.2} tokens per second)",
-        gen_secs * 1e3,
-        decode_steps,
-        if decode_steps > 0 { gen_secs * 1e3 / decode_steps as f64 } else { 0.0 },
-        tps(decode_steps, gen_secs)
-    );
-    eprintln!(
-        "memory        = {:9.2} MiB peak RSS: {:.2} MiB file-backed (weights), {:.2} MiB anonymous ({:.2} MiB KV cache)",
-        mib(m.peak),
-        mib(m.file),
-        mib(m.anon),
-        mib(session.kv_bytes() as u64)
-    );
-    eprintln!("sampling      = seed {}, {}, stop: {}", sampler.seed(), sampler.config().describe_chain(), stop.name());
-    Ok(())
 }

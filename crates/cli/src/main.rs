@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod common;
 mod default_model;
+mod error;
 mod generate;
 mod inspect;
 mod logits;
@@ -14,7 +15,7 @@ mod mem;
 mod perplexity;
 mod quantize;
 mod serve;
-mod sysinfo;
+mod sigbus;
 
 #[derive(Parser)]
 #[command(name = "quill", version, about = "GPT-2 inference from memory-mapped, quantized GGUF weights")]
@@ -43,6 +44,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Choose the kernels before any output: a bad `QUILL_KERNEL` is a usage error (exit 2, as
+    // for a bad flag), never a panic in a worker thread halfway through a run.
+    if let Err(e) = quill_kernels::Kernels::init() {
+        eprintln!("quill: error: {e}");
+        return ExitCode::from(2);
+    }
     // Writing past a file-size limit (`ulimit -f`) must fail the write, so that the error is
     // reported and the temporary file removed, instead of killing the process (SIGXFSZ).
     #[cfg(unix)]
@@ -50,6 +57,7 @@ fn main() -> ExitCode {
         signal_hook::consts::SIGXFSZ,
         std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
     );
+    sigbus::install();
     let result = match cli.command {
         Command::Bench(args) => bench::run(args),
         Command::Generate(args) => generate::run(args),
@@ -62,7 +70,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("quill: error: {e:#}");
+            eprintln!("quill: error: {}", error::message(&e));
             ExitCode::FAILURE
         }
     }

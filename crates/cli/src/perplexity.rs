@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use gguf_file::GgufFile;
+use gguf_file::LoadMode;
 use indicatif::{ProgressBar, ProgressStyle};
-use quill_gpt2::perplexity::{log_softmax, windows, LogitsReader, LogitsWriter, Stats};
+use quill_gpt2::perplexity::{log_softmax, windows, LogitsReader, LogitsWriter, Stats, Window};
 use quill_gpt2::{Gpt2Model, KvType, SessionOptions};
 use serde_json::json;
 
-use crate::common::ModelArgs;
+use crate::common::{Loaded, ModelArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -53,10 +53,43 @@ enum Base<'m, 'a> {
     File(LogitsReader<BufReader<File>>),
 }
 
+/// What a run scores: the text's tokens and the windows over them.
+struct Plan {
+    tokens: Vec<u32>,
+    wins: Vec<Window>,
+    n_ctx: usize,
+    /// `--stride`, 0 when absent (as stored in logits files).
+    stride: usize,
+}
+
+/// This model's log-probs for later `--kl-base-logits` runs, and where they go.
+type Saver = (LogitsWriter<gguf_file::AtomicFile>, PathBuf);
+
 pub fn run(args: Args) -> Result<()> {
     args.model.init_threads()?;
     let loaded = args.model.load()?;
     let model = loaded.model()?;
+    let plan = plan(&args, &model)?;
+    let base_file = args.kl_base.as_deref().map(|p| Loaded::open(p, LoadMode::Mmap)).transpose()?;
+    let base_model = base_file.as_ref().map(Loaded::model).transpose()?;
+    let mut base = open_base(&args, base_model.as_ref(), &model, &plan)?;
+    let mut saver = match &args.save_logits {
+        Some(path) => {
+            let f = gguf_file::AtomicFile::create(path).with_context(|| path.display().to_string())?;
+            Some((LogitsWriter::new(f, model.config.n_vocab, plan.n_ctx, plan.stride, &plan.tokens)?, path.clone()))
+        }
+        None => None,
+    };
+    let start = Instant::now();
+    let stats = score(&args, &model, &plan, &mut base, &mut saver)?;
+    if let Some((w, path)) = saver {
+        w.finish()?.commit().with_context(|| path.display().to_string())?;
+    }
+    report(&args, &plan, &stats, start.elapsed().as_secs_f64())
+}
+
+/// Tokenizes the text and cuts it into windows.
+fn plan(args: &Args, model: &Gpt2Model<'_>) -> Result<Plan> {
     let text = std::fs::read_to_string(&args.file).with_context(|| args.file.display().to_string())?;
     let tokens = model.tokenizer.encode(&text)?;
     let n_ctx = args.ctx.unwrap_or_else(|| model.config.n_ctx.min(512));
@@ -70,62 +103,75 @@ pub fn run(args: Args) -> Result<()> {
         }
         wins.truncate(n);
     }
-    let n_vocab = model.config.n_vocab;
-    let stride = args.stride.unwrap_or(0);
+    Ok(Plan { tokens, wins, n_ctx, stride: args.stride.unwrap_or(0) })
+}
 
-    let base_file;
-    let base_model;
-    let mut base = Base::None;
-    if let Some(path) = &args.kl_base {
-        base_file = GgufFile::open(path)?;
-        base_model = Gpt2Model::load(&base_file).with_context(|| path.display().to_string())?;
-        if base_model.config.n_vocab != n_vocab || base_model.tokenizer.tokens() != model.tokenizer.tokens() {
+/// The base of the KL divergence: a model (`--kl-base`), saved log-probs
+/// (`--kl-base-logits`), or none.
+fn open_base<'m, 'a>(
+    args: &Args,
+    base_model: Option<&'m Gpt2Model<'a>>,
+    model: &Gpt2Model<'_>,
+    plan: &Plan,
+) -> Result<Base<'m, 'a>> {
+    let n_vocab = model.config.n_vocab;
+    if let (Some(path), Some(base)) = (&args.kl_base, base_model) {
+        if base.config.n_vocab != n_vocab || base.tokenizer.tokens() != model.tokenizer.tokens() {
             bail!("{}: the base model's vocabulary differs from the model's", path.display());
         }
-        let opts = SessionOptions { n_ctx, n_batch: n_ctx.min(512), kv_type: KvType::F32 };
-        base = Base::Model(Box::new(base_model.session(opts)?));
-    } else if let Some(path) = &args.kl_base_logits {
-        let f = File::open(path).with_context(|| path.display().to_string())?;
-        base = Base::File(LogitsReader::open(BufReader::new(f), path, n_vocab, n_ctx, stride, &tokens)?);
+        let opts = SessionOptions { n_ctx: plan.n_ctx, n_batch: plan.n_ctx.min(512), kv_type: KvType::F32 };
+        return Ok(Base::Model(Box::new(base.session(opts)?)));
     }
-    let mut saver = match &args.save_logits {
-        Some(path) => {
-            let f = gguf_file::AtomicFile::create(path).with_context(|| path.display().to_string())?;
-            Some((LogitsWriter::new(f, n_vocab, n_ctx, stride, &tokens)?, path.clone()))
-        }
-        None => None,
-    };
+    if let Some(path) = &args.kl_base_logits {
+        let f = File::open(path).with_context(|| path.display().to_string())?;
+        let r = LogitsReader::open(BufReader::new(f), path, n_vocab, plan.n_ctx, plan.stride, &plan.tokens)?;
+        return Ok(Base::File(r));
+    }
+    Ok(Base::None)
+}
 
-    let opts = SessionOptions { n_ctx, n_batch: n_ctx.min(512), kv_type: KvType::F32 };
-    let mut session = model.session(opts)?;
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = ProgressBar::new(wins.len() as u64);
+fn progress_bar(args: &Args, plan: &Plan) -> Option<ProgressBar> {
+    if !args.json {
+        eprintln!(
+            "perplexity: {} tokens, {} windows of {} ({} scored tokens each){}",
+            plan.tokens.len(),
+            plan.wins.len(),
+            plan.n_ctx,
+            plan.wins[0].scored(),
+            if args.stride.is_some() { ", strided" } else { "" }
+        );
+    }
+    std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(plan.wins.len() as u64);
         bar.set_style(
             ProgressStyle::with_template("[{bar:30}] {pos}/{len} chunks, ETA {eta} {wide_msg}")
                 .expect("valid template")
                 .progress_chars("=> "),
         );
         bar
-    });
-    if !args.json {
-        eprintln!(
-            "perplexity: {} tokens, {} windows of {n_ctx} ({} scored tokens each){}",
-            tokens.len(),
-            wins.len(),
-            wins[0].scored(),
-            if args.stride.is_some() { ", strided" } else { "" }
-        );
-    }
-    let start = Instant::now();
+    })
+}
+
+/// Scores every window: the loop of the run.
+fn score(
+    args: &Args,
+    model: &Gpt2Model<'_>,
+    plan: &Plan,
+    base: &mut Base<'_, '_>,
+    saver: &mut Option<Saver>,
+) -> Result<Stats> {
+    let n_vocab = model.config.n_vocab;
+    let opts = SessionOptions { n_ctx: plan.n_ctx, n_batch: plan.n_ctx.min(512), kv_type: KvType::F32 };
+    let mut session = model.session(opts)?;
+    let bar = progress_bar(args, plan);
     let mut stats = Stats::default();
-    let mut lp = vec![0.0f64; n_vocab];
-    let mut base_lp = vec![0.0f64; n_vocab];
+    let (mut lp, mut base_lp) = (vec![0.0f64; n_vocab], vec![0.0f64; n_vocab]);
     let mut base_rows: Vec<f32> = Vec::new();
     let mut buf = Vec::new();
     let mut io_err: Option<std::io::Error> = None;
-    for (wi, w) in wins.iter().enumerate() {
-        let ids = &tokens[w.start..w.start + w.len];
-        if let Base::Model(bs) = &mut base {
+    for (wi, w) in plan.wins.iter().enumerate() {
+        let ids = &plan.tokens[w.start..w.start + w.len];
+        if let Base::Model(bs) = base {
             base_rows.clear();
             bs.reset();
             bs.eval_rows(ids, w.first, &mut |i, row| {
@@ -142,7 +188,7 @@ pub fn run(args: Args) -> Result<()> {
             let next = ids[i + 1];
             log_softmax(row, &mut lp);
             stats.add(&lp, next);
-            match &mut base {
+            match base {
                 Base::None => {}
                 Base::Model(_) => {
                     let r = (i - w.first) * n_vocab;
@@ -154,7 +200,7 @@ pub fn run(args: Args) -> Result<()> {
                     Err(e) => io_err = Some(e),
                 },
             }
-            if let Some((w, _)) = &mut saver {
+            if let Some((w, _)) = saver {
                 if let Err(e) = w.write_row(&lp, &mut buf) {
                     io_err = Some(e);
                 }
@@ -179,19 +225,20 @@ pub fn run(args: Args) -> Result<()> {
     } else if !args.json {
         eprintln!();
     }
-    if let Some((w, path)) = saver {
-        w.finish()?.commit().with_context(|| path.display().to_string())?;
-    }
-    let secs = start.elapsed().as_secs_f64();
+    Ok(stats)
+}
+
+/// Prints the result, as llama-perplexity does (or one JSON object).
+fn report(args: &Args, plan: &Plan, stats: &Stats, secs: f64) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if args.json {
         let mut doc = json!({
             "ppl": stats.ppl(),
             "ppl_stderr": stats.ppl_stderr(),
-            "n_tokens": tokens.len(),
-            "n_chunks": wins.len(),
+            "n_tokens": plan.tokens.len(),
+            "n_chunks": plan.wins.len(),
             "count": stats.count,
-            "ctx": n_ctx,
+            "ctx": plan.n_ctx,
             "stride": args.stride,
             "seconds": secs,
         });
@@ -217,7 +264,7 @@ pub fn run(args: Args) -> Result<()> {
         "{} tokens scored in {:.2} s ({:.1} tokens/s evaluated)",
         stats.count,
         secs,
-        (wins.len() * n_ctx) as f64 / secs
+        (plan.wins.len() * plan.n_ctx) as f64 / secs
     );
     Ok(())
 }

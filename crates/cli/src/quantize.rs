@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
-use quill_gpt2::convert::{convert, ConvertOptions, TensorReport};
+use quill_convert::convert::{convert, ConvertOptions, TensorReport};
 use quill_quant::{FileType, TensorOverride};
 
 #[derive(clap::Args)]

@@ -121,6 +121,10 @@ fn strided_windows_and_bad_arguments() {
         &quill(&["perplexity", "-m", m, "-f", short.to_str().unwrap(), "--ctx", "32"]),
         &["short.txt", "at least 64"],
     );
-    assert_fails_with(&quill(&["perplexity", "-m", m, "-f", text, "--ctx", "32", "--stride", "32"]), &["--stride"]);
+    // The library states the problem; the CLI adds which flag fixes it.
+    let o = quill(&["perplexity", "-m", m, "-f", text, "--ctx", "32", "--stride", "32"]);
+    assert_fails_with(&o, &["stride of 32", "give --stride between 1 and 31"]);
+    let o = quill(&["perplexity", "-m", m, "-f", text, "--ctx", "2"]);
+    assert_fails_with(&o, &["context of 2 tokens is too small", "give --ctx 4 or more"]);
     assert_fails_with(&quill(&["perplexity", "-m", m, "-f", "/nonexistent/text.txt"]), &["/nonexistent/text.txt"]);
 }

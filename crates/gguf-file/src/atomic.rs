@@ -1,7 +1,7 @@
 //! Atomic file output: data goes to a temporary file beside the destination, which is synced and
 //! renamed over the destination only when complete. A failure or a kill at any point leaves the
 //! destination as it was; temporary files left by a killed process are removed by the next
-//! write to the same destination.
+//! write into the same folder.
 
 use std::ffi::OsString;
 use std::fs;
@@ -25,30 +25,28 @@ fn tmp_prefix(dest: &Path) -> OsString {
     p
 }
 
-/// Removes temporary files for `dest` left behind by processes that no longer exist.
-fn remove_stale(dir: &Path, dest: &Path) {
-    let prefix = tmp_prefix(dest);
-    let prefix = prefix.to_string_lossy();
+/// The pid in the name of a temporary file of ours, `.<name>.<pid>.<random>.quill-tmp`.
+fn tmp_pid(file_name: &str) -> Option<u32> {
+    let rest = file_name.strip_prefix('.')?.strip_suffix(TMP_SUFFIX)?;
+    let mut parts = rest.rsplitn(3, '.');
+    let (_random, pid, name) = (parts.next()?, parts.next()?, parts.next()?);
+    if name.is_empty() {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Removes the temporary files in `dir` left behind by processes that no longer exist (a
+/// `quill quantize` killed with SIGKILL, a power cut), whatever their destination: they are
+/// recognised by their name and the dead pid in it.
+fn remove_stale(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let Some(rest) = name.strip_prefix(prefix.as_ref()).and_then(|r| r.strip_suffix(TMP_SUFFIX)) else {
-            continue;
-        };
-        // `rest` is "<pid>.<random>".
-        let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
-        if pid != std::process::id() && !process_alive(pid) {
+        let Some(pid) = name.to_str().and_then(tmp_pid) else { continue };
+        if pid != std::process::id() && quill_sysinfo::process_alive(pid) == Some(false) {
             let _ = fs::remove_file(entry.path());
         }
-    }
-}
-
-fn process_alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        Path::new("/proc").join(pid.to_string()).exists()
-    } else {
-        true // without a cheap check, leave it alone
     }
 }
 
@@ -66,7 +64,7 @@ impl AtomicFile {
         if dest.is_dir() {
             return Err(io::Error::new(io::ErrorKind::IsADirectory, "output path is a directory"));
         }
-        remove_stale(&dir, &dest);
+        remove_stale(&dir);
         let mut prefix = tmp_prefix(&dest);
         prefix.push(format!("{}.", std::process::id()));
         let tmp = tempfile::Builder::new().prefix(&prefix).suffix(TMP_SUFFIX).tempfile_in(&dir)?;
@@ -145,12 +143,28 @@ mod tests {
         let dest = dir.path().join("m.gguf");
         // no process has pid u32::MAX
         let stale = dir.path().join(format!(".m.gguf.{}.abcdef{TMP_SUFFIX}", u32::MAX));
-        fs::write(&stale, b"partial").unwrap();
-        let other = dir.path().join(".n.gguf.1.x.quill-tmp");
-        fs::write(&other, b"someone else's").unwrap();
+        let other_dest = dir.path().join(format!(".n.v2.gguf.{}.x{TMP_SUFFIX}", u32::MAX));
+        let alive = dir.path().join(format!(".n.gguf.{}.x{TMP_SUFFIX}", std::process::id()));
+        let not_ours = dir.path().join(format!(".n.gguf.pid.x{TMP_SUFFIX}"));
+        for p in [&stale, &other_dest, &alive, &not_ours] {
+            fs::write(p, b"partial").unwrap();
+        }
         let f = AtomicFile::create(&dest).unwrap();
         f.commit().unwrap();
-        assert!(!stale.exists());
-        assert!(other.exists(), "only this destination's temporaries are touched");
+        if quill_sysinfo::process_alive(u32::MAX) == Some(false) {
+            assert!(!stale.exists());
+            assert!(!other_dest.exists(), "any destination's temporaries in the folder go");
+        }
+        assert!(alive.exists(), "a live process's temporary stays");
+        assert!(not_ours.exists(), "a name without a pid is not ours");
+    }
+
+    #[test]
+    fn temporary_names() {
+        assert_eq!(tmp_pid(&format!(".m.gguf.42.Ab3x{TMP_SUFFIX}")), Some(42));
+        assert_eq!(tmp_pid(&format!(".a.b.c.7.r{TMP_SUFFIX}")), Some(7));
+        assert_eq!(tmp_pid(&format!(".42.r{TMP_SUFFIX}")), None, "no destination name");
+        assert_eq!(tmp_pid(&format!("m.gguf.42.r{TMP_SUFFIX}")), None, "not hidden");
+        assert_eq!(tmp_pid(".m.gguf.42.r.tmp"), None);
     }
 }

@@ -191,8 +191,30 @@ fn read_value(c: &mut Cursor<'_>, key: &str, ty: ValueType) -> Result<Value, Par
 /// every tensor's data lies inside `buf`, aligned, without overlap.
 pub fn parse(buf: &[u8]) -> Result<Header, ParseError> {
     let mut c = Cursor { buf, pos: 0 };
+    let (version, n_tensors_raw, n_kv) = read_preamble(&mut c)?;
+    let metadata = read_metadata(&mut c, n_kv)?;
+    let alignment = alignment_of(&metadata)?;
+    let n_tensors = c.check_count(n_tensors_raw, 24, &|| "tensor count".into())?;
+    let mut tensors = Vec::with_capacity(n_tensors);
+    let mut names = HashSet::with_capacity(n_tensors);
+    for i in 0..n_tensors {
+        let t = read_tensor_info(&mut c, i)?;
+        if !names.insert(t.name.clone()) {
+            return Err(ParseError::DuplicateTensor { tensor: t.name, offset: t.info_offset });
+        }
+        tensors.push(t);
+    }
+    // Data section: starts at the next multiple of the alignment.
+    let data_offset = c.offset().div_ceil(alignment).checked_mul(alignment).ok_or_else(|| {
+        ParseError::BadAlignment { reason: format!("data section offset overflows with alignment {alignment}") }
+    })?;
+    check_data(&tensors, data_offset, alignment, buf.len() as u64)?;
+    Ok(Header { version, metadata, tensors, alignment, data_offset })
+}
 
-    // Header: magic, version, counts.
+/// Magic, version and the two counts; returns (version, raw tensor count, metadata count).
+fn read_preamble(c: &mut Cursor<'_>) -> Result<(u32, u64, usize), ParseError> {
+    let buf = c.buf;
     let magic =
         c.take(4, &|| "magic".into()).map_err(|_| ParseError::BadMagic { found: buf[..buf.len().min(4)].to_vec() })?;
     if magic != GGUF_MAGIC {
@@ -213,8 +235,10 @@ pub fn parse(buf: &[u8]) -> Result<Header, ParseError> {
     let n_kv = c.check_count(n_kv_raw, 13, &|| "metadata count".into())?;
     // Tensor infos come after the metadata, so this is a first, loose bound.
     c.check_count(n_tensors_raw, 24, &|| "tensor count".into())?;
+    Ok((version, n_tensors_raw, n_kv))
+}
 
-    // Metadata.
+fn read_metadata(c: &mut Cursor<'_>, n_kv: usize) -> Result<Metadata, ParseError> {
     let mut metadata = Metadata::with_capacity(n_kv);
     for i in 0..n_kv {
         let key_offset = c.offset();
@@ -229,90 +253,81 @@ pub fn parse(buf: &[u8]) -> Result<Header, ParseError> {
             offset: type_offset,
             id: type_id,
         })?;
-        let value = read_value(&mut c, &key, ty)?;
+        let value = read_value(c, &key, ty)?;
         if metadata.get(&key).is_some() {
             return Err(ParseError::DuplicateKey { key, offset: key_offset });
         }
         metadata.insert(key, value);
     }
+    Ok(metadata)
+}
 
-    let alignment = match metadata.get("general.alignment") {
-        None => DEFAULT_ALIGNMENT,
-        Some(Value::U32(a)) if *a != 0 && a.is_power_of_two() => u64::from(*a),
-        Some(Value::U32(a)) => {
-            return Err(ParseError::BadAlignment { reason: format!("{a} is not a non-zero power of two") })
-        }
-        Some(v) => {
-            return Err(ParseError::BadAlignment { reason: format!("stored as {}, expected u32", v.value_type()) })
-        }
-    };
-
-    // Tensor infos.
-    let n_tensors = c.check_count(n_tensors_raw, 24, &|| "tensor count".into())?;
-    let mut tensors = Vec::with_capacity(n_tensors);
-    let mut names = HashSet::with_capacity(n_tensors);
-    for i in 0..n_tensors {
-        let info_offset = c.offset();
-        let name = c.string(&|| format!("tensor #{i} name"))?;
-        if name.len() > MAX_TENSOR_NAME_LEN {
-            return Err(ParseError::TensorNameTooLong {
-                tensor: name.clone(),
-                offset: info_offset,
-                len: name.len(),
-                max: MAX_TENSOR_NAME_LEN,
-            });
-        }
-        let what = || format!("tensor '{name}' info");
-        let n_dims = c.u32(&what)?;
-        if n_dims as usize > MAX_DIMS {
-            return Err(ParseError::TooManyDims { tensor: name, offset: info_offset, n_dims, max: MAX_DIMS });
-        }
-        let mut dims = Vec::with_capacity(n_dims as usize);
-        for _ in 0..n_dims {
-            dims.push(c.u64(&what)?);
-        }
-        let type_offset = c.offset();
-        let type_id = c.u32(&what)?;
-        let data_offset = c.u64(&what)?;
-        let ty = GgmlType::from_id(type_id).ok_or_else(|| ParseError::UnknownTensorType {
-            tensor: name.clone(),
-            offset: type_offset,
-            id: type_id,
-        })?;
-        // ggml stores element counts as int64: every dimension and their product must fit.
-        let n_elements = dims
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-            .filter(|&n| n <= i64::MAX as u64 && dims.iter().all(|&d| d <= i64::MAX as u64));
-        let Some(n_elements) = n_elements else {
-            return Err(ParseError::DimsOverflow { tensor: name, offset: info_offset, dims });
-        };
-        let ne0 = dims.first().copied().unwrap_or(1);
-        if ne0 % ty.block_size() != 0 {
-            return Err(ParseError::PartialBlock {
-                tensor: name,
-                offset: info_offset,
-                ty,
-                ne0,
-                block_size: ty.block_size(),
-            });
-        }
-        // Whole blocks in every row, so the byte count is exact.
-        let n_bytes = (n_elements / ty.block_size()).checked_mul(ty.block_bytes()).ok_or_else(|| {
-            ParseError::DimsOverflow { tensor: name.clone(), offset: info_offset, dims: dims.clone() }
-        })?;
-        if !names.insert(name.clone()) {
-            return Err(ParseError::DuplicateTensor { tensor: name, offset: info_offset });
-        }
-        tensors.push(TensorInfo { name, ty, dims, offset: data_offset, n_elements, n_bytes, info_offset });
+/// `general.alignment`: a non-zero power of two stored as u32, or the default.
+fn alignment_of(metadata: &Metadata) -> Result<u64, ParseError> {
+    match metadata.get("general.alignment") {
+        None => Ok(DEFAULT_ALIGNMENT),
+        Some(Value::U32(a)) if *a != 0 && a.is_power_of_two() => Ok(u64::from(*a)),
+        Some(Value::U32(a)) => Err(ParseError::BadAlignment { reason: format!("{a} is not a non-zero power of two") }),
+        Some(v) => Err(ParseError::BadAlignment { reason: format!("stored as {}, expected u32", v.value_type()) }),
     }
+}
 
-    // Data section: starts at the next multiple of the alignment.
-    let end_of_infos = c.offset();
-    let data_offset = end_of_infos.div_ceil(alignment).checked_mul(alignment).ok_or_else(|| {
-        ParseError::BadAlignment { reason: format!("data section offset overflows with alignment {alignment}") }
+/// Tensor info `#i`: name, dimensions, type and data offset, with its sizes checked.
+fn read_tensor_info(c: &mut Cursor<'_>, i: usize) -> Result<TensorInfo, ParseError> {
+    let info_offset = c.offset();
+    let name = c.string(&|| format!("tensor #{i} name"))?;
+    if name.len() > MAX_TENSOR_NAME_LEN {
+        return Err(ParseError::TensorNameTooLong {
+            tensor: name.clone(),
+            offset: info_offset,
+            len: name.len(),
+            max: MAX_TENSOR_NAME_LEN,
+        });
+    }
+    let what = || format!("tensor '{name}' info");
+    let n_dims = c.u32(&what)?;
+    if n_dims as usize > MAX_DIMS {
+        return Err(ParseError::TooManyDims { tensor: name, offset: info_offset, n_dims, max: MAX_DIMS });
+    }
+    let mut dims = Vec::with_capacity(n_dims as usize);
+    for _ in 0..n_dims {
+        dims.push(c.u64(&what)?);
+    }
+    let type_offset = c.offset();
+    let type_id = c.u32(&what)?;
+    let data_offset = c.u64(&what)?;
+    let ty = GgmlType::from_id(type_id).ok_or_else(|| ParseError::UnknownTensorType {
+        tensor: name.clone(),
+        offset: type_offset,
+        id: type_id,
     })?;
-    let file_len = buf.len() as u64;
+    // ggml stores element counts as int64: every dimension and their product must fit.
+    let n_elements = dims
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= i64::MAX as u64 && dims.iter().all(|&d| d <= i64::MAX as u64));
+    let Some(n_elements) = n_elements else {
+        return Err(ParseError::DimsOverflow { tensor: name, offset: info_offset, dims });
+    };
+    let ne0 = dims.first().copied().unwrap_or(1);
+    if ne0 % ty.block_size() != 0 {
+        return Err(ParseError::PartialBlock {
+            tensor: name,
+            offset: info_offset,
+            ty,
+            ne0,
+            block_size: ty.block_size(),
+        });
+    }
+    // Whole blocks in every row, so the byte count is exact.
+    let n_bytes = (n_elements / ty.block_size())
+        .checked_mul(ty.block_bytes())
+        .ok_or_else(|| ParseError::DimsOverflow { tensor: name.clone(), offset: info_offset, dims: dims.clone() })?;
+    Ok(TensorInfo { name, ty, dims, offset: data_offset, n_elements, n_bytes, info_offset })
+}
+
+/// Every tensor's data: aligned, inside the file, and overlapping no other.
+fn check_data(tensors: &[TensorInfo], data_offset: u64, alignment: u64, file_len: u64) -> Result<(), ParseError> {
     let mut ranges: Vec<(u64, u64, usize)> = Vec::with_capacity(tensors.len());
     for (i, t) in tensors.iter().enumerate() {
         if t.offset % alignment != 0 {
@@ -345,6 +360,5 @@ pub fn parse(buf: &[u8]) -> Result<Header, ParseError> {
             });
         }
     }
-
-    Ok(Header { version, metadata, tensors, alignment, data_offset })
+    Ok(())
 }

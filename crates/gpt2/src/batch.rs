@@ -4,7 +4,7 @@
 
 use quill_kernels as k;
 
-use crate::forward::{self, available_memory, KvCache, RunState, Span};
+use crate::forward::{self, KvCache, RunState, Span};
 use crate::{Gpt2Model, KvType, ModelError};
 
 /// Which logits a sequence's tokens in a batch ask for.
@@ -122,7 +122,7 @@ impl<'m, 'a> BatchSession<'m, 'a> {
         let rows = opts.logit_rows.max(1);
         let kv = 2 * (opts.n_seq * c.n_layer * n_ctx * c.n_embd) as u128 * KvCache::elem_bytes(opts.kv_type) as u128;
         let needed = kv + RunState::bytes_needed(model, n_batch, opts.n_seq, n_ctx, rows);
-        if let Some(available) = available_memory() {
+        if let Some(available) = quill_sysinfo::mem_available() {
             if needed > u128::from(available) {
                 return Err(ModelError::OutOfMemory { needed: needed as u64, available, n_ctx });
             }

@@ -36,11 +36,11 @@ impl Gpt2Config {
         if arch != "gpt2" {
             return Err(ModelError::UnsupportedArchitecture(arch.to_owned()));
         }
-        let get = |key: &str| -> Result<usize, ModelError> {
+        let get = |key: &'static str| -> Result<usize, ModelError> {
             let v = m.get_u64(key)?;
             let max = if key.ends_with("block_count") { MAX_LAYERS } else { MAX_DIM };
             if v == 0 || v > max {
-                return Err(ModelError::BadConfig(format!("{key} = {v} is outside 1..={max}")));
+                return Err(ModelError::ConfigOutOfRange { key, value: v, max });
             }
             Ok(v as usize)
         };
@@ -54,13 +54,10 @@ impl Gpt2Config {
             eps: m.get_f64("gpt2.attention.layer_norm_epsilon")? as f32,
         };
         if !cfg.n_embd.is_multiple_of(cfg.n_head) {
-            return Err(ModelError::BadConfig(format!(
-                "embedding length {} is not divisible by the head count {}",
-                cfg.n_embd, cfg.n_head
-            )));
+            return Err(ModelError::HeadsDoNotDivide { n_embd: cfg.n_embd, n_head: cfg.n_head });
         }
         if !(cfg.eps.is_finite() && cfg.eps > 0.0) {
-            return Err(ModelError::BadConfig(format!("layer norm epsilon {} must be positive", cfg.eps)));
+            return Err(ModelError::BadEpsilon { eps: cfg.eps });
         }
         Ok(cfg)
     }

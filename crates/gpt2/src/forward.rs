@@ -181,14 +181,6 @@ impl RunState {
     }
 }
 
-/// Memory the system can still give this process (`MemAvailable` on Linux), if known.
-pub(crate) fn available_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line["MemAvailable:".len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
-    Some(kb * 1024)
-}
-
 /// One forward pass over `ids` (`[n_tokens]`, `n_tokens <= n_batch`) cut into `spans`, which
 /// the callers have checked: they cover rows `0..ids.len()` in order, without gaps, each slot
 /// at most once, each within its context, and the cache of every slot holds the positions

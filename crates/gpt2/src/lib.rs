@@ -16,19 +16,18 @@
 
 mod batch;
 mod config;
-pub mod convert;
 mod error;
 mod forward;
-pub mod hf;
 mod model;
 pub mod perplexity;
-pub mod synth;
 mod tokenizer;
 mod weights;
 
 pub use batch::{Batch, BatchOptions, BatchSession, SpanLogits};
 pub use config::Gpt2Config;
-pub use error::ModelError;
+pub use error::{ModelError, TokenizerError};
 pub use model::{Gpt2Model, KvType, Session, SessionOptions};
-pub use tokenizer::{byte_to_char, StopFilter, StreamDecoder, Tokenizer};
+pub use tokenizer::{
+    byte_to_char, StopFilter, StreamDecoder, Tokenizer, TOKEN_TYPE_CONTROL, TOKEN_TYPE_NORMAL, TOKEN_TYPE_USER_DEFINED,
+};
 pub use weights::{Gpt2Weights, Layer};

@@ -3,7 +3,7 @@
 use gguf_file::GgufFile;
 use quill_kernels as k;
 
-use crate::forward::{self, available_memory, KvCache, RunState, Span};
+use crate::forward::{self, KvCache, RunState, Span};
 use crate::{BatchOptions, BatchSession, Gpt2Config, Gpt2Weights, ModelError, Tokenizer};
 
 /// A loaded GPT-2: weights are views into `file`, which must outlive it.
@@ -31,10 +31,7 @@ impl<'a> Gpt2Model<'a> {
             }
         };
         if n_vocab != tokenizer.n_vocab() {
-            return Err(ModelError::BadConfig(format!(
-                "token_embd.weight has {n_vocab} rows but the tokenizer has {} tokens",
-                tokenizer.n_vocab()
-            )));
+            return Err(ModelError::VocabMismatch { rows: n_vocab, n_tokens: tokenizer.n_vocab() });
         }
         config.n_vocab = n_vocab;
         let weights = Gpt2Weights::load(file, &config)?;
@@ -102,7 +99,7 @@ impl<'m, 'a> Session<'m, 'a> {
         // Refuse up front, with the figure, what would not fit: never an allocation failure.
         let kv = (2 * (c.n_layer * n_ctx * c.n_embd) as u128) * KvCache::elem_bytes(opts.kv_type) as u128;
         let needed = kv + RunState::bytes_needed(model, n_batch, 1, n_ctx, 1);
-        if let Some(available) = available_memory() {
+        if let Some(available) = quill_sysinfo::mem_available() {
             if needed > u128::from(available) {
                 return Err(ModelError::OutOfMemory { needed: needed as u64, available, n_ctx });
             }

@@ -29,9 +29,9 @@ impl Window {
 pub enum PplError {
     #[error("the text has {n_tokens} tokens: at least {needed} are needed for a context of {n_ctx}")]
     TooShort { n_tokens: usize, needed: usize, n_ctx: usize },
-    #[error("--ctx must be at least 4, got {0}")]
+    #[error("a context of {0} tokens is too small: at least 4 are needed")]
     CtxTooSmall(usize),
-    #[error("--stride must be between 1 and --ctx - 1 ({max}), got {stride}")]
+    #[error("a stride of {stride} is not between 1 and the context minus 1 ({max})")]
     BadStride { stride: usize, max: usize },
     #[error("{path}: {msg}")]
     LogitsFile { path: String, msg: String },

@@ -10,7 +10,7 @@ use tokenizers::models::bpe::{Vocab, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer as HfTokenizer};
 
-use crate::ModelError;
+use crate::{ModelError, TokenizerError};
 
 /// llama.cpp's token types (`llama_token_type`): a control token such as `<|endoftext|>`.
 pub const TOKEN_TYPE_NORMAL: i32 = 1;
@@ -58,14 +58,17 @@ fn token_bytes(token: &str, inverse: &HashMap<char, u8>) -> Vec<u8> {
     out
 }
 
+/// Wraps an error of the `tokenizers` library, saying what was being done.
+fn library<E: std::fmt::Display>(stage: &'static str) -> impl Fn(E) -> TokenizerError {
+    move |e| TokenizerError::Library { stage, message: e.to_string() }
+}
+
 impl Tokenizer {
     /// Builds the tokenizer from a GGUF file's `tokenizer.ggml.*` metadata.
     pub fn from_gguf(m: &Metadata) -> Result<Tokenizer, ModelError> {
         let model = m.get_str("tokenizer.ggml.model")?;
         if model != "gpt2" {
-            return Err(ModelError::Tokenizer(format!(
-                "tokenizer.ggml.model is '{model}', quill supports 'gpt2' (byte-level BPE)"
-            )));
+            return Err(TokenizerError::UnsupportedModel(model.to_owned()).into());
         }
         let tokens = m.get_strings("tokenizer.ggml.tokens")?.to_vec();
         let merges = m.get_strings("tokenizer.ggml.merges")?;
@@ -73,29 +76,23 @@ impl Tokenizer {
             None => vec![TOKEN_TYPE_NORMAL; tokens.len()],
             Some(v) => match v.as_array() {
                 Some(Array::I32(t)) if t.len() == tokens.len() => t.clone(),
-                _ => {
-                    return Err(ModelError::Tokenizer(format!(
-                        "tokenizer.ggml.token_type must be an array of {} i32",
-                        tokens.len()
-                    )))
-                }
+                _ => return Err(TokenizerError::BadTokenTypes { n_tokens: tokens.len() }.into()),
             },
         };
-        let id = |key: &str| -> Result<Option<u32>, ModelError> {
+        let id = |key: &'static str| -> Result<Option<u32>, ModelError> {
             match m.get(key) {
                 None => Ok(None),
                 Some(v) => match v.as_u64() {
                     Some(id) if (id as usize) < tokens.len() => Ok(Some(id as u32)),
-                    _ => Err(ModelError::Tokenizer(format!("{key} = {v} is not a token id below {}", tokens.len()))),
+                    _ => Err(TokenizerError::BadSpecialId { key, value: v.to_string(), n_tokens: tokens.len() }.into()),
                 },
             }
         };
         let (bos, eos) = (id("tokenizer.ggml.bos_token_id")?, id("tokenizer.ggml.eos_token_id")?);
         let mut merge_pairs = Vec::with_capacity(merges.len());
         for (i, mg) in merges.iter().enumerate() {
-            let (a, b) = mg.split_once(' ').ok_or_else(|| {
-                ModelError::Tokenizer(format!("merge #{i} '{mg}' is not two tokens separated by a space"))
-            })?;
+            let (a, b) =
+                mg.split_once(' ').ok_or_else(|| TokenizerError::MalformedMerge { index: i, merge: mg.clone() })?;
             merge_pairs.push((a.to_owned(), b.to_owned()));
         }
         let specials: Vec<usize> =
@@ -105,17 +102,13 @@ impl Tokenizer {
 
     /// Builds the tokenizer from a Hugging Face `tokenizer.json`.
     pub fn from_tokenizer_json(json: &[u8]) -> Result<Tokenizer, ModelError> {
-        let inner = HfTokenizer::from_bytes(json).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let inner = HfTokenizer::from_bytes(json).map_err(library("reading tokenizer.json"))?;
         let n = inner.get_vocab_size(true);
         let mut tokens = vec![String::new(); n];
         for (tok, id) in inner.get_vocab(true) {
             match tokens.get_mut(id as usize) {
                 Some(slot) => *slot = tok,
-                None => {
-                    return Err(ModelError::Tokenizer(format!(
-                        "token id {id} of '{tok}' is beyond the vocabulary size {n}"
-                    )))
-                }
+                None => return Err(TokenizerError::IdBeyondVocab { id, token: tok, n_vocab: n }.into()),
             }
         }
         let eos = inner.token_to_id("<|endoftext|>");
@@ -139,7 +132,7 @@ impl Tokenizer {
         let mut vocab = Vocab::with_capacity(tokens.len());
         for (i, t) in tokens.iter().enumerate() {
             if vocab.insert(t.clone(), i as u32).is_some() {
-                return Err(ModelError::Tokenizer(format!("token '{t}' appears twice in the vocabulary")));
+                return Err(TokenizerError::DuplicateToken(t.clone()).into());
             }
         }
         // Check every merge ourselves: tokenizers 0.23 panics (a slice out of range) instead of
@@ -148,18 +141,16 @@ impl Tokenizer {
         for (i, (a, b)) in merges.iter().enumerate() {
             for part in [a, b] {
                 if !vocab.contains_key(part.as_str()) {
-                    return Err(ModelError::Tokenizer(format!(
-                        "merge #{i} '{a} {b}' uses '{part}', which is not a token"
-                    )));
+                    let (merge, part) = (format!("{a} {b}"), part.clone());
+                    return Err(TokenizerError::MergeOfUnknown { index: i, merge, part }.into());
                 }
             }
             joined.clear();
             joined.push_str(a);
             joined.push_str(b);
             if !vocab.contains_key(joined.as_str()) {
-                return Err(ModelError::Tokenizer(format!(
-                    "merge #{i} '{a} {b}' makes '{a}{b}', which is not a token"
-                )));
+                let (merge, result) = (format!("{a} {b}"), joined.clone());
+                return Err(TokenizerError::MergeMakesUnknown { index: i, merge, result }.into());
             }
         }
         let bpe = BPE::builder()
@@ -169,13 +160,13 @@ impl Tokenizer {
             // its cache (found by fuzzing). Encoding measured as fast without it.
             .cache_capacity(0)
             .build()
-            .map_err(|e| ModelError::Tokenizer(format!("building BPE: {e}")))?;
+            .map_err(library("building the BPE"))?;
         let mut inner = HfTokenizer::new(bpe);
         // GPT-2's tokenizer.json: no prefix space, trimmed offsets, GPT-2's split regex.
         inner.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
         inner.with_decoder(Some(ByteLevelDecoder::default()));
         let added: Vec<AddedToken> = specials.iter().map(|&i| AddedToken::from(tokens[i].clone(), true)).collect();
-        inner.add_special_tokens(added).map_err(|e| ModelError::Tokenizer(format!("adding special tokens: {e}")))?;
+        inner.add_special_tokens(added).map_err(library("adding special tokens"))?;
         Ok(Self::finish(inner, tokens, types, bos, eos))
     }
 
@@ -193,7 +184,7 @@ impl Tokenizer {
     /// Token ids of `text`, exactly as GPT-2's tokenizer (special tokens such as
     /// `<|endoftext|>` written in the text are recognised).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, ModelError> {
-        let enc = self.inner.encode_fast(text, false).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let enc = self.inner.encode_fast(text, false).map_err(library("encoding"))?;
         Ok(enc.get_ids().to_vec())
     }
 

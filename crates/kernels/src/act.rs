@@ -71,8 +71,31 @@ pub(crate) struct GemvAct<'a> {
     pub xh: &'a [u16],
     /// The row as ggml activation blocks (scalar quantized kernels).
     pub q: &'a [u8],
-    /// The row in the lane layout (SIMD quantized kernels).
+    /// The row in the lane layout (SIMD quantized kernels that ask for it).
     pub lanes: &'a [A64],
+    /// The row in the GEMM block layout (SIMD quantized kernels that ask for it).
+    pub blocks: Option<ActBlocks<'a>>,
+    /// With `blocks`, for 32-element formats: the codes in block-pair order ([`pack_p32`]).
+    pub p32: &'a [i8],
+}
+
+/// Codes of 32-element blocks in pair order: per pair of blocks, the first 16 codes of both,
+/// then the last 16 of both (64 bytes; a missing last block reads as zeros). `out` holds
+/// `qs.len()` rounded up to 64.
+pub(crate) fn pack_p32(qs: &[i8], out: &mut [i8]) {
+    debug_assert!(qs.len().is_multiple_of(32) && out.len() >= qs.len().next_multiple_of(64));
+    for (pair, o) in qs.chunks(64).zip(out.chunks_exact_mut(64)) {
+        let (b0, b1) = pair.split_at(32);
+        o[..16].copy_from_slice(&b0[..16]);
+        o[32..48].copy_from_slice(&b0[16..]);
+        if b1.is_empty() {
+            o[16..32].fill(0);
+            o[48..].fill(0);
+        } else {
+            o[16..32].copy_from_slice(&b1[..16]);
+            o[48..].copy_from_slice(&b1[16..]);
+        }
+    }
 }
 
 /// ggml activation blocks of one row, by type.
@@ -172,7 +195,6 @@ fn bytemuck_i32(v: &[i32; 16]) -> [u8; 64] {
 }
 
 /// All tokens' activations for the GEMM micro-kernel (see the module docs).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Clone, Copy)]
 pub(crate) struct ActBlocks<'a> {
     pub n_tokens: usize,

@@ -87,11 +87,11 @@ impl std::fmt::Display for Backend {
 pub fn backend_from_env() -> Result<Backend, KernelError> {
     match std::env::var("QUILL_KERNEL") {
         Ok(v) if !v.is_empty() => {
-            let b = Backend::from_name(&v).ok_or_else(|| KernelError::UnknownBackend(v.clone()))?;
-            if b.is_supported() {
-                Ok(b)
-            } else {
-                Err(KernelError::BackendUnsupported(b))
+            let available = || Backend::supported().collect();
+            match Backend::from_name(&v) {
+                Some(b) if b.is_supported() => Ok(b),
+                Some(backend) => Err(KernelError::BackendUnsupported { backend, available: available() }),
+                None => Err(KernelError::UnknownBackend { value: v, available: available() }),
             }
         }
         _ => Ok(Backend::best()),

@@ -15,9 +15,14 @@ pub enum KernelError {
     #[error("weights of type {0} are not supported for matrix products")]
     Unsupported(GgmlType),
 
-    #[error("QUILL_KERNEL={0:?} is not a backend (expected scalar, avx2, avx512 or neon)")]
-    UnknownBackend(String),
+    #[error("QUILL_KERNEL={value:?} is not a backend; this CPU has: {}", names(available))]
+    UnknownBackend { value: String, available: Vec<Backend> },
 
-    #[error("QUILL_KERNEL={0} asks for instructions this CPU does not have")]
-    BackendUnsupported(Backend),
+    #[error("QUILL_KERNEL={backend} asks for instructions this CPU does not have; it has: {}", names(available))]
+    BackendUnsupported { backend: Backend, available: Vec<Backend> },
+}
+
+/// `scalar, avx2` for the error messages.
+fn names(backends: &[Backend]) -> String {
+    backends.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
 }

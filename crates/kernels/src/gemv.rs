@@ -5,9 +5,9 @@ use gguf_file::GgmlType;
 use quill_quant::{cast_blocks_mut, Q8_0, Q8_1, Q8_K};
 use rayon::prelude::*;
 
-use crate::act::{grow, lane_units, pack_lanes, GemvAct};
+use crate::act::{grow, lane_units, pack_blocks, pack_lanes, pack_p32, ActBlocks, GemvAct};
 use crate::formats::quant_spec;
-use crate::table::GemvFn;
+use crate::table::{ActLayout, GemvFn};
 use crate::{Kernels, MatmulScratch, Matrix};
 
 /// Quantizes one row `x` to the activation format `ty` (ggml blocks) with the table's kernels.
@@ -102,31 +102,57 @@ pub(crate) fn run(k: &Kernels, w: &Matrix<'_>, x: &[f32], n_tokens: usize, out: 
             let (xh, xr) = f16_rows(s, 1, cols);
             for (xt, ot) in x.chunks_exact(cols).zip(out.chunks_exact_mut(w.rows)) {
                 round_to_f16(xt, xh, xr);
-                par_rows(f, w, &GemvAct { x: xr, xh, q: &[], lanes: &[] }, ot);
+                par_rows(f, w, &GemvAct { x: xr, xh, q: &[], lanes: &[], blocks: None, p32: &[] }, ot);
             }
             return;
         }
         for (xt, ot) in x.chunks_exact(cols).zip(out.chunks_exact_mut(w.rows)) {
-            par_rows(f, w, &GemvAct { x: xt, xh: &[], q: &[], lanes: &[] }, ot);
+            par_rows(f, w, &GemvAct { x: xt, xh: &[], q: &[], lanes: &[], blocks: None, p32: &[] }, ot);
         }
         return;
     };
     let rb = quill_quant::row_bytes(spec.act, cols).expect("whole blocks");
-    if k.quant.lanes {
+    let layout = k.quant.layout;
+    if layout == ActLayout::Lanes {
         grow(&mut s.lanes, lane_units(&spec, cols));
     }
-    let MatmulScratch { q, lanes, .. } = s;
+    if layout == ActLayout::Blocks {
+        s.reserve(1, cols);
+    }
+    let n_sb = cols / spec.sblock;
+    let MatmulScratch { q, lanes, qs, dx, corr, sx, p32, .. } = s;
     grow(q, (n_tokens * rb).div_ceil(64));
     let q = &mut crate::act::units_as_bytes_mut(q)[..n_tokens * rb];
     quantize_rows(k, spec.act, x, cols, q, rb);
     for (qt, ot) in q.chunks_exact(rb).zip(out.chunks_exact_mut(w.rows)) {
-        let lanes = if k.quant.lanes {
-            let l = &mut lanes[..lane_units(&spec, cols)];
-            pack_lanes(&spec, cols, qt, l);
-            &l[..]
-        } else {
-            &[]
-        };
-        par_rows(f, w, &GemvAct { x: &[], xh: &[], q: qt, lanes }, ot);
+        let mut act = GemvAct { x: &[], xh: &[], q: qt, lanes: &[], blocks: None, p32: &[] };
+        match layout {
+            ActLayout::Ggml => {}
+            ActLayout::Lanes => {
+                let l = &mut lanes[..lane_units(&spec, cols)];
+                pack_lanes(&spec, cols, qt, l);
+                act.lanes = l;
+            }
+            ActLayout::Blocks => {
+                let (qs, dx, corr, sx) = (&mut qs[..cols], &mut dx[..n_sb], &mut corr[..n_sb], &mut sx[..n_sb]);
+                pack_blocks(&spec, cols, qt, qs, dx, corr, sx);
+                if spec.ty.block_size() == 32 {
+                    let p = &mut p32[..cols.next_multiple_of(64)];
+                    pack_p32(qs, p);
+                    act.p32 = p;
+                }
+                act.blocks = Some(ActBlocks {
+                    n_tokens: 1,
+                    k: cols,
+                    sblock: spec.sblock,
+                    n_sb,
+                    qs,
+                    dx,
+                    corr,
+                    sx: if spec.has_min { sx } else { &[] },
+                });
+            }
+        }
+        par_rows(f, w, &act, ot);
     }
 }

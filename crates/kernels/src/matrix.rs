@@ -82,6 +82,8 @@ pub struct MatmulScratch {
     pub(crate) dx: Vec<f32>,
     pub(crate) corr: Vec<i32>,
     pub(crate) sx: Vec<f32>,
+    /// One token's codes in block-pair order (GEMV of 32-element formats, `act::pack_p32`).
+    pub(crate) p32: Vec<i8>,
     /// F16 weights: the activation rounded to F16, as bits (one row, GEMV) and as f32
     /// (`[n_tokens][k]`); grown on first use by an F16 matrix only.
     pub(crate) xh: Vec<u16>,
@@ -129,6 +131,9 @@ impl MatmulScratch {
         grow(&mut self.q, (q_bytes * n_tokens).div_ceil(64));
         let lanes = SIMD_QUANT_TYPES.iter().map(|&t| lane_units(&quant_spec(t).unwrap(), cols)).max().unwrap_or(0);
         grow(&mut self.lanes, lanes);
+        if self.p32.len() < cols {
+            self.p32.resize(cols, 0);
+        }
         let n = n_tokens * cols;
         if self.qs.len() < n {
             self.qs.resize(n, 0);
@@ -153,12 +158,12 @@ impl MatmulScratch {
 pub const GEMM_MIN_TOKENS: usize = 4;
 
 impl Kernels {
-    /// Whether this table's GEMV gives every row bit for bit what its GEMM gives it (the same
-    /// float operations in the same order), so that a row-invariant matmul
+    /// Whether this table's GEMV gives every row of `ty` weights bit for bit what its GEMM gives
+    /// it (the same float operations in the same order), so that a row-invariant matmul
     /// ([`MatmulScratch::set_row_invariant`]) may still run one-token products as GEMV. True of
     /// tables without GEMM (every product is one GEMV per token).
-    pub fn gemv_matches_gemm(&self) -> bool {
-        self.gemm.is_none()
+    pub fn gemv_matches_gemm(&self, ty: GgmlType) -> bool {
+        self.gemm.is_none() || (quant_spec(ty).is_some() && self.quant.gemv_in_gemm_order)
     }
 
     /// [`matmul`] with this table's kernels.
@@ -169,7 +174,7 @@ impl Kernels {
             return;
         }
         let gemm_ok = (is_float(w.ty) || quant_spec(w.ty).is_some()) && self.gemm.is_some();
-        let min_tokens = if scratch.row_invariant && !self.gemv_matches_gemm() { 1 } else { GEMM_MIN_TOKENS };
+        let min_tokens = if scratch.row_invariant && !self.gemv_matches_gemm(w.ty) { 1 } else { GEMM_MIN_TOKENS };
         if n_tokens >= min_tokens && gemm_ok {
             crate::gemm::run(self, w, x, n_tokens, out, scratch);
         } else {

@@ -36,8 +36,9 @@ pub(crate) struct Panel {
     pub dw: Vec<f32>,
     pub mw: Vec<f32>,
     row_codes: Vec<u8>,
-    row_dw: Vec<f32>,
-    row_mw: Vec<f32>,
+    /// One row's scales and minimums, while a builder transposes them into `dw` and `mw`.
+    pub row_dw: Vec<f32>,
+    pub row_mw: Vec<f32>,
     /// `[nr][k]` decoded codes, for the kernels that lay them out themselves.
     pub rows: Vec<u8>,
 }

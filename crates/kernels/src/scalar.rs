@@ -13,7 +13,7 @@ use quill_quant::{Q8_0, Q8_1, Q8_K};
 use crate::act::GemvAct;
 use crate::attention::AttnKernels;
 use crate::dispatch::{Backend, Kernels};
-use crate::table::{GemvKernels, OpsKernels, QuantKernels};
+use crate::table::{ActLayout, GemvKernels, OpsKernels, QuantKernels};
 
 fn q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
     Q8_0::quantize_row(x, out)
@@ -121,7 +121,8 @@ pub(crate) static KERNELS: Kernels = Kernels {
         q8_0,
         q8_1,
         q8_k,
-        lanes: false,
+        layout: ActLayout::Ggml,
+        gemv_in_gemm_order: true,
         gemv: GemvKernels {
             f32: gemv_float::<0>,
             f16: gemv_float::<1>,

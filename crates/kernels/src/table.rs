@@ -13,7 +13,7 @@ use crate::panel::Panel;
 
 /// Rows of one GEMV call: `out[r] = dot(w row r, activation)` for every row `r` of `w`
 /// (`out.len()` rows of `row_bytes` bytes, `k` elements each). `act` is the activation in the
-/// layout the backend asked for ([`QuantKernels::lanes`]).
+/// layout the backend asked for ([`QuantKernels::layout`]).
 pub(crate) type GemvFn = unsafe fn(w: &[u8], row_bytes: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]);
 
 /// GEMV kernels, one per weight format (named after ggml's `vec_dot_<w>_<act>`).
@@ -51,14 +51,29 @@ impl GemvKernels {
     }
 }
 
+/// How a backend's quantized GEMV kernels read the activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ActLayout {
+    /// ggml's activation blocks as they are (the scalar reference).
+    Ggml,
+    /// The lane layout ([`crate::act::pack_lanes`]).
+    Lanes,
+    /// The GEMM block layout of one token ([`crate::act::pack_blocks`]).
+    Blocks,
+}
+
 /// Activation quantizers (ggml's block layouts, bit-exact with `quill_quant`'s reference for
 /// finite inputs) and the GEMV kernels.
 pub(crate) struct QuantKernels {
     pub q8_0: unsafe fn(&[f32], &mut [BlockQ8_0]),
     pub q8_1: unsafe fn(&[f32], &mut [BlockQ8_1]),
     pub q8_k: unsafe fn(&[f32], &mut [BlockQ8_K]),
-    /// Whether the GEMV kernels read the lane layout (SIMD) or ggml's blocks (scalar).
-    pub lanes: bool,
+    /// The activation layout the GEMV kernels read.
+    pub layout: ActLayout,
+    /// Whether the quantized GEMV kernels follow the GEMM micro-kernel's order of float
+    /// operations, so that a token gets the same bits from both (see
+    /// [`crate::Kernels::gemv_matches_gemm`]).
+    pub gemv_in_gemm_order: bool,
     pub gemv: GemvKernels,
 }
 

@@ -90,6 +90,16 @@ fn run_json(cmd: &mut Command, what: &str) -> Result<Json> {
         .with_context(|| format!("{what} printed no JSON: {}", String::from_utf8_lossy(&o.stdout)))
 }
 
+/// `rows` (llama-bench's JSON rows) with `model_filename` set to `name`.
+fn with_filename(mut rows: Json, name: &str) -> Json {
+    for r in rows.as_array_mut().into_iter().flatten() {
+        if let Some(o) = r.as_object_mut() {
+            o.insert("model_filename".into(), Json::from(name));
+        }
+    }
+    rows
+}
+
 fn pick(rows: &Json, prompt: bool) -> Option<&Json> {
     rows.as_array()?.iter().find(|r| {
         let (p, g) = (r["n_prompt"].as_u64().unwrap_or(0), r["n_gen"].as_u64().unwrap_or(0));
@@ -101,23 +111,6 @@ fn pick(rows: &Json, prompt: bool) -> Option<&Json> {
     })
 }
 
-fn cpu_info() -> (String, Vec<String>) {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let name = info
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_owned())
-        .unwrap_or_else(|| "unknown".into());
-    let wanted = ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx_vnni"];
-    let flags = info
-        .lines()
-        .find(|l| l.starts_with("flags"))
-        .map(|l| l.split_whitespace().filter(|f| wanted.contains(f)).map(str::to_owned).collect())
-        .unwrap_or_default();
-    (name, flags)
-}
-
 fn git(repo: &Path, args: &[&str]) -> String {
     Command::new("git")
         .args(args)
@@ -125,14 +118,6 @@ fn git(repo: &Path, args: &[&str]) -> String {
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
-
-fn now_utc() -> String {
-    Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default()
 }
@@ -195,6 +180,9 @@ pub fn run(repo: &Path, args: Args) -> Result<()> {
                 "llama-bench",
             )?;
         }
+        // Results name the file relative to the repository: no machine's paths in committed files.
+        let rel = m.path.strip_prefix(repo).unwrap_or(&m.path).display().to_string();
+        let (q, llama_rows) = (with_filename(q, &rel), with_filename(llama_rows, &rel));
         let (qpp, qtg) = (pick(&q, true).context("no pp row")?, pick(&q, false).context("no tg row")?);
         let row = Row {
             shape: m.shape.clone(),
@@ -222,7 +210,7 @@ pub fn run(repo: &Path, args: Args) -> Result<()> {
         rows.push(row);
     }
 
-    let (cpu, flags) = cpu_info();
+    let quill_sysinfo::Cpu { name: cpu, simd_flags: flags } = quill_sysinfo::cpu();
     let commit = git(repo, &["rev-parse", "--short", "HEAD"]);
     let dirty = !git(repo, &["status", "--porcelain", "--untracked-files=no"]).is_empty();
     let commit = if dirty { format!("{commit} (with uncommitted changes)") } else { commit };
@@ -231,7 +219,7 @@ pub fn run(repo: &Path, args: Args) -> Result<()> {
         flags,
         threads: args.threads,
         commit,
-        date: now_utc(),
+        date: quill_sysinfo::UtcTime::now().readable(),
         bw,
         llama_version,
         reps,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use quill_gpt2::synth::{write_checkpoint, SynthSpec};
+use quill_convert::synth::{write_checkpoint, SynthSpec};
 
 /// One model file to benchmark.
 pub struct BenchModel {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value as Json};
 
-use super::{cpu_info, git, models, now_utc, svg, warm_page_cache};
+use super::{git, models, svg, warm_page_cache};
 
 /// Options of the serving benchmark.
 #[derive(clap::Args, Clone)]
@@ -199,16 +199,6 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-/// Peak resident memory of a process (`VmHWM`), in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// A server process, stopped (SIGTERM, then SIGKILL) when dropped.
 struct Server {
     child: Child,
@@ -254,7 +244,8 @@ enum Engine {
 
 fn start(engine: Engine, exe: &Path, model: &Path, clients: usize, n_ctx: usize, threads: usize) -> Result<Server> {
     let port = free_port()?;
-    let (m, p, t, np) = (model.to_str().context("utf-8 path")?, port.to_string(), threads.to_string(), clients.to_string());
+    let (m, p, t, np) =
+        (model.to_str().context("utf-8 path")?, port.to_string(), threads.to_string(), clients.to_string());
     let mut cmd = Command::new(exe);
     match engine {
         Engine::Quill => {
@@ -265,10 +256,29 @@ fn start(engine: Engine, exe: &Path, model: &Path, clients: usize, n_ctx: usize,
         Engine::Llama => {
             // llama-server's -c is the context of all slots together.
             let total = (n_ctx * clients).to_string();
-            cmd.args(["-m", m, "--port", &p, "-np", &np, "-c", &total, "-cb", "-t", &t, "--host", "127.0.0.1", "--no-webui"]);
+            cmd.args([
+                "-m",
+                m,
+                "--port",
+                &p,
+                "-np",
+                &np,
+                "-c",
+                &total,
+                "-cb",
+                "-t",
+                &t,
+                "--host",
+                "127.0.0.1",
+                "--no-webui",
+            ]);
         }
     }
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().with_context(|| format!("starting {}", exe.display()))?;
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
     let mut s = Server { child, addr: format!("127.0.0.1:{port}") };
     s.wait_ready(if engine == Engine::Quill { "quill serve" } else { "llama-server" })?;
     Ok(s)
@@ -297,7 +307,15 @@ fn body(i: usize, n_gen: usize, short: bool) -> Json {
 }
 
 /// `clients` concurrent clients, one request each, against a fresh server.
-fn run_load(engine: Engine, exe: &Path, model: &Path, clients: usize, n_gen: usize, n_ctx: usize, threads: usize) -> Result<Load> {
+fn run_load(
+    engine: Engine,
+    exe: &Path,
+    model: &Path,
+    clients: usize,
+    n_gen: usize,
+    n_ctx: usize,
+    threads: usize,
+) -> Result<Load> {
     let server = start(engine, exe, model, clients, n_ctx, threads)?;
     let addr = server.addr.clone();
     // Warm-up (pages of the weights, first-call buffers): not measured.
@@ -321,7 +339,7 @@ fn run_load(engine: Engine, exe: &Path, model: &Path, clients: usize, n_gen: usi
             }
         }
     }
-    let rss = peak_rss(server.child.id());
+    let rss = quill_sysinfo::peak_rss_of(server.child.id()).unwrap_or(0);
     drop(server);
     let end = samples.iter().map(|s| s.done).max().unwrap_or(t0);
     let wall = (end - t0).as_secs_f64();
@@ -389,9 +407,9 @@ pub fn run(repo: &Path, args: ServeArgs) -> Result<()> {
     };
     let models = models::prepare(repo, &quill, &shapes, &args.types, &log)?;
     let load_avg = |when: &str| {
-        let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-        log(&format!("load average {when}: {}", l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")));
-        l.split_whitespace().next().and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0)
+        let l = quill_sysinfo::load_average().unwrap_or_default();
+        log(&format!("load average {when}: {:.2} {:.2} {:.2}", l[0], l[1], l[2]));
+        l[0]
     };
     let load_before = load_avg("before");
     let mut rows = Vec::new();
@@ -399,7 +417,8 @@ pub fn run(repo: &Path, args: ServeArgs) -> Result<()> {
         warm_page_cache(&m.path)?;
         let tg = quill_tg(&quill, &m.path, n_gen, args.threads)?;
         log(&format!("{} {}: quill bench tg{n_gen} {tg:.1} t/s", m.shape, m.file_type));
-        let mut row = Row { shape: m.shape.clone(), file_type: m.file_type.clone(), tg, quill: Vec::new(), llama: Vec::new() };
+        let mut row =
+            Row { shape: m.shape.clone(), file_type: m.file_type.clone(), tg, quill: Vec::new(), llama: Vec::new() };
         for &n in &clients {
             warm_page_cache(&m.path)?;
             let q = run_load(Engine::Quill, &quill, &m.path, n, n_gen, n_ctx, args.threads)?;
@@ -421,7 +440,7 @@ pub fn run(repo: &Path, args: ServeArgs) -> Result<()> {
         rows.push(row);
     }
     let load_after = load_avg("after");
-    let (cpu, flags) = cpu_info();
+    let quill_sysinfo::Cpu { name: cpu, simd_flags: flags } = quill_sysinfo::cpu();
     let commit = git(repo, &["rev-parse", "--short", "HEAD"]);
     let dirty = !git(repo, &["status", "--porcelain", "--untracked-files=no"]).is_empty();
     let commit = if dirty { format!("{commit} (with uncommitted changes)") } else { commit };
@@ -433,7 +452,7 @@ pub fn run(repo: &Path, args: ServeArgs) -> Result<()> {
         flags.join(" "),
         args.threads,
         llama_version.as_deref().map(|v| format!("llama.cpp {v}")).unwrap_or_else(|| "llama-server not run".into()),
-        now_utc(),
+        quill_sysinfo::UtcTime::now().readable(),
         n_ctx,
     );
     std::fs::create_dir_all(&out_dir)?;
@@ -456,7 +475,11 @@ pub fn run(repo: &Path, args: ServeArgs) -> Result<()> {
     std::fs::write(out_dir.join("serve.svg"), chart(&rows, args.threads))?;
     log(&format!("wrote {}/SERVE.md, serve.json, serve.svg", out_dir.display()));
     if !args.no_readme && !args.quick {
-        crate::replace_section(&repo.join("README.md"), "serve-bench", &format!("{md}\n![serving](bench/serve.svg)\n"))?;
+        crate::replace_section(
+            &repo.join("README.md"),
+            "serve-bench",
+            &format!("{md}\n![serving](bench/serve.svg)\n"),
+        )?;
         log("updated the README's serving section");
     }
     print!("{md}");
@@ -541,5 +564,8 @@ fn chart(rows: &[Row], threads: usize) -> String {
             (format!("GPT-2 {} {} (aggregate tokens/s)", r.shape, r.file_type), groups)
         })
         .collect();
-    svg::chart(&format!("quill serve vs llama-server, {threads} threads: aggregate generation against concurrent clients"), &panels)
+    svg::chart(
+        &format!("quill serve vs llama-server, {threads} threads: aggregate generation against concurrent clients"),
+        &panels,
+    )
 }

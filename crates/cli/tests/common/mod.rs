@@ -49,8 +49,8 @@ pub fn tiny_gguf(dir: &Path, ty: &str) -> PathBuf {
 /// The golden model `name` of tests/fixtures/golden/models.json, converted to `ty` in `dir`
 /// (regenerated from its seed, as the root golden tests do).
 pub fn golden_gguf(dir: &Path, name: &str, ty: quill_quant::FileType) -> PathBuf {
-    use quill_gpt2::convert::{convert, ConvertOptions};
-    use quill_gpt2::synth::{write_checkpoint, SynthSpec};
+    use quill_convert::convert::{convert, ConvertOptions};
+    use quill_convert::synth::{write_checkpoint, SynthSpec};
     let out = dir.join(format!("{name}-{}.gguf", ty.name()));
     if out.exists() {
         return out;

@@ -4,7 +4,7 @@ use super::aarch64_neon as k;
 use super::aarch64_neon_ops as o;
 use crate::attention::AttnKernels;
 use crate::dispatch::{Backend, Kernels};
-use crate::table::{GemvKernels, OpsKernels, QuantKernels};
+use crate::table::{ActLayout, GemvKernels, OpsKernels, QuantKernels};
 
 pub(crate) static KERNELS: Kernels = Kernels {
     backend: Backend::Neon,
@@ -12,7 +12,8 @@ pub(crate) static KERNELS: Kernels = Kernels {
         q8_0: k::quantize_q8_0,
         q8_1: k::quantize_q8_1,
         q8_k: k::quantize_q8_k,
-        lanes: true,
+        layout: ActLayout::Lanes,
+        gemv_in_gemm_order: false,
         gemv: GemvKernels {
             f32: k::vec_dot_f32_f32,
             f16: k::vec_dot_f16_f32,

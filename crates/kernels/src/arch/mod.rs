@@ -12,6 +12,8 @@ pub(crate) mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2_gemm;
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_avx2_gemv;
+#[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2_ops;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2_table;

@@ -10,7 +10,8 @@
 //! multiply-adds, twice the rate of `vpmaddubsw` + `vpmaddwd` per step. Q8_0's signed codes
 //! take ggml's sign trick (`|w|` x `sign(x, w)`), widened every step. The integer sum of each
 //! scale block (plus the activation's `-offset * sum(x)`) is converted and scaled by
-//! `dw[row] * dx[token]` into float accumulators whose lanes are output rows.
+//! `dw[row] * dx[token]` into float accumulators whose lanes are output rows, scale block `s`
+//! into the `s % 4`th of four chains per output, summed at the end.
 //!
 //! Float micro-kernel: 16 rows x 6 tokens of FMAs.
 
@@ -22,9 +23,9 @@ use std::arch::x86_64::*;
 
 use gguf_file::GgmlType;
 
+use super::x86_avx2_gemv as v;
 use crate::act::ActBlocks;
-use crate::formats::quant_spec;
-use crate::panel::{build_float, decode_rows, Panel, PanelKind};
+use crate::panel::{build_float, Panel, PanelKind};
 
 /// Rows per panel.
 pub(crate) const NR: usize = 16;
@@ -33,87 +34,168 @@ const TI: usize = 4;
 /// Tokens per float tile.
 const TF: usize = 6;
 
-/// Transposes 8 rows of 8 dwords: output `j` holds dword `j` of every input row.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn transpose8(r: [__m256i; 8]) -> [__m256i; 8] {
-    let t: [__m256i; 8] = std::array::from_fn(|i| {
-        let (a, b) = (r[2 * (i / 2)], r[2 * (i / 2) + 1]);
-        if i % 2 == 0 {
-            _mm256_unpacklo_epi32(a, b)
-        } else {
-            _mm256_unpackhi_epi32(a, b)
-        }
-    });
-    // u[4g + e]: dword e (of each 128-bit lane) of rows 4g..4g+4.
-    let u: [__m256i; 8] = std::array::from_fn(|i| {
-        let (g, e) = (i / 4, i % 4);
-        let (a, b) = (t[4 * g + e / 2], t[4 * g + 2 + e / 2]);
-        if e % 2 == 0 {
-            _mm256_unpacklo_epi64(a, b)
-        } else {
-            _mm256_unpackhi_epi64(a, b)
-        }
-    });
-    std::array::from_fn(|j| {
-        let (e, hi) = (j % 4, j / 4);
-        if hi == 0 {
-            _mm256_permute2x128_si256::<0x20>(u[e], u[4 + e])
-        } else {
-            _mm256_permute2x128_si256::<0x31>(u[e], u[4 + e])
-        }
-    })
+/// A weight format as the panel builder reads it: 32 codes at a time in element order, and
+/// each row's scales (and minimums) per scale block.
+trait PanelFmt {
+    /// The 32 codes of elements `32c..32c + 32` of the row at `row`.
+    unsafe fn codes32(row: *const u8, c: usize) -> __m256i;
+    /// The row's `n_sb` scales into `dw` and minimums into `mw` (formats with one).
+    unsafe fn scales(row: *const u8, n_sb: usize, dw: &mut [f32], mw: &mut [f32]);
 }
 
-/// Lays the decoded rows of an integer panel out as `[k / 4][16 rows][4 codes]` by 8x8 dword
-/// transposes.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn lay_out_codes(panel: &mut Panel) {
-    let k = panel.k;
-    debug_assert_eq!(k % 32, 0);
-    let (rows, data) = (panel.rows.as_ptr(), panel.bytes_mut().as_mut_ptr());
-    for half in 0..2 {
-        for c in 0..k / 32 {
-            let r: [__m256i; 8] =
-                std::array::from_fn(|i| _mm256_loadu_si256(rows.add((8 * half + i) * k + 32 * c).cast()));
-            for (j, v) in transpose8(r).into_iter().enumerate() {
-                _mm256_storeu_si256(data.add((8 * c + j) * 4 * NR + 32 * half).cast(), v);
+/// Legacy 32-element blocks of `BYTES` bytes (see `x86_avx2_gemv::Legacy`); `Q8` is Q8_0, whose
+/// signed codes are flipped to `q + 128`.
+struct LegacyPanel<const BYTES: usize, const QS: usize, const QH: usize, const MIN: bool, const Q8: bool>;
+
+impl<const BYTES: usize, const QS: usize, const QH: usize, const MIN: bool, const Q8: bool> PanelFmt
+    for LegacyPanel<BYTES, QS, QH, MIN, Q8>
+{
+    #[inline(always)]
+    unsafe fn codes32(row: *const u8, c: usize) -> __m256i {
+        let b = row.add(c * BYTES);
+        if Q8 {
+            _mm256_xor_si256(v::ld(b.add(QS)), _mm256_set1_epi8(-128))
+        } else {
+            v::legacy_codes::<QS, QH>(b)
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn scales(row: *const u8, n_sb: usize, dw: &mut [f32], mw: &mut [f32]) {
+        for s in 0..n_sb {
+            let b = row.add(s * BYTES);
+            dw[s] = v::f16_to_f32(v::rd16(b));
+            if MIN {
+                mw[s] = v::f16_to_f32(v::rd16(b.add(2)));
             }
         }
     }
 }
 
+/// Q4_K (`FIVE = false`) and Q5_K.
+struct K4Panel<const FIVE: bool>;
+
+impl<const FIVE: bool> PanelFmt for K4Panel<FIVE> {
+    #[inline(always)]
+    unsafe fn codes32(row: *const u8, c: usize) -> __m256i {
+        let bp = row.add(c / 8 * if FIVE { 176 } else { 144 });
+        let (lo, hi) = v::k4_codes::<FIVE>(bp, c % 8 / 2);
+        if c.is_multiple_of(2) {
+            lo
+        } else {
+            hi
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn scales(row: *const u8, n_sb: usize, dw: &mut [f32], mw: &mut [f32]) {
+        for b in 0..n_sb / 8 {
+            let bp = row.add(b * if FIVE { 176 } else { 144 });
+            let (d, dmin) = (v::f16_to_f32(v::rd16(bp)), v::f16_to_f32(v::rd16(bp.add(2))));
+            let (sc, m) = v::k4_scales_mins(bp.add(4));
+            _mm256_storeu_ps(dw.as_mut_ptr().add(8 * b), _mm256_mul_ps(_mm256_set1_ps(d), sc));
+            let mv = _mm256_mul_ps(_mm256_set1_ps(dmin), m);
+            _mm256_storeu_ps(mw.as_mut_ptr().add(8 * b), _mm256_xor_ps(mv, _mm256_set1_ps(-0.0)));
+        }
+    }
+}
+
+/// Q6_K.
+struct Q6KPanel;
+
+impl PanelFmt for Q6KPanel {
+    #[inline(always)]
+    unsafe fn codes32(row: *const u8, c: usize) -> __m256i {
+        v::q6k_codes(row.add(c / 8 * 210), c % 8 / 4, c % 4)
+    }
+
+    #[inline(always)]
+    unsafe fn scales(row: *const u8, n_sb: usize, dw: &mut [f32], _mw: &mut [f32]) {
+        for b in 0..n_sb / 16 {
+            let bp = row.add(b * 210);
+            let d = _mm256_set1_ps(v::f16_to_f32(v::rd16(bp.add(208))));
+            for h in 0..2 {
+                let sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(bp.add(192 + 8 * h).cast())));
+                _mm256_storeu_ps(dw.as_mut_ptr().add(16 * b + 8 * h), _mm256_mul_ps(d, sc));
+            }
+        }
+    }
+}
+
+/// Builds a `U8` panel: 8 rows' 32-code registers at a time, 8x8 dword transposes into
+/// `[k / 4][16 rows][4 codes]`, then the scales. Rows past the matrix get zero codes and
+/// scales.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn unpack_int<F: PanelFmt>(w: &[u8], row_bytes: usize, panel: &mut Panel) {
+    let (k, n_sb) = (panel.k, panel.n_sb);
+    debug_assert_eq!(k % 32, 0);
+    let n_rows = w.len() / row_bytes;
+    let data = panel.bytes_mut().as_mut_ptr();
+    for half in 0..2 {
+        for c in 0..k / 32 {
+            let r8: [__m256i; 8] = std::array::from_fn(|i| {
+                let r = 8 * half + i;
+                if r < n_rows {
+                    F::codes32(w.as_ptr().add(r * row_bytes), c)
+                } else {
+                    _mm256_setzero_si256()
+                }
+            });
+            for (j, t) in v::transpose8(r8).into_iter().enumerate() {
+                _mm256_storeu_si256(data.add((8 * c + j) * 4 * NR + 32 * half).cast(), t);
+            }
+        }
+    }
+    for r in 0..NR {
+        if r < n_rows {
+            F::scales(w.as_ptr().add(r * row_bytes), n_sb, &mut panel.row_dw, &mut panel.row_mw);
+        } else {
+            panel.row_dw[..n_sb].fill(0.0);
+            panel.row_mw[..n_sb].fill(0.0);
+        }
+        for s in 0..n_sb {
+            panel.dw[s * NR + r] = panel.row_dw[s];
+            panel.mw[s * NR + r] = if panel.has_min { panel.row_mw[s] } else { 0.0 };
+        }
+    }
+}
+
 macro_rules! unpackers {
-    ($($name:ident => $ty:ident),* $(,)?) => {$(
+    ($($name:ident => $fmt:ty),* $(,)?) => {$(
         #[target_feature(enable = "avx2,fma,f16c")]
         pub(crate) unsafe fn $name(w: &[u8], row_bytes: usize, _k: usize, panel: &mut Panel) {
             debug_assert_eq!(panel.nr, NR);
-            match quant_spec(GgmlType::$ty) {
-                // Rows decoded by the portable decoder, specialised here for the format and
-                // vectorised by the compiler, then transposed into place.
-                Some(spec) => {
-                    decode_rows(&spec, w, row_bytes, panel);
-                    lay_out_codes(panel);
-                }
-                None => build_float(GgmlType::$ty, w, row_bytes, panel),
-            }
+            unpack_int::<$fmt>(w, row_bytes, panel)
         }
     )*};
 }
 
 unpackers! {
+    unpack_q4_0 => LegacyPanel<18, 2, 0, false, false>,
+    unpack_q4_1 => LegacyPanel<20, 4, 0, true, false>,
+    unpack_q5_0 => LegacyPanel<22, 6, 2, false, false>,
+    unpack_q5_1 => LegacyPanel<24, 8, 4, true, false>,
+    unpack_q8_0 => LegacyPanel<34, 2, 0, false, true>,
+    unpack_q4_k => K4Panel<false>,
+    unpack_q5_k => K4Panel<true>,
+    unpack_q6_k => Q6KPanel,
+}
+
+macro_rules! float_unpackers {
+    ($($name:ident => $ty:ident),* $(,)?) => {$(
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(crate) unsafe fn $name(w: &[u8], row_bytes: usize, _k: usize, panel: &mut Panel) {
+            debug_assert_eq!(panel.nr, NR);
+            build_float(GgmlType::$ty, w, row_bytes, panel)
+        }
+    )*};
+}
+
+float_unpackers! {
     unpack_f32 => F32,
     unpack_f16 => F16,
     unpack_bf16 => BF16,
-    unpack_q4_0 => Q4_0,
-    unpack_q4_1 => Q4_1,
-    unpack_q5_0 => Q5_0,
-    unpack_q5_1 => Q5_1,
-    unpack_q8_0 => Q8_0,
-    unpack_q4_k => Q4_K,
-    unpack_q5_k => Q5_K,
-    unpack_q6_k => Q6_K,
 }
 
 /// Stores one token's 16 row lanes into `out` (its first `n_rows`).
@@ -129,6 +211,16 @@ unsafe fn store_rows(out: *mut f32, acc: [__m256; 2], n_rows: usize) {
         _mm256_storeu_ps(tmp.as_mut_ptr().add(8), acc[1]);
         std::ptr::copy_nonoverlapping(tmp.as_ptr(), out, n_rows);
     }
+}
+
+/// Independent float accumulators per output of the integer kernels (see [`sum_chains`]).
+pub(crate) const CHAINS: usize = 4;
+
+/// The final sum of an output's accumulator chains: `(c0 + c1) + (c2 + c3)`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) fn sum_chains(c: [__m256; CHAINS]) -> __m256 {
+    _mm256_add_ps(_mm256_add_ps(c[0], c[1]), _mm256_add_ps(c[2], c[3]))
 }
 
 /// One tile of `T` tokens from token `t0` against the `U8` panel. `CHUNK` steps of 4 elements
@@ -152,8 +244,11 @@ unsafe fn tile_u8<const T: usize, const MIN: bool, const CHUNK: usize, const SIG
     let ones = _mm256_set1_epi16(1);
     let flip = _mm256_set1_epi8(-128);
     let steps = sb / 4;
-    let mut accf = [[_mm256_setzero_ps(); T]; 2];
+    // CHAINS float accumulators per output, scale block s adding into chain s % CHAINS (the
+    // GEMV's order too, where independent chains hide the FMA latency).
+    let mut chains = [[[_mm256_setzero_ps(); T]; 2]; CHAINS];
     for s in 0..n_sb {
+        let accf = &mut chains[s % CHAINS];
         let mut acci = [[_mm256_setzero_si256(); T]; 2];
         if !SIGN {
             for t in 0..T {
@@ -207,7 +302,8 @@ unsafe fn tile_u8<const T: usize, const MIN: bool, const CHUNK: usize, const SIG
         }
     }
     for t in 0..T {
-        store_rows(out.add((t0 + t) * out_stride), [accf[0][t], accf[1][t]], n_rows);
+        let acc: [__m256; 2] = std::array::from_fn(|r| sum_chains(std::array::from_fn(|c| chains[c][r][t])));
+        store_rows(out.add((t0 + t) * out_stride), acc, n_rows);
     }
 }
 

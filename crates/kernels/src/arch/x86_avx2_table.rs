@@ -2,11 +2,12 @@
 
 use super::x86_avx2 as k;
 use super::x86_avx2_gemm as g;
+use super::x86_avx2_gemv as v;
 use super::x86_avx2_ops as o;
 use crate::attention::AttnKernels;
 use crate::dispatch::{Backend, Kernels};
 use crate::panel::PanelKind;
-use crate::table::{GemmKernels, GemvKernels, OpsKernels, QuantKernels, UnpackKernels};
+use crate::table::{ActLayout, GemmKernels, GemvKernels, OpsKernels, QuantKernels, UnpackKernels};
 
 pub(crate) static KERNELS: Kernels = Kernels {
     backend: Backend::Avx2,
@@ -14,19 +15,20 @@ pub(crate) static KERNELS: Kernels = Kernels {
         q8_0: k::quantize_q8_0,
         q8_1: k::quantize_q8_1,
         q8_k: k::quantize_q8_k,
-        lanes: true,
+        layout: ActLayout::Blocks,
+        gemv_in_gemm_order: true,
         gemv: GemvKernels {
-            f32: k::vec_dot_f32_f32,
-            f16: k::vec_dot_f16_f32,
-            bf16: k::vec_dot_bf16_f32,
-            q4_0: k::vec_dot_q4_0_q8_0,
-            q4_1: k::vec_dot_q4_1_q8_1,
-            q5_0: k::vec_dot_q5_0_q8_0,
-            q5_1: k::vec_dot_q5_1_q8_1,
-            q8_0: k::vec_dot_q8_0_q8_0,
-            q4_k: k::vec_dot_q4_k_q8_k,
-            q5_k: k::vec_dot_q5_k_q8_k,
-            q6_k: k::vec_dot_q6_k_q8_k,
+            f32: v::vec_dot_f32_f32,
+            f16: v::vec_dot_f16_f32,
+            bf16: v::vec_dot_bf16_f32,
+            q4_0: v::vec_dot_q4_0_q8_0,
+            q4_1: v::vec_dot_q4_1_q8_1,
+            q5_0: v::vec_dot_q5_0_q8_0,
+            q5_1: v::vec_dot_q5_1_q8_1,
+            q8_0: v::vec_dot_q8_0_q8_0,
+            q4_k: v::vec_dot_q4_k_q8_k,
+            q5_k: v::vec_dot_q5_k_q8_k,
+            q6_k: v::vec_dot_q6_k_q8_k,
         },
     },
     gemm: Some(GemmKernels {

@@ -6,7 +6,7 @@ use super::x86_avx512_ops as o;
 use crate::attention::AttnKernels;
 use crate::dispatch::{Backend, Kernels};
 use crate::panel::PanelKind;
-use crate::table::{GemmKernels, GemvKernels, OpsKernels, QuantKernels, UnpackKernels};
+use crate::table::{ActLayout, GemmKernels, GemvKernels, OpsKernels, QuantKernels, UnpackKernels};
 
 pub(crate) static KERNELS: Kernels = Kernels {
     backend: Backend::Avx512,
@@ -14,7 +14,8 @@ pub(crate) static KERNELS: Kernels = Kernels {
         q8_0: k::quantize_q8_0,
         q8_1: k::quantize_q8_1,
         q8_k: k::quantize_q8_k,
-        lanes: true,
+        layout: ActLayout::Lanes,
+        gemv_in_gemm_order: false,
         gemv: GemvKernels {
             f32: k::vec_dot_f32_f32,
             f16: k::vec_dot_f16_f32,

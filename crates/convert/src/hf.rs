@@ -11,8 +11,8 @@ use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value as Json;
 
-use crate::tokenizer::{TOKEN_TYPE_CONTROL, TOKEN_TYPE_NORMAL, TOKEN_TYPE_USER_DEFINED};
-use crate::Gpt2Config;
+use quill_gpt2::Gpt2Config;
+use quill_gpt2::{TOKEN_TYPE_CONTROL, TOKEN_TYPE_NORMAL, TOKEN_TYPE_USER_DEFINED};
 
 /// llama.cpp's token type for padding entries (`LLAMA_TOKEN_TYPE_UNUSED`).
 pub const TOKEN_TYPE_UNUSED: i32 = 5;

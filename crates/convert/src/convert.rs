@@ -10,7 +10,7 @@ use quill_quant::{FileType, QuantPolicy, TensorOverride};
 use rayon::prelude::*;
 
 use crate::hf::{GgufVocab, HfCheckpoint, HfError, HfTensor};
-use crate::{Gpt2Config, ModelError};
+use quill_gpt2::{Gpt2Config, ModelError};
 
 /// Errors of a conversion; each names the file or tensor at fault.
 #[derive(Debug, thiserror::Error)]

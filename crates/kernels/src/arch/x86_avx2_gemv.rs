@@ -1,0 +1,569 @@
+//! AVX2 GEMV (decode) of the quantized formats, in exactly the GEMM micro-kernel's order of
+//! float operations, so that a token gets bit for bit the same numbers alone (GEMV) as inside a
+//! batch (GEMM): what a multi-sequence engine needs for batch invariance.
+//!
+//! That order is, per output row and per scale block `s` in turn, into chain `c = s % 4`:
+//! `acc[c] = fma(f32(isum_s + corr_s), dw_s * dx_s, acc[c])`, then for formats with a minimum
+//! `acc[c] = fma(mw_s, sx_s, acc[c])`, and at the end `(acc[0] + acc[1]) + (acc[2] + acc[3])`
+//! (four chains hide the FMA latency); where `isum_s` is the exact integer dot product of the block's
+//! codes and activation codes. Integers are exact in any order, so the GEMV gets them its own
+//! way. Each row is streamed alone, start to end (one sequential stream reads fastest); every
+//! pair of scale blocks leaves one register of partial sums, four lanes per block, in a small
+//! buffer, with the blocks' scales. Then for 8 rows at once the buffered registers are summed
+//! across lanes with the rows landing on lanes (horizontal adds), and the float chain runs on
+//! 8 rows as in GEMM.
+//!
+//! Float formats (F32, F16, BF16) are plain dot products with four accumulators per row.
+//!
+//! Legacy blocks are read in pairs against the activation in pair order (`p32`: the first 16
+//! codes of both blocks, then their last 16), so that one `vpmaddubsw` serves two blocks.
+
+#![allow(clippy::missing_safety_doc)]
+
+use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
+
+use super::x86_avx2_gemm::{sum_chains, CHAINS};
+use crate::act::{ActBlocks, GemvAct};
+
+/// Scale blocks per buffered segment of a row (rows with more are done in segments: the float
+/// chain carries on across them, so the order is unchanged).
+const SEG: usize = 128;
+
+#[inline(always)]
+pub(crate) unsafe fn rd16(p: *const u8) -> u16 {
+    p.cast::<u16>().read_unaligned()
+}
+
+#[inline(always)]
+pub(crate) unsafe fn ld(p: *const u8) -> __m256i {
+    _mm256_loadu_si256(p.cast())
+}
+
+/// Two 16-byte loads as one register.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn load2x16(p0: *const u8, p1: *const u8) -> __m256i {
+    _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(_mm_loadu_si128(p0.cast())), _mm_loadu_si128(p1.cast()))
+}
+
+/// `sum(codes x activations)` per 4-byte lane (codes <= 127: no `vpmaddubsw` saturation).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn dot_u8_i8(u: __m256i, x: *const i8) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(u, ld(x.cast())), _mm256_set1_epi16(1))
+}
+
+/// Two registers of one scale block each (8 lanes) as one register of both (4 lanes each).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn pair(a: __m256i, b: __m256i) -> __m256i {
+    _mm256_add_epi32(_mm256_permute2x128_si256::<0x20>(a, b), _mm256_permute2x128_si256::<0x31>(a, b))
+}
+
+/// Transposes 8 rows of 8 dwords: output `j` holds dword `j` of every input row.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) fn transpose8(r: [__m256i; 8]) -> [__m256i; 8] {
+    let t: [__m256i; 8] = std::array::from_fn(|i| {
+        let (a, b) = (r[2 * (i / 2)], r[2 * (i / 2) + 1]);
+        if i % 2 == 0 {
+            _mm256_unpacklo_epi32(a, b)
+        } else {
+            _mm256_unpackhi_epi32(a, b)
+        }
+    });
+    // u[4g + e]: dword e (of each 128-bit half) of rows 4g..4g+4.
+    let u: [__m256i; 8] = std::array::from_fn(|i| {
+        let (g, e) = (i / 4, i % 4);
+        let (a, b) = (t[4 * g + e / 2], t[4 * g + 2 + e / 2]);
+        if e % 2 == 0 {
+            _mm256_unpacklo_epi64(a, b)
+        } else {
+            _mm256_unpackhi_epi64(a, b)
+        }
+    });
+    std::array::from_fn(|j| {
+        let (e, hi) = (j % 4, j / 4);
+        if hi == 0 {
+            _mm256_permute2x128_si256::<0x20>(u[e], u[4 + e])
+        } else {
+            _mm256_permute2x128_si256::<0x31>(u[e], u[4 + e])
+        }
+    })
+}
+
+/// Where one row's segment is reduced to: `units[u * 8 + row]` holds the partial sums of scale
+/// blocks `2u` (low half) and `2u + 1` (high half); scales are either f16 bits `[s][8 rows]`
+/// (legacy formats) or f32 `[row][SEG]` (K-quants, transposed later).
+struct RowSums {
+    units: *mut __m256i,
+    d16: *mut u16,
+    m16: *mut u16,
+    dw: *mut f32,
+    mw: *mut f32,
+}
+
+/// What a weight format contributes: its block geometry and the reduction of one row's segment.
+trait Fmt {
+    /// Scale blocks per weight block.
+    const SB_PER_BLOCK: usize;
+    /// Elements per scale block.
+    const SB: usize;
+    const BYTES: usize;
+    const MIN: bool;
+    /// Whether the integer sums already include the codes' offset (Q8_0's sign trick), so that
+    /// the activation's `corr` is not added.
+    const SIGNED: bool;
+    /// Whether scales are f16 bits (`d16`, `m16`) rather than f32 (`dw`, `mw`).
+    const F16_SCALES: bool;
+    /// Reduces `nb` blocks at `p` of row `r` into `out`, against the activation of the same
+    /// segment (`x` natural order, `p32` pair order); units are written up to an even number of
+    /// scale blocks.
+    unsafe fn row(p: *const u8, x: *const i8, p32: *const i8, nb: usize, r: usize, out: &RowSums);
+}
+
+/// The 32 codes of a legacy block at `b` in element order (nibbles at `QS`, fifth bits at `QH`
+/// when `QH > 0`).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) unsafe fn legacy_codes<const QS: usize, const QH: usize>(b: *const u8) -> __m256i {
+    let q = _mm_loadu_si128(b.add(QS).cast());
+    let both = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(q), _mm_srli_epi16::<4>(q));
+    let c = _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+    if QH > 0 {
+        _mm256_or_si256(c, bit16(b.add(QH).cast::<u32>().read_unaligned()))
+    } else {
+        c
+    }
+}
+
+/// The codes of sub-blocks `2h` and `2h + 1` of a Q4_K (`FIVE = false`) or Q5_K block at `bp`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) unsafe fn k4_codes<const FIVE: bool>(bp: *const u8, h: usize) -> (__m256i, __m256i) {
+    let mask = _mm256_set1_epi8(0x0f);
+    let q = ld(bp.add(if FIVE { 48 } else { 16 } + 32 * h));
+    let mut lo = _mm256_and_si256(q, mask);
+    let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), mask);
+    if FIVE {
+        // Sub-block j takes bit j of each qh byte as its fifth bit.
+        let (qh, one) = (ld(bp.add(16)), _mm256_set1_epi8(1));
+        let b0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * h as i32)), one);
+        let b1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * h as i32 + 1)), one);
+        lo = _mm256_or_si256(lo, _mm256_slli_epi16::<4>(b0));
+        hi = _mm256_or_si256(hi, _mm256_slli_epi16::<4>(b1));
+    }
+    (lo, hi)
+}
+
+/// The codes of elements `128h + 32c..128h + 32c + 32` of a Q6_K block at `bp`, in order.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) unsafe fn q6k_codes(bp: *const u8, h: usize, c: usize) -> __m256i {
+    let (m4, m30) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
+    // Low 4 bits from ql (low nibbles for c < 2, high for c >= 2), high 2 bits from qh at 2c.
+    let ql = ld(bp.add(64 * h + 32 * (c % 2)));
+    let ql = if c < 2 { ql } else { _mm256_srli_epi16::<4>(ql) };
+    let qh = ld(bp.add(128 + 32 * h));
+    let qh = match c {
+        0 => _mm256_slli_epi16::<4>(qh),
+        1 => _mm256_slli_epi16::<2>(qh),
+        2 => qh,
+        _ => _mm256_srli_epi16::<2>(qh),
+    };
+    _mm256_or_si256(_mm256_and_si256(ql, m4), _mm256_and_si256(qh, m30))
+}
+
+/// Byte `j` of the result is 16 if bit `j` of the 32-bit `bits` is set, else 0.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) fn bit16(bits: u32) -> __m256i {
+    let v = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(bits as i32),
+        _mm256_set_epi64x(0x0303_0303_0303_0303, 0x0202_0202_0202_0202, 0x0101_0101_0101_0101, 0),
+    );
+    let sel = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
+    _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(v, sel), sel), _mm256_set1_epi8(16))
+}
+
+/// The legacy 32-element formats: f16 scale at 0, f16 minimum at 2 when `MIN`, the fifth bits
+/// at `QH` when `QH > 0`, nibbles (or Q8_0's signed bytes, `SIGNED`) at `QS`.
+struct Legacy<const BYTES: usize, const QS: usize, const QH: usize, const MIN: bool, const SIGNED: bool>;
+
+impl<const BYTES: usize, const QS: usize, const QH: usize, const MIN: bool, const SIGNED: bool> Fmt
+    for Legacy<BYTES, QS, QH, MIN, SIGNED>
+{
+    const SB_PER_BLOCK: usize = 1;
+    const SB: usize = 32;
+    const BYTES: usize = BYTES;
+    const MIN: bool = MIN;
+    const SIGNED: bool = SIGNED;
+    const F16_SCALES: bool = true;
+
+    #[inline(always)]
+    unsafe fn row(p: *const u8, _x: *const i8, p32: *const i8, nb: usize, r: usize, out: &RowSums) {
+        legacy_row::<BYTES, QS, QH, MIN, SIGNED>(p, p32, nb, r, out)
+    }
+}
+
+/// One pair of legacy blocks (`b1` may be a zero block past the row's end) against 64
+/// activation bytes in pair order.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn legacy_pair<const QS: usize, const QH: usize, const SIGNED: bool>(
+    b0: *const u8,
+    b1: *const u8,
+    a: *const i8,
+) -> __m256i {
+    if SIGNED {
+        let lo = load2x16(b0.add(QS), b1.add(QS));
+        let hi = load2x16(b0.add(QS + 16), b1.add(QS + 16));
+        let ones = _mm256_set1_epi16(1);
+        let plo = _mm256_maddubs_epi16(_mm256_abs_epi8(lo), _mm256_sign_epi8(ld(a.cast()), lo));
+        let phi = _mm256_maddubs_epi16(_mm256_abs_epi8(hi), _mm256_sign_epi8(ld(a.add(32).cast()), hi));
+        return _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
+    }
+    let q = load2x16(b0.add(QS), b1.add(QS));
+    let m = _mm256_set1_epi8(0x0f);
+    let (mut lo, mut hi) = (_mm256_and_si256(q, m), _mm256_and_si256(_mm256_srli_epi16::<4>(q), m));
+    if QH > 0 {
+        let h0 = b0.add(QH).cast::<u32>().read_unaligned();
+        let h1 = b1.add(QH).cast::<u32>().read_unaligned();
+        lo = _mm256_or_si256(lo, bit16((h0 & 0xffff) | (h1 & 0xffff) << 16));
+        hi = _mm256_or_si256(hi, bit16((h0 >> 16) | (h1 >> 16) << 16));
+    }
+    // Codes <= 31: each product pair is below 2^13, so two sum exactly in i16.
+    let p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, ld(a.cast())), _mm256_maddubs_epi16(hi, ld(a.add(32).cast())));
+    _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn legacy_row<const BYTES: usize, const QS: usize, const QH: usize, const MIN: bool, const SIGNED: bool>(
+    p: *const u8,
+    p32: *const i8,
+    nb: usize,
+    r: usize,
+    out: &RowSums,
+) {
+    let zero = [0u8; BYTES];
+    let pair_at = |b: usize, b1: *const u8| {
+        let b0 = p.add(b * BYTES);
+        *out.units.add(b / 2 * 8 + r) = legacy_pair::<QS, QH, SIGNED>(b0, b1, p32.add(32 * b));
+        *out.d16.add(b * 8 + r) = rd16(b0);
+        *out.d16.add((b + 1) * 8 + r) = rd16(b1);
+        if MIN {
+            *out.m16.add(b * 8 + r) = rd16(b0.add(2));
+            *out.m16.add((b + 1) * 8 + r) = rd16(b1.add(2));
+        }
+    };
+    let full = nb / 2 * 2;
+    for b in (0..full).step_by(2) {
+        pair_at(b, p.add((b + 1) * BYTES));
+    }
+    if full < nb {
+        // The odd last block pairs with a zero block (zero codes, zero scale).
+        pair_at(full, zero.as_ptr());
+    }
+}
+
+/// `[sc0..8]` and `[m0..8]` of a Q4_K / Q5_K block as f32 (ggml's `utmp` unpacking).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) unsafe fn k4_scales_mins(s: *const u8) -> (__m256, __m256) {
+    const KMASK1: u32 = 0x3f3f_3f3f;
+    const KMASK2: u32 = 0x0f0f_0f0f;
+    const KMASK3: u32 = 0x0303_0303;
+    let u0 = s.cast::<u32>().read_unaligned();
+    let u1 = s.add(4).cast::<u32>().read_unaligned();
+    let u2 = s.add(8).cast::<u32>().read_unaligned();
+    let sc = u64::from(u0 & KMASK1) | u64::from((u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4)) << 32;
+    let m = u64::from(u1 & KMASK1) | u64::from(((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4)) << 32;
+    let f = |v: u64| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(v as i64)));
+    (f(sc), f(m))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) fn f16_to_f32(bits: u16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+}
+
+/// Q4_K (`FIVE = false`, 144 bytes) and Q5_K (176 bytes): 8 sub-blocks of 32 per block, scale
+/// `d * sc` and minimum `-(dmin * m)` each (as the portable decoder computes them).
+struct K4<const FIVE: bool>;
+
+impl<const FIVE: bool> Fmt for K4<FIVE> {
+    const SB_PER_BLOCK: usize = 8;
+    const SB: usize = 32;
+    const BYTES: usize = if FIVE { 176 } else { 144 };
+    const MIN: bool = true;
+    const SIGNED: bool = false;
+    const F16_SCALES: bool = false;
+
+    #[inline(always)]
+    unsafe fn row(p: *const u8, x: *const i8, _p32: *const i8, nb: usize, r: usize, out: &RowSums) {
+        k4_row::<FIVE>(p, x, nb, r, out)
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn k4_row<const FIVE: bool>(p: *const u8, x: *const i8, nb: usize, r: usize, out: &RowSums) {
+    let bytes = <K4<FIVE> as Fmt>::BYTES;
+    for b in 0..nb {
+        let bp = p.add(b * bytes);
+        let xb = x.add(256 * b);
+        for h in 0..4 {
+            let (lo, hi) = k4_codes::<FIVE>(bp, h);
+            let v = pair(dot_u8_i8(lo, xb.add(64 * h)), dot_u8_i8(hi, xb.add(64 * h + 32)));
+            *out.units.add((4 * b + h) * 8 + r) = v;
+        }
+        let (d, dmin) = (f16_to_f32(rd16(bp)), f16_to_f32(rd16(bp.add(2))));
+        let (sc, m) = k4_scales_mins(bp.add(4));
+        let at = r * SEG + 8 * b;
+        _mm256_storeu_ps(out.dw.add(at), _mm256_mul_ps(_mm256_set1_ps(d), sc));
+        let mw = _mm256_mul_ps(_mm256_set1_ps(dmin), m);
+        _mm256_storeu_ps(out.mw.add(at), _mm256_xor_ps(mw, _mm256_set1_ps(-0.0)));
+    }
+}
+
+/// Q6_K (210 bytes): 16 sub-blocks of 16, scale `d * sc` (signed `sc`), codes offset by 32.
+struct Q6K;
+
+impl Fmt for Q6K {
+    const SB_PER_BLOCK: usize = 16;
+    const SB: usize = 16;
+    const BYTES: usize = 210;
+    const MIN: bool = false;
+    const SIGNED: bool = false;
+    const F16_SCALES: bool = false;
+
+    #[inline(always)]
+    unsafe fn row(p: *const u8, x: *const i8, _p32: *const i8, nb: usize, r: usize, out: &RowSums) {
+        q6k_row(p, x, nb, r, out)
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn q6k_row(p: *const u8, x: *const i8, nb: usize, r: usize, out: &RowSums) {
+    for b in 0..nb {
+        let bp = p.add(210 * b);
+        let xb = x.add(256 * b);
+        for h in 0..2 {
+            // 32 codes each: elements 128h + 32c.., i.e. sub-blocks 8h + 2c and 8h + 2c + 1,
+            // whose sums land in the low and high halves.
+            for c in 0..4 {
+                let yc = q6k_codes(bp, h, c);
+                *out.units.add((8 * b + 4 * h + c) * 8 + r) = dot_u8_i8(yc, xb.add(128 * h + 32 * c));
+            }
+        }
+        let d = _mm256_set1_ps(f16_to_f32(rd16(bp.add(208))));
+        for h in 0..2 {
+            let sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(bp.add(192 + 8 * h).cast())));
+            _mm256_storeu_ps(out.dw.add(r * SEG + 16 * b + 8 * h), _mm256_mul_ps(d, sc));
+        }
+    }
+}
+
+/// Sums 8 rows' registers of one unit across lanes: the rows' sums of the unit's first scale
+/// block (lanes = rows), then of its second.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn unit_sums(u: *const __m256i) -> (__m256i, __m256i) {
+    let v: [__m256i; 8] = std::array::from_fn(|r| *u.add(r));
+    // [r0, r1, r2, r3 | r0, r1, r2, r3] of blocks (first | second), and rows 4..8 likewise.
+    let a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    let b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    (_mm256_permute2x128_si256::<0x20>(a, b), _mm256_permute2x128_si256::<0x31>(a, b))
+}
+
+/// The row loop shared by every format (see the module docs).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn gemv<F: Fmt>(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    let a: &ActBlocks<'_> = act.blocks.as_ref().expect("the AVX2 table asks for the block layout");
+    debug_assert_eq!(a.sblock, F::SB);
+    debug_assert_eq!(k % (F::SB * F::SB_PER_BLOCK), 0);
+    debug_assert_eq!(w.len(), out.len() * rb);
+    debug_assert!(!F::F16_SCALES || act.p32.len() >= k.next_multiple_of(64));
+    let n_sb = k / F::SB;
+    let mut units = [const { MaybeUninit::<__m256i>::uninit() }; SEG / 2 * 8];
+    let mut d16 = [const { MaybeUninit::<u16>::uninit() }; SEG * 8];
+    let mut m16 = [const { MaybeUninit::<u16>::uninit() }; SEG * 8];
+    let mut dw = [const { MaybeUninit::<f32>::uninit() }; SEG * 8];
+    let mut mw = [const { MaybeUninit::<f32>::uninit() }; SEG * 8];
+    let sums = RowSums {
+        units: units.as_mut_ptr().cast(),
+        d16: d16.as_mut_ptr().cast(),
+        m16: m16.as_mut_ptr().cast(),
+        dw: dw.as_mut_ptr().cast(),
+        mw: mw.as_mut_ptr().cast(),
+    };
+    let (dx, corr, sx) = (a.dx.as_ptr(), a.corr.as_ptr(), a.sx.as_ptr());
+    let rows = out.len();
+    for r0 in (0..rows).step_by(8) {
+        let nr = (rows - r0).min(8);
+        let mut chains = [_mm256_setzero_ps(); CHAINS];
+        for s0 in (0..n_sb).step_by(SEG) {
+            let ns = (n_sb - s0).min(SEG);
+            let b0 = s0 / F::SB_PER_BLOCK;
+            // Rows past the matrix repeat its last row, so every buffer is written.
+            for r in 0..8 {
+                let row = w.as_ptr().add((r0 + r.min(nr - 1)) * rb + b0 * F::BYTES);
+                let (x, p32) = (a.qs.as_ptr().add(s0 * F::SB), act.p32.as_ptr().wrapping_add(s0 * F::SB));
+                F::row(row, x, p32, ns / F::SB_PER_BLOCK, r, &sums);
+            }
+            for c in (0..ns).step_by(8) {
+                let scales = |f: *const f32| -> [__m256; 8] {
+                    let t = transpose8(std::array::from_fn(|r| ld(f.add(r * SEG + c).cast())));
+                    t.map(|v| _mm256_castsi256_ps(v))
+                };
+                let (ds, ms) = if F::F16_SCALES {
+                    ([_mm256_setzero_ps(); 8], [_mm256_setzero_ps(); 8])
+                } else {
+                    (scales(sums.dw), if F::MIN { scales(sums.mw) } else { [_mm256_setzero_ps(); 8] })
+                };
+                let n = (ns - c).min(8);
+                let step = |j: usize, mut i: __m256i, acc: &mut __m256| {
+                    let s = s0 + c + j;
+                    let (d, m) = if F::F16_SCALES {
+                        let at = (c + j) * 8;
+                        let d = _mm256_cvtph_ps(_mm_loadu_si128(sums.d16.add(at).cast()));
+                        let m = if F::MIN { _mm256_cvtph_ps(_mm_loadu_si128(sums.m16.add(at).cast())) } else { d };
+                        (d, m)
+                    } else {
+                        (ds[j], ms[j])
+                    };
+                    if !F::SIGNED {
+                        i = _mm256_add_epi32(i, _mm256_set1_epi32(*corr.add(s)));
+                    }
+                    let scale = _mm256_mul_ps(d, _mm256_set1_ps(*dx.add(s)));
+                    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), scale, *acc);
+                    if F::MIN {
+                        *acc = _mm256_fmadd_ps(m, _mm256_set1_ps(*sx.add(s)), *acc);
+                    }
+                };
+                // Chain s % 4: s0 and c are multiples of 8, so the chain of c + j is j % 4.
+                let [c0, c1, c2, c3] = &mut chains;
+                for jq in (0..n).step_by(4) {
+                    let (a, b) = unit_sums(sums.units.add((c + jq) / 2 * 8));
+                    step(jq, a, c0);
+                    if jq + 1 < n {
+                        step(jq + 1, b, c1);
+                    }
+                    if jq + 2 < n {
+                        let (a, b) = unit_sums(sums.units.add((c + jq + 2) / 2 * 8));
+                        step(jq + 2, a, c2);
+                        if jq + 3 < n {
+                            step(jq + 3, b, c3);
+                        }
+                    }
+                }
+            }
+        }
+        let mut tmp = [0f32; 8];
+        _mm256_storeu_ps(tmp.as_mut_ptr(), sum_chains(chains));
+        out[r0..r0 + nr].copy_from_slice(&tmp[..nr]);
+    }
+}
+
+macro_rules! gemv_fns {
+    ($($name:ident => $fmt:ty),* $(,)?) => {$(
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(crate) unsafe fn $name(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+            gemv::<$fmt>(w, rb, k, act, out)
+        }
+    )*};
+}
+
+gemv_fns! {
+    vec_dot_q4_0_q8_0 => Legacy<18, 2, 0, false, false>,
+    vec_dot_q4_1_q8_1 => Legacy<20, 4, 0, true, false>,
+    vec_dot_q5_0_q8_0 => Legacy<22, 6, 2, false, false>,
+    vec_dot_q5_1_q8_1 => Legacy<24, 8, 4, true, false>,
+    vec_dot_q8_0_q8_0 => Legacy<34, 2, 0, false, true>,
+    vec_dot_q4_k_q8_k => K4<false>,
+    vec_dot_q5_k_q8_k => K4<true>,
+    vec_dot_q6_k_q8_k => Q6K,
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn hsum_ps(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// Float rows against f32 activations; `$load` widens 8 weights to f32, `$one` one weight.
+macro_rules! gemv_float {
+    ($w:expr, $rb:expr, $k:expr, $act:expr, $out:expr, $esz:expr, $load:ident, $one:expr) => {{
+        let (w, rb, k, out): (&[u8], usize, usize, &mut [f32]) = ($w, $rb, $k, $out);
+        let x = $act.x.as_ptr();
+        let full = k / 32;
+        for (r, o) in out.iter_mut().enumerate() {
+            let p = w.as_ptr().add(r * rb);
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for i in 0..full {
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let e = 32 * i + 8 * j;
+                    *a = _mm256_fmadd_ps($load(p.add(e * $esz)), _mm256_loadu_ps(x.add(e)), *a);
+                }
+            }
+            let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+            let mut sum = hsum_ps(s);
+            for e in 32 * full..k {
+                sum += $one(p.add(e * $esz)) * *x.add(e);
+            }
+            *o = sum;
+        }
+    }};
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn load_f32(p: *const u8) -> __m256 {
+    _mm256_loadu_ps(p.cast())
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn load_f16(p: *const u8) -> __m256 {
+    _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn load_bf16(p: *const u8) -> __m256 {
+    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()))))
+}
+
+unsafe fn one_f32(p: *const u8) -> f32 {
+    p.cast::<f32>().read_unaligned()
+}
+
+unsafe fn one_f16(p: *const u8) -> f32 {
+    half::f16::from_bits(p.cast::<u16>().read_unaligned()).to_f32()
+}
+
+unsafe fn one_bf16(p: *const u8) -> f32 {
+    f32::from_bits(u32::from(p.cast::<u16>().read_unaligned()) << 16)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn vec_dot_f32_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_float!(w, rb, k, act, out, 4, load_f32, one_f32)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn vec_dot_f16_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_float!(w, rb, k, act, out, 2, load_f16, one_f16)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn vec_dot_bf16_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_float!(w, rb, k, act, out, 2, load_bf16, one_bf16)
+}

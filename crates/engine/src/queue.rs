@@ -52,6 +52,8 @@ pub enum SubmitError {
     Closed,
     #[error("the queue is full: {waiting} prompts are waiting (at most {max})")]
     QueueFull { waiting: usize, max: usize },
+    #[error("{n} prompts in one request, more than can ever wait at once ({max}, --queue)")]
+    TooManyPrompts { n: usize, max: usize },
     #[error("the prompt is empty")]
     EmptyPrompt,
     #[error("the prompt has {n} tokens, more than the context of {n_ctx}")]
@@ -145,6 +147,9 @@ impl Client {
     /// Queues `reqs` (all or none) and returns, per request, the streams of its completions.
     pub fn submit(&self, reqs: Vec<Request>) -> Result<Vec<Vec<SeqStream>>, SubmitError> {
         let lim = *self.inner.limits.get().ok_or(SubmitError::Loading)?;
+        if reqs.len() > self.inner.max_queue {
+            return Err(SubmitError::TooManyPrompts { n: reqs.len(), max: self.inner.max_queue });
+        }
         for r in &reqs {
             check(r, &lim)?;
         }

@@ -240,6 +240,10 @@ fn the_queue_is_bounded_and_requests_are_checked() {
     let bad = |r: Request| client.submit(vec![r]).err().unwrap().to_string();
     assert_eq!(bad(Request { prompt: vec![], ..req.clone() }), "the prompt is empty");
     assert_eq!(
+        client.submit(vec![req.clone(); 3]).err().unwrap().to_string(),
+        "3 prompts in one request, more than can ever wait at once (2, --queue)"
+    );
+    assert_eq!(
         bad(Request { prompt: vec![n_vocab], ..req.clone() }),
         format!("token id {n_vocab} is outside the vocabulary ({n_vocab} tokens)")
     );

@@ -172,9 +172,10 @@ pub fn submit_error(e: SubmitError) -> ApiError {
         SubmitError::QueueFull { .. } => ApiError::unavailable(format!("{e}; try again shortly"), 1),
         SubmitError::Loading => ApiError::unavailable("Loading model", 1),
         SubmitError::Closed => ApiError::unavailable("the server is shutting down", 5),
-        SubmitError::EmptyPrompt | SubmitError::PromptTooLong { .. } | SubmitError::BadToken { .. } => {
-            ApiError::field("prompt", e.to_string())
-        }
+        SubmitError::EmptyPrompt
+        | SubmitError::PromptTooLong { .. }
+        | SubmitError::BadToken { .. }
+        | SubmitError::TooManyPrompts { .. } => ApiError::field("prompt", e.to_string()),
         SubmitError::TooManyChoices { .. } | SubmitError::NoChoices => ApiError::field("n", e.to_string()),
         SubmitError::TooManyLogprobs { .. } => ApiError::field("logprobs", e.to_string()),
         SubmitError::Sampler(s) => ApiError::bad_request(s.to_string()),

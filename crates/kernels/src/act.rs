@@ -61,6 +61,7 @@ pub(crate) fn lane_units(spec: &QuantSpec, k: usize) -> usize {
 }
 
 /// One token's activation as each GEMV kernel kind reads it.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Clone, Copy)]
 pub(crate) struct GemvAct<'a> {
     /// The f32 row (float weight kernels). For F16 weights it holds F16-rounded values, as
@@ -195,6 +196,7 @@ fn bytemuck_i32(v: &[i32; 16]) -> [u8; 64] {
 }
 
 /// All tokens' activations for the GEMM micro-kernel (see the module docs).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Clone, Copy)]
 pub(crate) struct ActBlocks<'a> {
     pub n_tokens: usize,

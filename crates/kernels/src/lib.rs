@@ -13,6 +13,7 @@ mod act;
 mod arch;
 mod attention;
 pub mod bandwidth;
+pub mod ceiling;
 mod decode;
 mod dispatch;
 mod error;

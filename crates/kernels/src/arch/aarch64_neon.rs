@@ -22,7 +22,7 @@ use crate::formats::{quant_spec, Lanes};
 /// `acc + sum of the four byte products` per 32-bit lane (the `sdot` instruction).
 #[target_feature(enable = "neon,dotprod")]
 #[inline]
-unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+pub(crate) unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
     let mut acc = acc;
     // SAFETY: `sdot` reads two vector registers and updates a third; no memory, no flags. The
     // enclosing function requires the dotprod feature, which the dispatcher checked.

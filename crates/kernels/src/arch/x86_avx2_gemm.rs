@@ -182,12 +182,50 @@ unpackers! {
     unpack_q6_k => Q6KPanel,
 }
 
+/// 8 weights of row `r` from column `c` as f32 (zero past the matrix's rows).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn float8(ty: GgmlType, w: &[u8], row_bytes: usize, n_rows: usize, r: usize, c: usize) -> __m256i {
+    if r >= n_rows {
+        return _mm256_setzero_si256();
+    }
+    let p = w.as_ptr().add(r * row_bytes);
+    match ty {
+        GgmlType::F32 => _mm256_loadu_si256(p.add(4 * c).cast()),
+        GgmlType::F16 => _mm256_castps_si256(_mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * c).cast()))),
+        _ => _mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(p.add(2 * c).cast()))),
+    }
+}
+
+/// Float panel `[k][16 rows]` f32: 8x8 transposes of widened rows, the last columns (a k that
+/// is not a multiple of 8) by the portable builder.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn unpack_float(ty: GgmlType, w: &[u8], row_bytes: usize, panel: &mut Panel) {
+    let k = panel.k;
+    let n_rows = w.len() / row_bytes;
+    let full = k / 8;
+    if full * 8 < k {
+        // The portable builder writes every column; the transposes below overwrite most.
+        build_float(ty, w, row_bytes, panel);
+    }
+    let data = panel.f32s_mut().as_mut_ptr();
+    for half in 0..2 {
+        for c in 0..full {
+            let r: [__m256i; 8] = std::array::from_fn(|i| float8(ty, w, row_bytes, n_rows, 8 * half + i, 8 * c));
+            for (j, t) in v::transpose8(r).into_iter().enumerate() {
+                _mm256_storeu_si256(data.add((8 * c + j) * NR + 8 * half).cast(), t);
+            }
+        }
+    }
+}
+
 macro_rules! float_unpackers {
     ($($name:ident => $ty:ident),* $(,)?) => {$(
         #[target_feature(enable = "avx2,fma,f16c")]
         pub(crate) unsafe fn $name(w: &[u8], row_bytes: usize, _k: usize, panel: &mut Panel) {
             debug_assert_eq!(panel.nr, NR);
-            build_float(GgmlType::$ty, w, row_bytes, panel)
+            unpack_float(GgmlType::$ty, w, row_bytes, panel)
         }
     )*};
 }

@@ -7,6 +7,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 use half::f16;
 
@@ -266,16 +267,117 @@ pub(crate) unsafe fn accum_f16(w: &[f32], v: &[f16], stride: usize, out: &mut [f
 /// Keys (or values) `j0..j0 + n` (n <= 8) as f32 rows of `hd` in `buf`, zero past `n`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn load_block<T: Kv>(src: &[T], stride: usize, j0: usize, n: usize, hd: usize, buf: &mut [f32]) {
+unsafe fn load_block<T: Kv>(src: *const T, stride: usize, j0: usize, n: usize, hd: usize, buf: *mut f32) {
     for j in 0..8 {
         for c in 0..hd / 8 {
-            let v = if j < n { T::load8(src.as_ptr().add((j0 + j) * stride + 8 * c)) } else { _mm256_setzero_ps() };
-            _mm256_storeu_ps(buf.as_mut_ptr().add(j * hd + 8 * c), v);
+            let v = if j < n { T::load8(src.add((j0 + j) * stride + 8 * c)) } else { _mm256_setzero_ps() };
+            _mm256_storeu_ps(buf.add(j * hd + 8 * c), v);
         }
     }
 }
 
-/// Flash attention of one head, 8 queries on the lanes, blocks of 8 keys.
+/// Queries per flash sub-block: two registers of 8 lanes.
+const FQ: usize = 16;
+
+/// One sub-block of up to 16 queries (lanes) of a flash job: the scaled queries and the output
+/// accumulators transposed (`[d][16]`), and the online softmax's running max and sum.
+struct FlashSub {
+    /// `[hd][16]` each, in buffers of the caller (written before they are read).
+    qt: *mut f32,
+    ot: *mut f32,
+    m: [__m256; 2],
+    l: [__m256; 2],
+    /// Position of each lane's query (lanes past the block repeat the last one).
+    pos: [__m256i; 2],
+    /// The first and last query positions.
+    first: usize,
+    last: usize,
+}
+
+/// `s[j][v]` for keys `j0..j0 + 4` (rows `kb[4h..4h + 4]`): the dot products of the sub-block's
+/// queries (lane vectors `v`) with the keys.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn qk4(sub: &FlashSub, kb: *const f32, hd: usize) -> [[__m256; 2]; 4] {
+    let mut s = [[_mm256_setzero_ps(); 2]; 4];
+    let qt = sub.qt;
+    for d in 0..hd {
+        let q0 = _mm256_loadu_ps(qt.add(FQ * d));
+        let q1 = _mm256_loadu_ps(qt.add(FQ * d + 8));
+        for j in 0..4 {
+            let k = _mm256_broadcast_ss(&*kb.add(j * hd + d));
+            s[j][0] = _mm256_fmadd_ps(k, q0, s[j][0]);
+            s[j][1] = _mm256_fmadd_ps(k, q1, s[j][1]);
+        }
+    }
+    s
+}
+
+/// `ot[d] += sum_j p[j] * vb[j][d]` over 4 keys.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn pv4(sub: &mut FlashSub, p: &[[__m256; 2]], vb: *const f32, hd: usize) {
+    let ot = sub.ot;
+    for d in 0..hd {
+        let mut o0 = _mm256_loadu_ps(ot.add(FQ * d));
+        let mut o1 = _mm256_loadu_ps(ot.add(FQ * d + 8));
+        for j in 0..4 {
+            let v = _mm256_broadcast_ss(&*vb.add(j * hd + d));
+            o0 = _mm256_fmadd_ps(p[j][0], v, o0);
+            o1 = _mm256_fmadd_ps(p[j][1], v, o1);
+        }
+        _mm256_storeu_ps(ot.add(FQ * d), o0);
+        _mm256_storeu_ps(ot.add(FQ * d + 8), o1);
+    }
+}
+
+/// One block of 8 keys from `j0` (rows of `kb`, `vb`) against a sub-block: scores, causal mask,
+/// online softmax update, weighted values.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn flash_block(sub: &mut FlashSub, kb: *const f32, vb: *const f32, j0: usize, hd: usize) {
+    let lo = qk4(sub, kb, hd);
+    let hi = qk4(sub, kb.add(4 * hd), hd);
+    let mut s = [[_mm256_setzero_ps(); 2]; 8];
+    s[..4].copy_from_slice(&lo);
+    s[4..].copy_from_slice(&hi);
+    let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
+    if j0 + 7 > sub.first {
+        // Keys past a lane's position are hidden (also keys past the context, which are zero).
+        for (j, sj) in s.iter_mut().enumerate() {
+            let key = _mm256_set1_epi32((j0 + j) as i32);
+            for v in 0..2 {
+                let hidden = _mm256_castsi256_ps(_mm256_cmpgt_epi32(key, sub.pos[v]));
+                sj[v] = _mm256_blendv_ps(sj[v], neg_inf, hidden);
+            }
+        }
+    }
+    let mut corr = [_mm256_setzero_ps(); 2];
+    for v in 0..2 {
+        let mut mx = sub.m[v];
+        for sj in &s {
+            mx = _mm256_max_ps(mx, sj[v]);
+        }
+        corr[v] = exp(_mm256_sub_ps(sub.m[v], mx));
+        let mut l = _mm256_mul_ps(sub.l[v], corr[v]);
+        for sj in s.iter_mut() {
+            sj[v] = exp(_mm256_sub_ps(sj[v], mx));
+            l = _mm256_add_ps(l, sj[v]);
+        }
+        sub.l[v] = l;
+        sub.m[v] = mx;
+    }
+    let ot = sub.ot;
+    for d in 0..hd {
+        _mm256_storeu_ps(ot.add(FQ * d), _mm256_mul_ps(_mm256_loadu_ps(ot.add(FQ * d)), corr[0]));
+        _mm256_storeu_ps(ot.add(FQ * d + 8), _mm256_mul_ps(_mm256_loadu_ps(ot.add(FQ * d + 8)), corr[1]));
+    }
+    pv4(sub, &s[..4], vb, hd);
+    pv4(sub, &s[4..], vb.add(4 * hd), hd);
+}
+
+/// Flash attention of one head: queries in sub-blocks of 16 (two registers of lanes), up to two
+/// sub-blocks sweeping the keys together, blocks of 8 keys widened to f32 once for both.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn flash<T: Kv>(job: &mut FlashJob<'_, T>) {
@@ -283,69 +385,68 @@ unsafe fn flash<T: Kv>(job: &mut FlashJob<'_, T>) {
     if !hd.is_multiple_of(8) || hd > MAX_HEAD_DIM {
         return crate::attention::flash_ref(job);
     }
-    let mut qt = [0f32; 8 * MAX_HEAD_DIM]; // [d][query]
-    let mut ot = [0f32; 8 * MAX_HEAD_DIM]; // [d][query]
-    let mut kb = [0f32; 8 * MAX_HEAD_DIM]; // [key][d]
-    let mut vb = [0f32; 8 * MAX_HEAD_DIM]; // [key][d]
-    let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
-    for i0 in (0..job.n_q).step_by(8) {
-        let nq = (job.n_q - i0).min(8);
-        qt[..8 * hd].fill(0.0);
-        ot[..8 * hd].fill(0.0);
-        for i in 0..nq {
-            let qi = &job.q[(i0 + i) * job.q_stride..(i0 + i) * job.q_stride + hd];
-            for (d, &v) in qi.iter().enumerate() {
-                qt[8 * d + i] = v * job.scale;
+    // Uninitialised buffers sized for the largest head: only the first hd rows are used, each
+    // written before it is read (zeroing 80 KB per job would cost more than small jobs).
+    let mut kb = [const { MaybeUninit::<f32>::uninit() }; 8 * MAX_HEAD_DIM]; // [key][d]
+    let mut vb = [const { MaybeUninit::<f32>::uninit() }; 8 * MAX_HEAD_DIM]; // [key][d]
+    let mut bufs = [const { MaybeUninit::<f32>::uninit() }; 4 * FQ * MAX_HEAD_DIM];
+    let (kb, vb, bufs) =
+        (kb.as_mut_ptr().cast::<f32>(), vb.as_mut_ptr().cast::<f32>(), bufs.as_mut_ptr().cast::<f32>());
+    let new_sub = |i: usize| FlashSub {
+        qt: bufs.add(2 * i * FQ * MAX_HEAD_DIM),
+        ot: bufs.add((2 * i + 1) * FQ * MAX_HEAD_DIM),
+        m: [_mm256_set1_ps(f32::NEG_INFINITY); 2],
+        l: [_mm256_setzero_ps(); 2],
+        pos: [_mm256_setzero_si256(); 2],
+        first: 0,
+        last: 0,
+    };
+    let mut subs = [new_sub(0), new_sub(1)];
+    for g0 in (0..job.n_q).step_by(2 * FQ) {
+        let n_sub = (job.n_q - g0).div_ceil(FQ).min(2);
+        for (b, sub) in subs.iter_mut().enumerate().take(n_sub) {
+            let i0 = g0 + b * FQ;
+            let nq = (job.n_q - i0).min(FQ);
+            std::ptr::write_bytes(sub.qt, 0, FQ * hd);
+            std::ptr::write_bytes(sub.ot, 0, FQ * hd);
+            for i in 0..nq {
+                let qi = &job.q[(i0 + i) * job.q_stride..(i0 + i) * job.q_stride + hd];
+                for (d, &v) in qi.iter().enumerate() {
+                    *sub.qt.add(FQ * d + i) = v * job.scale;
+                }
             }
+            (sub.first, sub.last) = (job.first + i0, job.first + i0 + nq - 1);
+            let base = _mm256_set1_epi32(sub.first as i32);
+            let cap = _mm256_set1_epi32(sub.last as i32);
+            sub.pos = [0, 8].map(|o| {
+                let lanes = _mm256_add_epi32(_mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0), _mm256_set1_epi32(o));
+                _mm256_min_epi32(_mm256_add_epi32(base, lanes), cap)
+            });
+            sub.m = [_mm256_set1_ps(f32::NEG_INFINITY); 2];
+            sub.l = [_mm256_setzero_ps(); 2];
         }
-        let pos0 = (job.first + i0) as i32;
-        let pos = _mm256_min_epi32(
-            _mm256_add_epi32(_mm256_set1_epi32(pos0), _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0)),
-            _mm256_set1_epi32(pos0 + nq as i32 - 1),
-        );
-        let last = job.first + i0 + nq - 1;
-        let (mut m, mut l) = (neg_inf, _mm256_setzero_ps());
-        let mut j0 = 0;
-        while j0 <= last {
+        let last = subs[n_sub - 1].last;
+        for j0 in (0..=last).step_by(8) {
             let nk = (last + 1 - j0).min(8);
-            load_block(job.k, job.kv_stride, j0, nk, hd, &mut kb);
-            load_block(job.v, job.kv_stride, j0, nk, hd, &mut vb);
-            let mut s = [_mm256_setzero_ps(); 8];
-            for d in 0..hd {
-                let qd = _mm256_loadu_ps(qt.as_ptr().add(8 * d));
-                for j in 0..8 {
-                    s[j] = _mm256_fmadd_ps(_mm256_set1_ps(kb[j * hd + d]), qd, s[j]);
+            load_block(job.k.as_ptr(), job.kv_stride, j0, nk, hd, kb);
+            load_block(job.v.as_ptr(), job.kv_stride, j0, nk, hd, vb);
+            for sub in subs.iter_mut().take(n_sub) {
+                if j0 <= sub.last {
+                    flash_block(sub, kb, vb, j0, hd);
                 }
             }
-            let mut mx = m;
-            for j in 0..8 {
-                // Visible where position >= key index, i.e. not (key > position).
-                let hidden = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((j0 + j) as i32), pos));
-                s[j] = _mm256_blendv_ps(s[j], neg_inf, hidden);
-                mx = _mm256_max_ps(mx, s[j]);
-            }
-            let corr = exp(_mm256_sub_ps(m, mx));
-            l = _mm256_mul_ps(l, corr);
-            for j in 0..8 {
-                s[j] = exp(_mm256_sub_ps(s[j], mx));
-                l = _mm256_add_ps(l, s[j]);
-            }
-            m = mx;
-            for d in 0..hd {
-                let mut o = _mm256_mul_ps(_mm256_loadu_ps(ot.as_ptr().add(8 * d)), corr);
-                for j in 0..8 {
-                    o = _mm256_fmadd_ps(s[j], _mm256_set1_ps(vb[j * hd + d]), o);
-                }
-                _mm256_storeu_ps(ot.as_mut_ptr().add(8 * d), o);
-            }
-            j0 += 8;
         }
-        let mut inv = [0f32; 8];
-        _mm256_storeu_ps(inv.as_mut_ptr(), _mm256_div_ps(_mm256_set1_ps(1.0), l));
-        for i in 0..nq {
-            let o = job.out.add((i0 + i) * job.o_stride);
-            for d in 0..hd {
-                *o.add(d) = ot[8 * d + i] * inv[i];
+        for (b, sub) in subs.iter().enumerate().take(n_sub) {
+            let i0 = g0 + b * FQ;
+            let nq = (job.n_q - i0).min(FQ);
+            let mut inv = [0f32; FQ];
+            _mm256_storeu_ps(inv.as_mut_ptr(), _mm256_div_ps(_mm256_set1_ps(1.0), sub.l[0]));
+            _mm256_storeu_ps(inv.as_mut_ptr().add(8), _mm256_div_ps(_mm256_set1_ps(1.0), sub.l[1]));
+            for i in 0..nq {
+                let o = job.out.add((i0 + i) * job.o_stride);
+                for d in 0..hd {
+                    *o.add(d) = *sub.ot.add(FQ * d + i) * inv[i];
+                }
             }
         }
     }

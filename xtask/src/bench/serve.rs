@@ -22,6 +22,10 @@ pub struct ServeArgs {
     /// llama.cpp's llama-server, run on the very same files under the same load [env: LLAMA_SERVER].
     #[arg(long, env = "LLAMA_SERVER")]
     pub llama_server: Option<PathBuf>,
+    /// More arguments for llama-server, e.g. "--poll 0" (its threads then sleep rather than spin
+    /// while they wait, which matters on a machine shared with other work).
+    #[arg(long, allow_hyphen_values = true)]
+    pub llama_args: Option<String>,
     /// Threads for both servers.
     #[arg(short, long, default_value_t = 2)]
     pub threads: usize,
@@ -242,7 +246,15 @@ enum Engine {
     Llama,
 }
 
-fn start(engine: Engine, exe: &Path, model: &Path, clients: usize, n_ctx: usize, threads: usize) -> Result<Server> {
+fn start(
+    engine: Engine,
+    exe: &Path,
+    model: &Path,
+    clients: usize,
+    n_ctx: usize,
+    threads: usize,
+    extra: &[String],
+) -> Result<Server> {
     let port = free_port()?;
     let (m, p, t, np) =
         (model.to_str().context("utf-8 path")?, port.to_string(), threads.to_string(), clients.to_string());
@@ -272,6 +284,7 @@ fn start(engine: Engine, exe: &Path, model: &Path, clients: usize, n_ctx: usize,
                 "127.0.0.1",
                 "--no-webui",
             ]);
+            cmd.args(extra);
         }
     }
     let child = cmd
@@ -307,16 +320,18 @@ fn body(i: usize, n_gen: usize, short: bool) -> Json {
 }
 
 /// `clients` concurrent clients, one request each, against a fresh server.
-fn run_load(
-    engine: Engine,
-    exe: &Path,
-    model: &Path,
+/// The shape of one load: clients, tokens each, context per slot, threads, extra server flags.
+struct Shape<'a> {
     clients: usize,
     n_gen: usize,
     n_ctx: usize,
     threads: usize,
-) -> Result<Load> {
-    let server = start(engine, exe, model, clients, n_ctx, threads)?;
+    extra: &'a [String],
+}
+
+fn run_load(engine: Engine, exe: &Path, model: &Path, sh: &Shape<'_>) -> Result<Load> {
+    let Shape { clients, n_gen, n_ctx, threads, extra } = *sh;
+    let server = start(engine, exe, model, clients, n_ctx, threads, extra)?;
     let addr = server.addr.clone();
     // Warm-up (pages of the weights, first-call buffers): not measured.
     let short = n_ctx < 128; // the tiny model
@@ -406,6 +421,8 @@ pub fn run(repo: &Path, args: ServeArgs) -> Result<()> {
         None => None,
     };
     let models = models::prepare(repo, &quill, &shapes, &args.types, &log)?;
+    let llama_args: Vec<String> =
+        args.llama_args.as_deref().unwrap_or("").split_whitespace().map(str::to_owned).collect();
     let load_avg = |when: &str| {
         let l = quill_sysinfo::load_average().unwrap_or_default();
         log(&format!("load average {when}: {:.2} {:.2} {:.2}", l[0], l[1], l[2]));
@@ -421,7 +438,12 @@ pub fn run(repo: &Path, args: ServeArgs) -> Result<()> {
             Row { shape: m.shape.clone(), file_type: m.file_type.clone(), tg, quill: Vec::new(), llama: Vec::new() };
         for &n in &clients {
             warm_page_cache(&m.path)?;
-            let q = run_load(Engine::Quill, &quill, &m.path, n, n_gen, n_ctx, args.threads)?;
+            let q = run_load(
+                Engine::Quill,
+                &quill,
+                &m.path,
+                &Shape { clients: n, n_gen, n_ctx, threads: args.threads, extra: &[] },
+            )?;
             log(&format!(
                 "    quill serve   {n:3} clients: {:7.1} t/s, TTFT p50 {:.0} ms p99 {:.0} ms, TBT p50 {:.1} ms p99 {:.1} ms",
                 q.agg_tps, q.ttft_ms.0, q.ttft_ms.1, q.tbt_ms.0, q.tbt_ms.1
@@ -429,7 +451,12 @@ pub fn run(repo: &Path, args: ServeArgs) -> Result<()> {
             row.quill.push(q);
             if let Some(ls) = &args.llama_server {
                 warm_page_cache(&m.path)?;
-                let l = run_load(Engine::Llama, ls, &m.path, n, n_gen, n_ctx, args.threads)?;
+                let l = run_load(
+                    Engine::Llama,
+                    ls,
+                    &m.path,
+                    &Shape { clients: n, n_gen, n_ctx, threads: args.threads, extra: &llama_args },
+                )?;
                 log(&format!(
                     "    llama-server  {n:3} clients: {:7.1} t/s, TTFT p50 {:.0} ms p99 {:.0} ms, TBT p50 {:.1} ms p99 {:.1} ms",
                     l.agg_tps, l.ttft_ms.0, l.ttft_ms.1, l.tbt_ms.0, l.tbt_ms.1
@@ -451,7 +478,13 @@ pub fn run(repo: &Path, args: ServeArgs) -> Result<()> {
          ~25-token prompt (`ignore_eos`, temperature 0.8, top-k 40, top-p 0.95, min-p 0.05).",
         flags.join(" "),
         args.threads,
-        llama_version.as_deref().map(|v| format!("llama.cpp {v}")).unwrap_or_else(|| "llama-server not run".into()),
+        llama_version
+            .as_deref()
+            .map(|v| {
+                let extra = if llama_args.is_empty() { String::new() } else { format!(", run with `{}`", llama_args.join(" ")) };
+                format!("llama.cpp {v}{extra}")
+            })
+            .unwrap_or_else(|| "llama-server not run".into()),
         quill_sysinfo::UtcTime::now().readable(),
         n_ctx,
     );

@@ -53,7 +53,7 @@ pub struct Args {
 #[derive(clap::Subcommand)]
 pub enum What {
     /// Many concurrent streaming clients against `quill serve` (and `llama-server`).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
 }
 
 /// Mean and standard deviation of a test, from a JSON row.
@@ -133,7 +133,7 @@ fn git(repo: &Path, args: &[&str]) -> String {
 
 pub fn run(repo: &Path, args: Args) -> Result<()> {
     if let Some(What::Serve(a)) = args.what {
-        return serve::run(repo, a);
+        return serve::run(repo, *a);
     }
     let started = Instant::now();
     let log = |msg: &str| eprintln!("[{:>6.1}s] {msg}", started.elapsed().as_secs_f64());

@@ -5,6 +5,7 @@
 
 pub use gguf_file as gguf;
 pub use quill_convert as convert;
+pub use quill_engine as engine;
 pub use quill_gpt2 as gpt2;
 pub use quill_kernels as kernels;
 pub use quill_quant as quant;

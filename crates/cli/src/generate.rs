@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use quill_gpt2::{Gpt2Model, Session, SessionOptions, StreamDecoder};
+use quill_gpt2::{Gpt2Model, Session, SessionOptions, StopFilter, StreamDecoder};
 use quill_sampler::{Sampler, SamplerConfig};
 use serde_json::json;
 
@@ -130,42 +130,6 @@ impl Stop {
             Stop::Context => "context",
             Stop::Interrupted => "interrupted",
         }
-    }
-}
-
-/// Holds back output that might be the start of a stop string.
-struct StopFilter<'s> {
-    stops: &'s [String],
-    pending: String,
-}
-
-impl<'s> StopFilter<'s> {
-    /// Adds text; returns (text safe to print, whether a stop string was found).
-    fn push(&mut self, text: &str, out: &mut String) -> bool {
-        self.pending.push_str(text);
-        if let Some(at) = self.stops.iter().filter_map(|s| self.pending.find(s.as_str())).min() {
-            out.push_str(&self.pending[..at]);
-            self.pending.clear();
-            return true;
-        }
-        // Keep the longest suffix that is a prefix of some stop string.
-        let mut keep = 0;
-        for s in self.stops {
-            for (i, _) in s.char_indices().skip(1) {
-                if self.pending.ends_with(&s[..i]) {
-                    keep = keep.max(i);
-                }
-            }
-        }
-        let cut = self.pending.len() - keep;
-        out.push_str(&self.pending[..cut]);
-        self.pending.drain(..cut);
-        false
-    }
-
-    fn finish(&mut self, out: &mut String) {
-        out.push_str(&self.pending);
-        self.pending.clear();
     }
 }
 
@@ -298,7 +262,7 @@ impl<W: Write> Loop<'_, '_, '_, W> {
             sampler.accept(id);
         }
         let mut decoder = StreamDecoder::new();
-        let mut filter = StopFilter { stops: &args.stop, pending: String::new() };
+        let mut filter = StopFilter::new(&args.stop);
         let (mut text, mut piece, mut safe) = (String::new(), String::new(), String::new());
         let mut generated = Vec::new();
         let t1 = Instant::now();
@@ -432,28 +396,5 @@ impl Report<'_> {
         let s = self.sampler;
         eprintln!("sampling      = seed {}, {}, stop: {}", s.seed(), s.config().describe_chain(), g.stop.name());
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stop_filter_holds_back_prefixes_and_cuts_at_the_stop() {
-        let stops = vec!["\n\n".to_owned(), "THE END".to_owned()];
-        let mut f = StopFilter { stops: &stops, pending: String::new() };
-        let mut out = String::new();
-        assert!(!f.push("hello\n", &mut out));
-        assert_eq!(out, "hello");
-        assert!(!f.push("world THE", &mut out));
-        assert_eq!(out, "hello\nworld ");
-        assert!(f.push(" END and more", &mut out));
-        assert_eq!(out, "hello\nworld ");
-        let mut f = StopFilter { stops: &stops, pending: String::new() };
-        let mut out = String::new();
-        assert!(!f.push("a\n", &mut out));
-        f.finish(&mut out);
-        assert_eq!(out, "a\n");
     }
 }

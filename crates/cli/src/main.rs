@@ -14,6 +14,7 @@ mod logits;
 mod mem;
 mod perplexity;
 mod quantize;
+mod serve;
 mod sigbus;
 
 #[derive(Parser)]
@@ -37,6 +38,8 @@ enum Command {
     Quantize(quantize::Args),
     /// Print a prompt's token ids and the logits at its last position.
     Logits(logits::Args),
+    /// Serve the model over HTTP: OpenAI-compatible completions, many clients at once.
+    Serve(serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Logits(args) => logits::run(args),
         Command::Perplexity(args) => perplexity::run(args),
         Command::Quantize(args) => quantize::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -51,6 +51,9 @@ pub enum ModelError {
 
     #[error("empty input: nothing to evaluate")]
     EmptyInput,
+
+    #[error("bad batch: {0}")]
+    BadBatch(String),
 }
 
 /// Errors of building the tokenizer from a model's metadata or a `tokenizer.json`, and of

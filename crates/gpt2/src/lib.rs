@@ -14,17 +14,20 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod batch;
 mod config;
 mod error;
+mod forward;
 mod model;
 pub mod perplexity;
 mod tokenizer;
 mod weights;
 
+pub use batch::{Batch, BatchOptions, BatchSession, SpanLogits};
 pub use config::Gpt2Config;
 pub use error::{ModelError, TokenizerError};
 pub use model::{Gpt2Model, KvType, Session, SessionOptions};
 pub use tokenizer::{
-    byte_to_char, StreamDecoder, Tokenizer, TOKEN_TYPE_CONTROL, TOKEN_TYPE_NORMAL, TOKEN_TYPE_USER_DEFINED,
+    byte_to_char, StopFilter, StreamDecoder, Tokenizer, TOKEN_TYPE_CONTROL, TOKEN_TYPE_NORMAL, TOKEN_TYPE_USER_DEFINED,
 };
 pub use weights::{Gpt2Weights, Layer};

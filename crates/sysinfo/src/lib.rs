@@ -1,7 +1,8 @@
 //! Facts about the machine and this process, for sizing decisions and reports: the memory the
 //! system can still give (`/proc/meminfo`), this process's resident memory
 //! (`/proc/self/status`), the CPU's name and SIMD flags (`/proc/cpuinfo`), whether a process
-//! is alive (`/proc/<pid>`), and the UTC date. Linux reads `/proc`; elsewhere every answer is
+//! is alive (`/proc/<pid>`), another process's peak memory and CPU time, the load average,
+//! and the UTC date. Linux reads `/proc`; elsewhere every answer is
 //! "unknown" (`None`, zeros or "unknown"). This is the only code that reads `/proc`.
 
 use std::path::Path;
@@ -33,6 +34,37 @@ pub struct ProcessMemory {
 pub fn process_memory() -> Option<ProcessMemory> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     Some(ProcessMemory { peak: kb_field(&s, "VmHWM")?, file: kb_field(&s, "RssFile")?, anon: kb_field(&s, "RssAnon")? })
+}
+
+/// Peak resident memory (`VmHWM`) of process `pid`, in bytes, if known (a server measured
+/// from outside).
+pub fn peak_rss_of(pid: u32) -> Option<u64> {
+    kb_field(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?, "VmHWM")
+}
+
+/// CPU time (user + system) process `pid` has used so far, in seconds, if known. Linux counts
+/// it in clock ticks of 1/100 s (`USER_HZ`).
+pub fn cpu_seconds_of(pid: u32) -> Option<f64> {
+    parse_stat_cpu(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+fn parse_stat_cpu(stat: &str) -> Option<f64> {
+    // Fields after the command name (which may hold spaces, inside parentheses): utime and
+    // stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// The system's load averages over 1, 5 and 15 minutes (`/proc/loadavg`), if known.
+pub fn load_average() -> Option<[f64; 3]> {
+    parse_loadavg(&std::fs::read_to_string("/proc/loadavg").ok()?)
+}
+
+fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
+    let mut it = text.split_whitespace().map(|x| x.parse::<f64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
 }
 
 /// The CPU's model name and the SIMD flags among those Quill's kernels care about.
@@ -134,6 +166,19 @@ mod tests {
         assert_eq!(kb_field(s, "VmHWM"), Some(100 * 1024));
         assert_eq!(kb_field(s, "Mem"), None, "a prefix of a key is not the key");
         assert_eq!(kb_field(s, "Missing"), None);
+    }
+
+    #[test]
+    fn loadavg() {
+        assert_eq!(parse_loadavg("0.52 1.00 2.25 3/512 12345\n"), Some([0.52, 1.0, 2.25]));
+        assert_eq!(parse_loadavg("0.5"), None);
+        let stat = "42 (a b) S 1 42 42 0 -1 4194560 100 0 0 0 250 30 0 0 20 0 3 0 1000 0 0";
+        assert_eq!(parse_stat_cpu(stat), Some(2.8));
+        if cfg!(target_os = "linux") {
+            assert!(load_average().is_some());
+            assert!(peak_rss_of(std::process::id()).unwrap() > 0);
+            assert!(cpu_seconds_of(std::process::id()).is_some());
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod bandwidth;
 mod ct2;
 mod models;
+mod serve;
 mod svg;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,8 @@ use serde_json::{json, Value as Json};
 /// Options of the suite.
 #[derive(clap::Args)]
 pub struct Args {
+    #[command(subcommand)]
+    pub what: Option<What>,
     /// A tiny model only, few repetitions: a smoke test of the whole pipeline.
     #[arg(long)]
     pub quick: bool,
@@ -44,6 +47,13 @@ pub struct Args {
     /// Do not rewrite the README's results section.
     #[arg(long)]
     pub no_readme: bool,
+}
+
+/// Benchmarks other than the default suite.
+#[derive(clap::Subcommand)]
+pub enum What {
+    /// Many concurrent streaming clients against `quill serve` (and `llama-server`).
+    Serve(Box<serve::ServeArgs>),
 }
 
 /// Mean and standard deviation of a test, from a JSON row.
@@ -122,6 +132,9 @@ fn git(repo: &Path, args: &[&str]) -> String {
 }
 
 pub fn run(repo: &Path, args: Args) -> Result<()> {
+    if let Some(What::Serve(a)) = args.what {
+        return serve::run(repo, *a);
+    }
     let started = Instant::now();
     let log = |msg: &str| eprintln!("[{:>6.1}s] {msg}", started.elapsed().as_secs_f64());
     let shapes = args.shapes.clone().unwrap_or_else(|| {

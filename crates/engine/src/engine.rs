@@ -1,0 +1,502 @@
+//! The engine: a KV slot pool, the scheduler (one decode token for every running sequence,
+//! then fixed-position chunks of waiting prompts, in one forward pass), and per-sequence
+//! sampling.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quill_gpt2::{Batch, BatchOptions, BatchSession, Gpt2Model, KvType, ModelError, SpanLogits};
+use quill_sampler::Sampler;
+use rayon::prelude::*;
+
+use crate::logprobs;
+use crate::queue::{Group, Inbox, Limits};
+use crate::stream::{Event, Finish, Shared, TokenOut};
+
+/// Settings of an [`Engine`].
+#[derive(Clone, Copy, Debug)]
+pub struct EngineConfig {
+    /// Sequences run at once: KV slots (`--parallel`).
+    pub n_parallel: usize,
+    /// Positions per slot (`--ctx`); 0 means the model's context.
+    pub n_ctx: usize,
+    /// Prefill chunk: prompts are evaluated in pieces `[k * chunk, (k + 1) * chunk)`, cut at
+    /// the same positions whatever else runs, so that a prompt's numbers never depend on load,
+    /// and a long prompt delays the others by one chunk per step at most.
+    pub chunk: usize,
+    /// Prompts that may wait for a slot (`--queue`).
+    pub max_queue: usize,
+    pub kv_type: KvType,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { n_parallel: 4, n_ctx: 0, chunk: 256, max_queue: 64, kv_type: KvType::F16 }
+    }
+}
+
+/// Why an engine could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("--parallel must be at least 1")]
+    NoSlots,
+    #[error("--chunk must be at least 1")]
+    NoChunk,
+    #[error("--queue must be at least 1")]
+    NoQueue,
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+/// A running sequence, in its slot.
+struct Seq {
+    stream: Arc<Shared>,
+    sampler: Sampler,
+    /// Positions its slot will hold after the step being built.
+    pos: usize,
+    /// The token to evaluate next (a sequence whose prompt is still being evaluated has none).
+    next: Option<u32>,
+    /// Its prompt is still being evaluated (it cannot leave alone: the prompt is shared).
+    prefilling: bool,
+    generated: usize,
+    max_tokens: usize,
+    logprobs: Option<usize>,
+    ignore_eos: bool,
+    /// Row of this step's logits block to sample from.
+    row: Option<usize>,
+    finish: Option<Finish>,
+    out: TokenOut,
+}
+
+/// A prompt being evaluated, in its first member's slot; the others get a copy at the end.
+struct Prefill {
+    prompt: Vec<u32>,
+    done: usize,
+    /// Slots of its completions; the first evaluates the prompt.
+    members: Vec<usize>,
+    /// `[prompt.len()]` scored prompt tokens, when asked for.
+    scores: Option<Vec<TokenOut>>,
+    /// Set when this step evaluates the end of the prompt.
+    ends: bool,
+}
+
+/// Who a row of logits in a step belongs to.
+#[derive(Clone, Copy, Debug)]
+enum Row {
+    Decode(usize),
+    /// Logits at prompt position `pos` of prefill `pf` (in step order).
+    Prompt {
+        pf: usize,
+        pos: usize,
+    },
+}
+
+/// Many sequences on one model. [`Engine::run`] serves a queue until it closes; tests may
+/// drive [`Engine::step`] themselves.
+pub struct Engine<'m, 'a> {
+    model: &'m Gpt2Model<'a>,
+    session: BatchSession<'m, 'a>,
+    cfg: EngineConfig,
+    slots: Vec<Option<Seq>>,
+    free: Vec<usize>,
+    prefills: VecDeque<Prefill>,
+    batch: Batch,
+    rows: Vec<Row>,
+    eos: Option<u32>,
+}
+
+impl<'m, 'a> Engine<'m, 'a> {
+    /// An engine on `model`, serving requests from `inbox`'s queue (which learns the limits).
+    pub fn new(model: &'m Gpt2Model<'a>, cfg: EngineConfig, inbox: &Inbox) -> Result<Self, EngineError> {
+        if cfg.n_parallel == 0 {
+            return Err(EngineError::NoSlots);
+        }
+        if cfg.chunk == 0 {
+            return Err(EngineError::NoChunk);
+        }
+        if cfg.max_queue == 0 {
+            return Err(EngineError::NoQueue);
+        }
+        let n_ctx = if cfg.n_ctx == 0 { model.config.n_ctx } else { cfg.n_ctx };
+        let chunk = cfg.chunk.min(n_ctx);
+        // A chunk always fits beside the decode rows of every other slot: no prompt starves.
+        let n_batch = chunk + cfg.n_parallel;
+        let session = model.batch_session(BatchOptions {
+            n_seq: cfg.n_parallel,
+            n_ctx,
+            n_batch,
+            logit_rows: cfg.n_parallel.max(16),
+            kv_type: cfg.kv_type,
+            row_invariant: true,
+        })?;
+        inbox.set_limits(Limits {
+            n_parallel: cfg.n_parallel,
+            n_ctx,
+            n_vocab: model.config.n_vocab,
+            max_queue: cfg.max_queue,
+            kv_bytes_per_slot: session.kv_bytes_per_seq(),
+        });
+        Ok(Engine {
+            model,
+            session,
+            cfg: EngineConfig { n_ctx, chunk, ..cfg },
+            slots: (0..cfg.n_parallel).map(|_| None).collect(),
+            free: (0..cfg.n_parallel).rev().collect(),
+            prefills: VecDeque::with_capacity(cfg.n_parallel),
+            batch: Batch::with_capacity(n_batch, cfg.n_parallel),
+            rows: Vec::with_capacity(n_batch),
+            eos: model.tokenizer.eos(),
+        })
+    }
+
+    /// The settings in force (context and chunk resolved).
+    pub fn config(&self) -> EngineConfig {
+        self.cfg
+    }
+
+    /// Bytes of KV cache per slot.
+    pub fn kv_bytes_per_slot(&self) -> usize {
+        self.session.kv_bytes_per_seq()
+    }
+
+    /// Sequences holding a slot.
+    pub fn running(&self) -> usize {
+        self.cfg.n_parallel - self.free.len()
+    }
+
+    /// Serves `inbox` until it is closed and everything has finished, or until it is aborted.
+    pub fn run(&mut self, inbox: &Inbox) {
+        loop {
+            if inbox.aborted() {
+                self.abort_all("the server is shutting down");
+                inbox.abort_waiting("the server is shutting down");
+                return;
+            }
+            let worked = match catch_unwind(AssertUnwindSafe(|| self.step(inbox))) {
+                Ok(worked) => worked,
+                Err(_) => {
+                    // A bug, not a request's fault: end what ran, keep serving.
+                    self.abort_all("internal error in the engine (see the server log)");
+                    true
+                }
+            };
+            if !worked {
+                if self.running() == 0 && inbox.is_closed_and_empty() {
+                    return;
+                }
+                inbox.wait(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// One scheduling step: drops cancelled sequences, admits waiting requests while slots
+    /// are free, evaluates one token of every running sequence and the next chunk of waiting
+    /// prompts in one forward pass, samples, and frees the slots of finished sequences.
+    /// Returns false when there was nothing to do.
+    pub fn step(&mut self, inbox: &Inbox) -> bool {
+        let stats = inbox.stats();
+        self.drop_cancelled(inbox);
+        while let Some(g) = inbox.pop_if(self.free.len()) {
+            self.admit(g);
+        }
+        stats.running.store(self.running(), Ordering::SeqCst);
+        let prompt_tokens = self.build_batch();
+        if self.batch.is_empty() {
+            stats.running.store(self.running(), Ordering::SeqCst);
+            return false;
+        }
+        stats.prompt_tokens.fetch_add(prompt_tokens as u64, Ordering::Relaxed);
+        let n_tokens = self.batch.n_tokens();
+        let v = self.model.config.n_vocab;
+        let k = Consts { eos: self.eos, n_ctx: self.cfg.n_ctx, n_vocab: v };
+        let (rows, prefills, slots) = (&self.rows, &mut self.prefills, &mut self.slots);
+        let result = self.session.forward(&self.batch, &mut |first, block| {
+            on_logits(rows, prefills, slots, k, first, block);
+        });
+        if let Err(e) = result {
+            // Only an engine bug builds a bad batch: end its sequences rather than panic.
+            self.abort_all(&format!("internal error: {e}"));
+            return true;
+        }
+        stats.steps.fetch_add(1, Ordering::Relaxed);
+        stats.batch_tokens.fetch_add(n_tokens as u64, Ordering::Relaxed);
+        stats.last_batch.store(n_tokens, Ordering::Relaxed);
+        self.after_forward(inbox);
+        stats.running.store(self.running(), Ordering::SeqCst);
+        true
+    }
+
+    fn admit(&mut self, g: Group) {
+        let Group { req, streams } = g;
+        let n = streams.len();
+        let members: Vec<usize> = (0..n).map(|_| self.free.pop().expect("pop_if checked the free slots")).collect();
+        for ((&slot, stream), cfg) in members.iter().zip(streams).zip(req.samplers) {
+            let mut sampler = match Sampler::new(cfg, self.model.config.n_vocab) {
+                Ok(s) => s,
+                Err(e) => {
+                    // Checked on submit; kept for safety.
+                    stream.send(Event::Done(Finish::Aborted(e.to_string())));
+                    self.free.push(slot);
+                    continue;
+                }
+            };
+            for &id in &req.prompt {
+                sampler.accept(id);
+            }
+            self.session.clear_seq(slot);
+            self.slots[slot] = Some(Seq {
+                stream,
+                sampler,
+                pos: 0,
+                next: None,
+                prefilling: true,
+                generated: 0,
+                max_tokens: req.max_tokens,
+                logprobs: req.logprobs,
+                ignore_eos: req.ignore_eos,
+                row: None,
+                finish: None,
+                out: TokenOut::new(0),
+            });
+        }
+        let members: Vec<usize> = members.into_iter().filter(|&s| self.slots[s].is_some()).collect();
+        if members.is_empty() {
+            return;
+        }
+        if req.max_tokens == 0 && !req.prompt_logprobs {
+            for &s in &members {
+                self.finish(s, Finish::Length);
+            }
+            return;
+        }
+        let scores = req.prompt_logprobs.then(|| {
+            let mut v = Vec::with_capacity(req.prompt.len());
+            v.push(TokenOut { logprob: f32::NAN, ..TokenOut::new(req.prompt[0]) });
+            v
+        });
+        self.prefills.push_back(Prefill { prompt: req.prompt, done: 0, members, scores, ends: false });
+    }
+
+    /// Decode rows of every running sequence, then prompt chunks while they fit; returns the
+    /// number of prompt tokens.
+    fn build_batch(&mut self) -> usize {
+        self.batch.clear();
+        self.rows.clear();
+        for (slot, seq) in self.slots.iter_mut().enumerate() {
+            let Some(seq) = seq else { continue };
+            if let Some(id) = seq.next.take() {
+                self.batch.push(slot, seq.pos, &[id], SpanLogits::Last);
+                self.rows.push(Row::Decode(slot));
+                seq.pos += 1;
+            }
+        }
+        let budget = self.session.n_batch();
+        let chunk = self.cfg.chunk;
+        let mut prompt_tokens = 0;
+        for (pf_i, pf) in self.prefills.iter_mut().enumerate() {
+            let len = pf.prompt.len();
+            let end = ((pf.done / chunk + 1) * chunk).min(len);
+            if self.batch.n_tokens() + (end - pf.done) > budget {
+                break; // delayed, never re-cut
+            }
+            pf.ends = end == len;
+            let logits = match (pf.scores.is_some(), pf.ends) {
+                (true, _) => SpanLogits::From(0),
+                (false, true) => SpanLogits::Last,
+                (false, false) => SpanLogits::None,
+            };
+            self.batch.push(pf.members[0], pf.done, &pf.prompt[pf.done..end], logits);
+            let first_row = match logits {
+                SpanLogits::From(_) => pf.done,
+                SpanLogits::Last => end - 1,
+                SpanLogits::None => end,
+            };
+            for pos in first_row..end {
+                self.rows.push(Row::Prompt { pf: pf_i, pos });
+            }
+            prompt_tokens += end - pf.done;
+            pf.done = end;
+        }
+        prompt_tokens
+    }
+
+    /// Prompts that ended this step: their cache goes to every member; finished sequences
+    /// end and free their slots.
+    fn after_forward(&mut self, inbox: &Inbox) {
+        let stats = inbox.stats();
+        let mut i = 0;
+        while i < self.prefills.len() {
+            if !self.prefills[i].ends {
+                i += 1;
+                continue;
+            }
+            let pf = self.prefills.remove(i).expect("in range");
+            let len = pf.prompt.len();
+            for &m in &pf.members[1..] {
+                if let Err(e) = self.session.copy_seq(pf.members[0], m, len) {
+                    if let Some(seq) = self.slots[m].as_mut() {
+                        seq.finish = Some(Finish::Aborted(format!("internal error: {e}")));
+                    }
+                }
+            }
+        }
+        let mut sampled = 0;
+        for slot in 0..self.slots.len() {
+            let Some(seq) = self.slots[slot].as_mut() else { continue };
+            if seq.row.take().is_some() {
+                sampled += 1;
+            }
+            if let Some(f) = seq.finish.take() {
+                stats.finished.fetch_add(1, Ordering::Relaxed);
+                self.finish(slot, f);
+            }
+        }
+        stats.generated_tokens.fetch_add(sampled, Ordering::Relaxed);
+    }
+
+    /// Ends the sequence in `slot` and frees the slot.
+    fn finish(&mut self, slot: usize, why: Finish) {
+        if let Some(seq) = self.slots[slot].take() {
+            seq.stream.send(Event::Done(why));
+            self.session.clear_seq(slot);
+            self.free.push(slot);
+        }
+    }
+
+    /// Frees the slots of sequences whose client is gone (a prompt being evaluated stops when
+    /// all its completions are gone).
+    fn drop_cancelled(&mut self, inbox: &Inbox) {
+        let stats = inbox.stats();
+        let mut i = 0;
+        while i < self.prefills.len() {
+            let pf = &self.prefills[i];
+            let gone = pf.members.iter().all(|&m| self.slots[m].as_ref().is_none_or(|s| s.stream.is_cancelled()));
+            if gone {
+                let pf = self.prefills.remove(i).expect("in range");
+                for m in pf.members {
+                    if self.slots[m].take().is_some() {
+                        stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                        self.session.clear_seq(m);
+                        self.free.push(m);
+                    }
+                }
+            } else {
+                i += 1;
+            }
+        }
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].as_ref().is_some_and(|s| s.stream.is_cancelled() && !s.prefilling) {
+                stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                self.slots[slot] = None;
+                self.session.clear_seq(slot);
+                self.free.push(slot);
+            }
+        }
+    }
+
+    /// Ends every sequence with [`Finish::Aborted`].
+    fn abort_all(&mut self, why: &str) {
+        self.prefills.clear();
+        for slot in 0..self.slots.len() {
+            self.finish(slot, Finish::Aborted(why.to_owned()));
+        }
+    }
+}
+
+/// What sampling needs to know of the model and the slots.
+#[derive(Clone, Copy)]
+struct Consts {
+    eos: Option<u32>,
+    n_ctx: usize,
+    n_vocab: usize,
+}
+
+/// Handles a block of logits rows `first..first + m`: scores prompt tokens, then samples every
+/// sequence whose row is in the block, in parallel (each with its own sampler and generator,
+/// so the order does not matter).
+fn on_logits(
+    rows: &[Row],
+    prefills: &mut VecDeque<Prefill>,
+    slots: &mut [Option<Seq>],
+    k: Consts,
+    first: usize,
+    block: &[f32],
+) {
+    let Consts { eos, n_ctx, n_vocab: v } = k;
+    let m = block.len() / v;
+    for (r, row) in rows[first..first + m].iter().enumerate() {
+        match *row {
+            Row::Decode(slot) => {
+                if let Some(s) = slots[slot].as_mut() {
+                    s.row = Some(r);
+                }
+            }
+            Row::Prompt { pf, pos } => {
+                let p = &mut prefills[pf];
+                let logits = &block[r * v..(r + 1) * v];
+                if let Some(scores) = p.scores.as_mut() {
+                    if let Some(&next) = p.prompt.get(pos + 1) {
+                        let mut t = TokenOut::new(next);
+                        logprobs::fill(logits, 0, &mut t);
+                        scores.push(t);
+                    }
+                }
+                if pos + 1 == p.prompt.len() {
+                    let len = p.prompt.len();
+                    for &mslot in &p.members {
+                        let Some(s) = slots[mslot].as_mut() else { continue };
+                        if let Some(scores) = &p.scores {
+                            for t in scores {
+                                s.stream.send(Event::Prompt(*t));
+                            }
+                        }
+                        s.pos = len;
+                        s.prefilling = false;
+                        s.row = Some(r);
+                        if s.max_tokens == 0 {
+                            s.finish = Some(Finish::Length);
+                            s.row = None;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    slots.par_iter_mut().flatten().filter(|s| s.row.is_some() && s.finish.is_none()).for_each(|s| {
+        let r = s.row.expect("filtered");
+        sample(s, &block[r * v..(r + 1) * v], eos, n_ctx);
+    });
+}
+
+/// Samples a sequence's next token from its logits row and queues it, or ends the sequence.
+fn sample(s: &mut Seq, logits: &[f32], eos: Option<u32>, n_ctx: usize) {
+    let id = match s.sampler.sample(logits) {
+        Ok(id) => id,
+        Err(e) => {
+            s.finish = Some(Finish::Aborted(format!("sampling failed: {e}")));
+            return;
+        }
+    };
+    s.sampler.accept(id);
+    if Some(id) == eos && !s.ignore_eos {
+        s.finish = Some(Finish::Eos);
+        return;
+    }
+    s.out = TokenOut::new(id);
+    if let Some(k) = s.logprobs {
+        logprobs::fill(logits, k, &mut s.out);
+    }
+    s.stream.send(Event::Token(s.out));
+    s.generated += 1;
+    if s.generated >= s.max_tokens {
+        s.finish = Some(Finish::Length);
+    } else if s.pos >= n_ctx {
+        // No position left to evaluate the token at.
+        s.finish = Some(Finish::Context);
+    } else {
+        s.next = Some(id);
+    }
+}

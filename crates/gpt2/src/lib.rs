@@ -15,9 +15,11 @@
 //! ```
 
 mod config;
+pub mod default_model;
 mod error;
 mod model;
 pub mod perplexity;
+pub mod score;
 mod tokenizer;
 mod weights;
 

@@ -551,6 +551,11 @@ class GPT2LMHeadModel:
         if n_seq < 1:
             raise ValueError(f"num_return_sequences must be at least 1, got {n_seq}")
         sample = bool(gc.get("do_sample"))
+        if n_seq > 1 and not sample:
+            raise ValueError(
+                f"greedy generation (do_sample=False) gives one sequence: num_return_sequences must be 1, got {n_seq} "
+                "(as in transformers)"
+            )
         opts: Dict[str, Any] = {
             "repeat_penalty": float(gc.get("repetition_penalty") or 1.0),
             "repeat_last_n": self.model.n_ctx,
@@ -573,10 +578,7 @@ class GPT2LMHeadModel:
         for row, mask in zip(rows, masks):
             prompt = [t for t, m in zip(row, mask) if m]
             n_new = self._new_tokens(gc, len(row))
-            for k in range(n_seq):
-                if k > 0 and not sample:  # greedy: every sequence is the first
-                    out.append(list(out[-1]))
-                    continue
+            for _ in range(n_seq):
                 s = None if seed is None else seed + len(out)
                 new, _, end = self.model.generate_ids(prompt, max_tokens=n_new, seed=s, end_ids=end_ids, **opts)
                 out.append(row + new + ([end] if end is not None else []))

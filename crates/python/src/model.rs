@@ -170,6 +170,7 @@ pub struct Model {
 pub(crate) struct GenSettings {
     pub sampling: SamplerConfig,
     pub opts: GenerateOptions,
+    pub kv_type: KvType,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -187,7 +188,13 @@ fn settings(
     frequency_penalty: f32,
     presence_penalty: f32,
     ignore_eos: bool,
+    kv_type: &str,
 ) -> PyResult<GenSettings> {
+    let kv_type = match kv_type {
+        "f16" => KvType::F16,
+        "f32" => KvType::F32,
+        other => return Err(value_error(format!("kv_type must be 'f16' or 'f32', got '{other}'"))),
+    };
     let sampling = SamplerConfig {
         temperature,
         top_k,
@@ -215,7 +222,7 @@ fn settings(
     if stop.iter().any(String::is_empty) {
         return Err(value_error("stop strings must not be empty"));
     }
-    Ok(GenSettings { sampling, opts: GenerateOptions { max_tokens, stop, ignore_eos, end_tokens: None } })
+    Ok(GenSettings { sampling, opts: GenerateOptions { max_tokens, stop, ignore_eos, end_tokens: None }, kv_type })
 }
 
 /// `stop=`: one string or several.
@@ -234,13 +241,13 @@ pub(crate) fn generate_error(e: GenerateError) -> PyErr {
 
 impl Model {
     /// A generation of `ids` as `quill generate` runs it: a session of the model's context
-    /// (or `ctx`), batches as long as the prompt (at most 512), F16 KV cache.
+    /// (or `ctx`), batches as long as the prompt (at most 512), F16 KV cache unless asked.
     pub(crate) fn generator<'m>(inner: &'m Inner, ids: Vec<u32>, s: &GenSettings) -> PyResult<Generator<'m, 'm>> {
         let model = inner.model();
         if ids.is_empty() {
             return Err(value_error("the prompt is empty: it has no tokens"));
         }
-        let opts = SessionOptions { n_ctx: inner.n_ctx, n_batch: ids.len().min(512), kv_type: KvType::F16 };
+        let opts = SessionOptions { n_ctx: inner.n_ctx, n_batch: ids.len().min(512), kv_type: s.kv_type };
         let session = model.session(opts).py()?;
         Generator::new(model, session, s.sampling.clone(), ids, &s.opts).map_err(generate_error)
     }
@@ -455,11 +462,13 @@ impl Model {
     /// penalties, top-k, typical, top-p, min-p, temperature; ``temperature=0`` is greedy):
     /// the same seed and settings give the same text. ``max_tokens=None`` runs until
     /// ``<|endoftext|>`` or a full context; ``stop`` ends the text before the first stop
-    /// string. Ctrl-C raises ``KeyboardInterrupt`` within a token.
+    /// string. ``kv_type`` is the KV cache's storage (``"f16"``, as ``quill generate``, or
+    /// ``"f32"``). Ctrl-C raises ``KeyboardInterrupt`` within a token.
     #[pyo3(signature = (
         prompt, max_tokens=Some(128), temperature=0.8, top_k=40, top_p=0.95, min_p=0.05,
         repeat_penalty=1.0, seed=None, stop=None, stream=false, *, typical_p=1.0,
-        repeat_last_n=64, frequency_penalty=0.0, presence_penalty=0.0, ignore_eos=false
+        repeat_last_n=64, frequency_penalty=0.0, presence_penalty=0.0, ignore_eos=false,
+        kv_type="f16"
     ))]
     #[allow(clippy::too_many_arguments)]
     fn generate(
@@ -480,6 +489,7 @@ impl Model {
         frequency_penalty: f32,
         presence_penalty: f32,
         ignore_eos: bool,
+        kv_type: &str,
     ) -> PyResult<Py<PyAny>> {
         let s = settings(
             max_tokens,
@@ -495,6 +505,7 @@ impl Model {
             frequency_penalty,
             presence_penalty,
             ignore_eos,
+            kv_type,
         )?;
         let ids = py.detach(|| prompt.ids(self.inner.model(), "prompt"))?;
         if stream {
@@ -512,7 +523,8 @@ impl Model {
     #[pyo3(signature = (
         prompt, max_tokens=Some(128), temperature=0.8, top_k=40, top_p=0.95, min_p=0.05,
         repeat_penalty=1.0, seed=None, stop=None, *, typical_p=1.0,
-        repeat_last_n=64, frequency_penalty=0.0, presence_penalty=0.0, ignore_eos=false, end_ids=None
+        repeat_last_n=64, frequency_penalty=0.0, presence_penalty=0.0, ignore_eos=false,
+        end_ids=None, kv_type="f16"
     ))]
     #[allow(clippy::too_many_arguments)]
     fn generate_ids(
@@ -533,6 +545,7 @@ impl Model {
         presence_penalty: f32,
         ignore_eos: bool,
         end_ids: Option<Vec<i64>>,
+        kv_type: &str,
     ) -> PyResult<(Vec<u32>, &'static str, Option<u32>)> {
         let mut s = settings(
             max_tokens,
@@ -548,6 +561,7 @@ impl Model {
             frequency_penalty,
             presence_penalty,
             ignore_eos,
+            kv_type,
         )?;
         let model = self.inner.model();
         if let Some(ids) = end_ids {

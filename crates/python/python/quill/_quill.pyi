@@ -132,6 +132,7 @@ class Model:
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
         ignore_eos: bool = False,
+        kv_type: Literal["f16", "f32"] = "f16",
     ) -> str: ...
     @overload
     def generate(
@@ -152,6 +153,7 @@ class Model:
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
         ignore_eos: bool = False,
+        kv_type: Literal["f16", "f32"] = "f16",
     ) -> TextStream: ...
     def generate_ids(
         self,
@@ -171,6 +173,7 @@ class Model:
         presence_penalty: float = 0.0,
         ignore_eos: bool = False,
         end_ids: Optional[Sequence[int]] = None,
+        kv_type: Literal["f16", "f32"] = "f16",
     ) -> Tuple[List[int], str, Optional[int]]:
         """``generate`` for token ids: the generated ids (without the prompt or the end token),
         why it ended, and the end token that ended it (``end_ids``, default ``<|endoftext|>``)."""

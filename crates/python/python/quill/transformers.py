@@ -563,6 +563,7 @@ class GPT2LMHeadModel:
             "typical_p": 1.0,
             "frequency_penalty": 0.0,
             "presence_penalty": 0.0,
+            "kv_type": "f32",  # transformers keeps its cache in float32
         }
         if sample:
             opts.update(

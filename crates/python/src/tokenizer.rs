@@ -11,7 +11,7 @@ use crate::errors::{value_error, IntoPy};
 use crate::model::Inner;
 
 enum Source {
-    Own(quill_gpt2::Tokenizer),
+    Own(Box<quill_gpt2::Tokenizer>),
     Model(Arc<Inner>),
 }
 
@@ -65,7 +65,7 @@ impl Tokenizer {
             quill_gpt2::Tokenizer::from_gguf(file.metadata())
                 .map_err(|e| value_error(format!("{}: {}", path.display(), crate::errors::message(&e))))
         })?;
-        Ok(Tokenizer { source: Source::Own(tok) })
+        Ok(Tokenizer { source: Source::Own(Box::new(tok)) })
     }
 
     /// Token ids of ``text`` (``<|endoftext|>`` in the text is the special token).

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -28,11 +29,17 @@ def load_example():
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
-@pytest.fixture(scope="module")
-def local_ray(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ray")
+@pytest.fixture()
+def ray_tmp():
+    """A short folder for Ray's sessions (its socket paths must stay under 108 bytes)."""
+    with tempfile.TemporaryDirectory(prefix="qray") as d:
+        yield d
+
+
+@pytest.fixture()
+def local_ray(ray_tmp):
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024 * 1024, log_to_driver=False,
-             _temp_dir=str(tmp))
+             _temp_dir=ray_tmp)
     yield
     ray.shutdown()
 
@@ -55,14 +62,14 @@ def test_two_workers_give_the_scores_of_one_process(local_ray, default_path, hel
     assert got == {i: m.generate(t, max_tokens=8, seed=3) for i, t in enumerate(lines[:6])}
 
 
-def test_the_script_writes_json_lines(tmp_path, default_path, heldout):
+def test_the_script_writes_json_lines(tmp_path, ray_tmp, default_path, heldout):
     src = tmp_path / "corpus.txt"
     src.write_text("\n".join(heldout.splitlines()[:120]) + "\n")
     out = tmp_path / "scores"
     p = subprocess.run(
         [sys.executable, str(REPO / "examples" / "ray_score.py"), str(src), "--model", str(default_path),
          "--workers", "2", "--output", str(out), "--format", "json"],
-        capture_output=True, text=True, timeout=600, env=dict(os.environ, RAY_TMPDIR=str(tmp_path)),
+        capture_output=True, text=True, timeout=600, env=dict(os.environ, RAY_TMPDIR=ray_tmp),
     )
     assert p.returncode == 0, p.stderr[-3000:]
     files = list(out.glob("*.json"))

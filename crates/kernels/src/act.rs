@@ -61,6 +61,7 @@ pub(crate) fn lane_units(spec: &QuantSpec, k: usize) -> usize {
 }
 
 /// One token's activation as each GEMV kernel kind reads it.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Clone, Copy)]
 pub(crate) struct GemvAct<'a> {
     /// The f32 row (float weight kernels). For F16 weights it holds F16-rounded values, as
@@ -195,6 +196,7 @@ fn bytemuck_i32(v: &[i32; 16]) -> [u8; 64] {
 }
 
 /// All tokens' activations for the GEMM micro-kernel (see the module docs).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Clone, Copy)]
 pub(crate) struct ActBlocks<'a> {
     pub n_tokens: usize,
@@ -210,6 +212,51 @@ pub(crate) struct ActBlocks<'a> {
     pub corr: &'a [i32],
     /// `[n_tokens][n_sb]` minimum terms (`d * sum(q)`), empty unless the format has a min.
     pub sx: &'a [f32],
+}
+
+impl<'a> ActBlocks<'a> {
+    /// Rearranges `n_tokens` rows of ggml activation blocks (`q`, rows of `q.len() / n_tokens`
+    /// bytes, `k` elements) into the block layout in the given buffers (each at least
+    /// `n_tokens` rows long), rows in parallel, and views them.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn pack(
+        spec: &QuantSpec,
+        k: usize,
+        n_tokens: usize,
+        q: &[u8],
+        qs: &'a mut [i8],
+        dx: &'a mut [f32],
+        corr: &'a mut [i32],
+        sx: &'a mut [f32],
+    ) -> ActBlocks<'a> {
+        use rayon::prelude::*;
+        let n_sb = k / spec.sblock;
+        let (qs, dx, corr, sx) = (
+            &mut qs[..n_tokens * k],
+            &mut dx[..n_tokens * n_sb],
+            &mut corr[..n_tokens * n_sb],
+            &mut sx[..n_tokens * n_sb],
+        );
+        let rows = |((((qt, qst), dxt), ct), sxt)| pack_blocks(spec, k, qt, qst, dxt, ct, sxt);
+        let q_rb = q.len() / n_tokens;
+        if n_tokens <= 4 {
+            // A decode step: not worth a parallel split.
+            q.chunks_exact(q_rb)
+                .zip(qs.chunks_exact_mut(k))
+                .zip(dx.chunks_exact_mut(n_sb))
+                .zip(corr.chunks_exact_mut(n_sb))
+                .zip(sx.chunks_exact_mut(n_sb))
+                .for_each(rows);
+        } else {
+            q.par_chunks_exact(q_rb)
+                .zip(qs.par_chunks_exact_mut(k))
+                .zip(dx.par_chunks_exact_mut(n_sb))
+                .zip(corr.par_chunks_exact_mut(n_sb))
+                .zip(sx.par_chunks_exact_mut(n_sb))
+                .for_each(rows);
+        }
+        ActBlocks { n_tokens, k, sblock: spec.sblock, n_sb, qs, dx, corr, sx: if spec.has_min { sx } else { &[] } }
+    }
 }
 
 /// Rearranges one token's ggml activation blocks into its slices of the block layout: `qs`

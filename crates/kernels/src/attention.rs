@@ -55,6 +55,14 @@ pub(crate) struct FlashJob<'a, T> {
     pub o_stride: usize,
 }
 
+impl<'a, T> FlashJob<'a, T> {
+    /// The same job over keys `k` and values `v`.
+    fn with_kv<U>(&self, k: &'a [U], v: &'a [U]) -> FlashJob<'a, U> {
+        let FlashJob { q, q_stride, n_q, kv_stride, first, hd, scale, out, o_stride, .. } = *self;
+        FlashJob { q, q_stride, n_q, k, v, kv_stride, first, hd, scale, out, o_stride }
+    }
+}
+
 /// The attention kernels of a backend.
 pub(crate) struct AttnKernels {
     pub scores_f32: ScoresFn<f32>,
@@ -234,37 +242,25 @@ impl Kernels {
             // columns h*head_dim.. of rows t0..t0+n_q, which no other task writes (tasks differ
             // in head or in row block), and nothing reads `out` meanwhile.
             let o = optr.at(o_start);
-            let qs = &q[t0 * n_embd + h * head_dim..];
-            let first = pos0 + t0;
+            let col = h * head_dim;
+            let job: FlashJob<'_, f32> = FlashJob {
+                q: &q[t0 * n_embd + col..],
+                q_stride: n_embd,
+                n_q,
+                k: &[],
+                v: &[],
+                kv_stride: n_embd,
+                first: pos0 + t0,
+                hd: head_dim,
+                scale,
+                out: o,
+                o_stride: n_embd,
+            };
             // SAFETY: as for decode; the job's slices cover every row the kernel reads.
             unsafe {
                 match (k, v) {
-                    (KvSlice::F32(kk), KvSlice::F32(vv)) => (a.flash_f32)(&mut FlashJob {
-                        q: qs,
-                        q_stride: n_embd,
-                        n_q,
-                        k: &kk[h * head_dim..],
-                        v: &vv[h * head_dim..],
-                        kv_stride: n_embd,
-                        first,
-                        hd: head_dim,
-                        scale,
-                        out: o,
-                        o_stride: n_embd,
-                    }),
-                    (KvSlice::F16(kk), KvSlice::F16(vv)) => (a.flash_f16)(&mut FlashJob {
-                        q: qs,
-                        q_stride: n_embd,
-                        n_q,
-                        k: &kk[h * head_dim..],
-                        v: &vv[h * head_dim..],
-                        kv_stride: n_embd,
-                        first,
-                        hd: head_dim,
-                        scale,
-                        out: o,
-                        o_stride: n_embd,
-                    }),
+                    (KvSlice::F32(kk), KvSlice::F32(vv)) => (a.flash_f32)(&mut job.with_kv(&kk[col..], &vv[col..])),
+                    (KvSlice::F16(kk), KvSlice::F16(vv)) => (a.flash_f16)(&mut job.with_kv(&kk[col..], &vv[col..])),
                     _ => unreachable!(),
                 }
             }

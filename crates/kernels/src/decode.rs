@@ -27,6 +27,23 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     }
 }
 
+/// The 8 six-bit scales and 8 six-bit minimums of a Q4_K / Q5_K block, from its 12 packed
+/// `scales` bytes at `s`, as 8 bytes each in a u64 (ggml-cpu's `utmp` unpacking in
+/// `ggml_vec_dot_q4_K_q8_K`; the same values as [`scale_min_k4`]).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline(always)]
+pub(crate) unsafe fn k4_scale_min_words(s: *const u8) -> (u64, u64) {
+    const KMASK1: u32 = 0x3f3f_3f3f;
+    const KMASK2: u32 = 0x0f0f_0f0f;
+    const KMASK3: u32 = 0x0303_0303;
+    let u0 = s.cast::<u32>().read_unaligned();
+    let u1 = s.add(4).cast::<u32>().read_unaligned();
+    let u2 = s.add(8).cast::<u32>().read_unaligned();
+    let sc = u64::from(u0 & KMASK1) | u64::from((u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4)) << 32;
+    let m = u64::from(u1 & KMASK1) | u64::from(((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4)) << 32;
+    (sc, m)
+}
+
 /// Decodes row `w` (`k` elements of `ty`) into `codes` (`k`), `dw` and `mw` (`k / sblock`;
 /// `mw` is left alone for formats without a minimum).
 #[inline(always)]

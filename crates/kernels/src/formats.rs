@@ -100,6 +100,90 @@ specs! {
     Q6_K => Q8_K, Nat, 16, 32, false, 63;
 }
 
+/// The byte layout of a legacy 32-element block, taken from `quill_quant`'s `#[repr(C)]` struct
+/// (itself asserted against ggml-common.h's sizes): the kernels read fields at these offsets.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) trait LegacyBlock {
+    const BYTES: usize;
+    /// The f16 scale.
+    const D: usize = 0;
+    /// The f16 minimum (formats with one).
+    const M: Option<usize>;
+    /// The fifth bits, a little-endian u32 (5-bit formats).
+    const QH: Option<usize>;
+    /// The codes: nibbles, or Q8_0's signed bytes.
+    const QS: usize;
+    /// Q8_0: signed 8-bit codes.
+    const SIGNED: bool;
+}
+
+macro_rules! legacy_blocks {
+    ($($B:ident { m: $m:tt, qh: $qh:tt, signed: $signed:expr })*) => {$(
+        impl LegacyBlock for quill_quant::$B {
+            const BYTES: usize = std::mem::size_of::<quill_quant::$B>();
+            const M: Option<usize> = legacy_blocks!(@field $B $m);
+            const QH: Option<usize> = legacy_blocks!(@field $B $qh);
+            const QS: usize = std::mem::offset_of!(quill_quant::$B, qs);
+            const SIGNED: bool = $signed;
+        }
+    )*};
+    (@field $B:ident -) => { None };
+    (@field $B:ident $f:ident) => { Some(std::mem::offset_of!(quill_quant::$B, $f)) };
+}
+
+legacy_blocks! {
+    BlockQ4_0 { m: -, qh: -, signed: false }
+    BlockQ4_1 { m: m, qh: -, signed: false }
+    BlockQ5_0 { m: -, qh: qh, signed: false }
+    BlockQ5_1 { m: m, qh: qh, signed: false }
+    BlockQ8_0 { m: -, qh: -, signed: true }
+}
+
+/// The largest legacy block (Q8_0's 34 bytes).
+pub(crate) const MAX_LEGACY_BYTES: usize = 34;
+const _: () = assert!(<quill_quant::BlockQ8_0 as LegacyBlock>::BYTES == MAX_LEGACY_BYTES);
+
+/// Byte layouts of the K-quant blocks, from `quill_quant`'s structs: Q4_K and Q5_K share
+/// `d`, `dmin` and `scales` (asserted); Q5_K adds the fifth bits `qh`; Q6_K is `ql`, `qh`,
+/// `scales`, `d`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) mod k_layout {
+    use std::mem::{offset_of, size_of};
+
+    use quill_quant::{BlockQ4_K, BlockQ5_K, BlockQ6_K};
+
+    /// Bytes of a Q4_K (`five = false`) or Q5_K block.
+    pub(crate) const fn k4_bytes(five: bool) -> usize {
+        if five {
+            size_of::<BlockQ5_K>()
+        } else {
+            size_of::<BlockQ4_K>()
+        }
+    }
+    /// Offset of the 4-bit codes of a Q4_K or Q5_K block.
+    pub(crate) const fn k4_qs(five: bool) -> usize {
+        if five {
+            offset_of!(BlockQ5_K, qs)
+        } else {
+            offset_of!(BlockQ4_K, qs)
+        }
+    }
+    pub(crate) const K4_D: usize = offset_of!(BlockQ4_K, d);
+    pub(crate) const K4_DMIN: usize = offset_of!(BlockQ4_K, dmin);
+    pub(crate) const K4_SCALES: usize = offset_of!(BlockQ4_K, scales);
+    const _: () = assert!(
+        offset_of!(BlockQ5_K, d) == K4_D
+            && offset_of!(BlockQ5_K, dmin) == K4_DMIN
+            && offset_of!(BlockQ5_K, scales) == K4_SCALES
+    );
+    pub(crate) const Q5K_QH: usize = offset_of!(BlockQ5_K, qh);
+    pub(crate) const Q6K_BYTES: usize = size_of::<BlockQ6_K>();
+    pub(crate) const Q6K_QL: usize = offset_of!(BlockQ6_K, ql);
+    pub(crate) const Q6K_QH: usize = offset_of!(BlockQ6_K, qh);
+    pub(crate) const Q6K_SCALES: usize = offset_of!(BlockQ6_K, scales);
+    pub(crate) const Q6K_D: usize = offset_of!(BlockQ6_K, d);
+}
+
 /// Float weight formats (their kernels take f32 activations).
 pub(crate) fn is_float(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
@@ -118,6 +202,32 @@ mod tests {
             assert_eq!(s.lanes.group() % 32, 0);
         }
         assert!(quant_spec(GgmlType::Q8_K).is_none());
+    }
+
+    /// The layouts the kernels read agree with ggml-common.h's block structs.
+    #[test]
+    fn block_layouts_are_ggml_s() {
+        use quill_quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
+        fn layout<B: LegacyBlock>() -> (usize, usize, Option<usize>, Option<usize>, usize, bool) {
+            (B::BYTES, B::D, B::M, B::QH, B::QS, B::SIGNED)
+        }
+        assert_eq!(layout::<BlockQ4_0>(), (18, 0, None, None, 2, false));
+        assert_eq!(layout::<BlockQ4_1>(), (20, 0, Some(2), None, 4, false));
+        assert_eq!(layout::<BlockQ5_0>(), (22, 0, None, Some(2), 6, false));
+        assert_eq!(layout::<BlockQ5_1>(), (24, 0, Some(2), Some(4), 8, false));
+        assert_eq!(layout::<BlockQ8_0>(), (34, 0, None, None, 2, true));
+        use k_layout::*;
+        assert_eq!((k4_bytes(false), k4_bytes(true), k4_qs(false), k4_qs(true)), (144, 176, 16, 48));
+        assert_eq!((K4_D, K4_DMIN, K4_SCALES, Q5K_QH), (0, 2, 4, 16));
+        assert_eq!((Q6K_BYTES, Q6K_QL, Q6K_QH, Q6K_SCALES, Q6K_D), (210, 0, 128, 192, 208));
+    }
+
+    /// Every quantized format with kernels is in the table list.
+    #[test]
+    fn quant_specs_are_table_formats() {
+        for ty in SIMD_QUANT_TYPES {
+            assert!(crate::table::FORMATS.contains(ty), "{ty}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use gguf_file::GgmlType;
 
 use rayon::prelude::*;
 
-use crate::act::{pack_blocks, ActBlocks};
+use crate::act::ActBlocks;
 use crate::formats::{is_float, quant_spec};
 use crate::gemv::quantize_rows;
 use crate::panel::{Panel, PanelKind};
@@ -72,31 +72,9 @@ pub(crate) fn run(k: &Kernels, w: &Matrix<'_>, x: &[f32], n_tokens: usize, out: 
     }
     let spec = spec.expect("the caller checked the format");
     let q_rb = quill_quant::row_bytes(spec.act, cols).expect("whole blocks");
-    let n_sb = cols / spec.sblock;
     let q = &mut crate::act::units_as_bytes_mut(q)[..n_tokens * q_rb];
     quantize_rows(k, spec.act, x, cols, q, q_rb);
-    let (qs, dx, corr, sx) = (
-        &mut qs[..n_tokens * cols],
-        &mut dx[..n_tokens * n_sb],
-        &mut corr[..n_tokens * n_sb],
-        &mut sx[..n_tokens * n_sb],
-    );
-    q.par_chunks_exact(q_rb)
-        .zip(qs.par_chunks_exact_mut(cols))
-        .zip(dx.par_chunks_exact_mut(n_sb))
-        .zip(corr.par_chunks_exact_mut(n_sb))
-        .zip(sx.par_chunks_exact_mut(n_sb))
-        .for_each(|((((qt, qst), dxt), ct), sxt)| pack_blocks(&spec, cols, qt, qst, dxt, ct, sxt));
-    let act = ActBlocks {
-        n_tokens,
-        k: cols,
-        sblock: spec.sblock,
-        n_sb,
-        qs,
-        dx,
-        corr,
-        sx: if spec.has_min { sx } else { &[] },
-    };
+    let act = ActBlocks::pack(&spec, cols, n_tokens, q, qs, dx, corr, sx);
     (0..n_panels).into_par_iter().for_each(|p| {
         let mut panel = my_panel(panels);
         let (r0, n) = (p * nr, nr.min(rows - p * nr));

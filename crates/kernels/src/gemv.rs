@@ -5,7 +5,7 @@ use gguf_file::GgmlType;
 use quill_quant::{cast_blocks_mut, Q8_0, Q8_1, Q8_K};
 use rayon::prelude::*;
 
-use crate::act::{grow, lane_units, pack_blocks, pack_lanes, pack_p32, ActBlocks, GemvAct};
+use crate::act::{grow, lane_units, pack_lanes, pack_p32, ActBlocks, GemvAct};
 use crate::formats::quant_spec;
 use crate::table::{ActLayout, GemvFn};
 use crate::{Kernels, MatmulScratch, Matrix};
@@ -119,7 +119,6 @@ pub(crate) fn run(k: &Kernels, w: &Matrix<'_>, x: &[f32], n_tokens: usize, out: 
     if layout == ActLayout::Blocks {
         s.reserve(1, cols);
     }
-    let n_sb = cols / spec.sblock;
     let MatmulScratch { q, lanes, qs, dx, corr, sx, p32, .. } = s;
     grow(q, (n_tokens * rb).div_ceil(64));
     let q = &mut crate::act::units_as_bytes_mut(q)[..n_tokens * rb];
@@ -134,23 +133,13 @@ pub(crate) fn run(k: &Kernels, w: &Matrix<'_>, x: &[f32], n_tokens: usize, out: 
                 act.lanes = l;
             }
             ActLayout::Blocks => {
-                let (qs, dx, corr, sx) = (&mut qs[..cols], &mut dx[..n_sb], &mut corr[..n_sb], &mut sx[..n_sb]);
-                pack_blocks(&spec, cols, qt, qs, dx, corr, sx);
+                let blocks = ActBlocks::pack(&spec, cols, 1, qt, qs, dx, corr, sx);
                 if spec.ty.block_size() == 32 {
                     let p = &mut p32[..cols.next_multiple_of(64)];
-                    pack_p32(qs, p);
+                    pack_p32(blocks.qs, p);
                     act.p32 = p;
                 }
-                act.blocks = Some(ActBlocks {
-                    n_tokens: 1,
-                    k: cols,
-                    sblock: spec.sblock,
-                    n_sb,
-                    qs,
-                    dx,
-                    corr,
-                    sx: if spec.has_min { sx } else { &[] },
-                });
+                act.blocks = Some(blocks);
             }
         }
         par_rows(f, w, &act, ot);

@@ -13,6 +13,7 @@ mod act;
 mod arch;
 mod attention;
 pub mod bandwidth;
+pub mod ceiling;
 mod decode;
 mod dispatch;
 mod error;
@@ -26,6 +27,7 @@ mod ops;
 mod panel;
 mod pool;
 mod scalar;
+mod simd;
 mod table;
 
 pub use attention::{attention, AttnScratch, KvSlice, MAX_HEAD_DIM};

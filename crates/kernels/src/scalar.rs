@@ -13,7 +13,7 @@ use quill_quant::{Q8_0, Q8_1, Q8_K};
 use crate::act::GemvAct;
 use crate::attention::AttnKernels;
 use crate::dispatch::{Backend, Kernels};
-use crate::table::{ActLayout, GemvKernels, OpsKernels, QuantKernels};
+use crate::table::{formats, gemv_table, ActLayout, GemvFn, OpsKernels, QuantKernels};
 
 fn q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
     Q8_0::quantize_row(x, out)
@@ -115,6 +115,25 @@ pub(crate) fn add_assign(dst: &mut [f32], src: &[f32]) {
     }
 }
 
+/// The scalar GEMV of every format, named as the table list wants them (function names, so
+/// lower case).
+#[allow(non_upper_case_globals)]
+mod gemv {
+    use super::*;
+
+    pub(super) const gemv_f32: GemvFn = gemv_float::<0>;
+    pub(super) const gemv_f16: GemvFn = gemv_float::<1>;
+    pub(super) const gemv_bf16: GemvFn = gemv_float::<2>;
+    pub(super) const gemv_q4_0: GemvFn = gemv_ref::<Q4_0>;
+    pub(super) const gemv_q4_1: GemvFn = gemv_ref::<Q4_1>;
+    pub(super) const gemv_q5_0: GemvFn = gemv_ref::<Q5_0>;
+    pub(super) const gemv_q5_1: GemvFn = gemv_ref::<Q5_1>;
+    pub(super) const gemv_q8_0: GemvFn = gemv_ref::<Q8_0>;
+    pub(super) const gemv_q4_k: GemvFn = gemv_ref::<Q4_K>;
+    pub(super) const gemv_q5_k: GemvFn = gemv_ref::<Q5_K>;
+    pub(super) const gemv_q6_k: GemvFn = gemv_ref::<Q6_K>;
+}
+
 pub(crate) static KERNELS: Kernels = Kernels {
     backend: Backend::Scalar,
     quant: QuantKernels {
@@ -123,19 +142,7 @@ pub(crate) static KERNELS: Kernels = Kernels {
         q8_k,
         layout: ActLayout::Ggml,
         gemv_in_gemm_order: true,
-        gemv: GemvKernels {
-            f32: gemv_float::<0>,
-            f16: gemv_float::<1>,
-            bf16: gemv_float::<2>,
-            q4_0: gemv_ref::<Q4_0>,
-            q4_1: gemv_ref::<Q4_1>,
-            q5_0: gemv_ref::<Q5_0>,
-            q5_1: gemv_ref::<Q5_1>,
-            q8_0: gemv_ref::<Q8_0>,
-            q4_k: gemv_ref::<Q4_K>,
-            q5_k: gemv_ref::<Q5_K>,
-            q6_k: gemv_ref::<Q6_K>,
-        },
+        gemv: formats!(gemv_table!(gemv)),
     },
     gemm: None,
     ops: OpsKernels { dot_f32, layer_norm, gelu, softmax, add_assign, attn: AttnKernels::SCALAR },

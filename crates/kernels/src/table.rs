@@ -16,40 +16,69 @@ use crate::panel::Panel;
 /// layout the backend asked for ([`QuantKernels::layout`]).
 pub(crate) type GemvFn = unsafe fn(w: &[u8], row_bytes: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]);
 
-/// GEMV kernels, one per weight format (named after ggml's `vec_dot_<w>_<act>`).
-#[derive(Clone, Copy)]
-pub(crate) struct GemvKernels {
-    pub f32: GemvFn,
-    pub f16: GemvFn,
-    pub bf16: GemvFn,
-    pub q4_0: GemvFn,
-    pub q4_1: GemvFn,
-    pub q5_0: GemvFn,
-    pub q5_1: GemvFn,
-    pub q8_0: GemvFn,
-    pub q4_k: GemvFn,
-    pub q5_k: GemvFn,
-    pub q6_k: GemvFn,
+/// Passes the one list of weight formats that have kernels to `$m!`, after the caller's own
+/// arguments and a `;`: `Type gemv_name unpack_name` per format, in table order. Every backend
+/// names its kernels after this list, so adding a format is one edit here (plus its kernels).
+macro_rules! formats {
+    ($m:ident!($($args:tt)*)) => {
+        $m!($($args)*;
+            F32 gemv_f32 unpack_f32,
+            F16 gemv_f16 unpack_f16,
+            BF16 gemv_bf16 unpack_bf16,
+            Q4_0 gemv_q4_0 unpack_q4_0,
+            Q4_1 gemv_q4_1 unpack_q4_1,
+            Q5_0 gemv_q5_0 unpack_q5_0,
+            Q5_1 gemv_q5_1 unpack_q5_1,
+            Q8_0 gemv_q8_0 unpack_q8_0,
+            Q4_K gemv_q4_k unpack_q4_k,
+            Q5_K gemv_q5_k unpack_q5_k,
+            Q6_K gemv_q6_k unpack_q6_k
+        )
+    };
+}
+pub(crate) use formats;
+
+macro_rules! format_types {
+    (; $($ty:ident $gemv:ident $unpack:ident),*) => {
+        [$(GgmlType::$ty),*]
+    };
 }
 
-impl GemvKernels {
-    pub fn get(&self, ty: GgmlType) -> Option<GemvFn> {
-        Some(match ty {
-            GgmlType::F32 => self.f32,
-            GgmlType::F16 => self.f16,
-            GgmlType::BF16 => self.bf16,
-            GgmlType::Q4_0 => self.q4_0,
-            GgmlType::Q4_1 => self.q4_1,
-            GgmlType::Q5_0 => self.q5_0,
-            GgmlType::Q5_1 => self.q5_1,
-            GgmlType::Q8_0 => self.q8_0,
-            GgmlType::Q4_K => self.q4_k,
-            GgmlType::Q5_K => self.q5_k,
-            GgmlType::Q6_K => self.q6_k,
-            _ => return None,
-        })
+/// Every weight format with kernels, in table order.
+pub(crate) const FORMATS: [GgmlType; 11] = formats!(format_types!());
+
+/// The GEMV kernels of a backend: `formats!(gemv_table!(m))` lists `m::gemv_<format>` for every
+/// format of [`formats!`] (`m` a module name in scope).
+macro_rules! gemv_table {
+    ($m:ident; $($ty:ident $gemv:ident $unpack:ident),*) => {
+        $crate::table::ByFormat([$($m::$gemv),*])
+    };
+}
+pub(crate) use gemv_table;
+
+/// The GEMM panel unpackers of a backend (`module::unpack_<format>`; no GEMM on NEON).
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_macros))]
+macro_rules! unpack_table {
+    ($m:ident; $($ty:ident $gemv:ident $unpack:ident),*) => {
+        $crate::table::ByFormat([$($m::$unpack),*])
+    };
+}
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_imports))]
+pub(crate) use unpack_table;
+
+/// One kernel per format of [`FORMATS`], in its order.
+#[derive(Clone, Copy)]
+pub(crate) struct ByFormat<F>(pub [F; FORMATS.len()]);
+
+impl<F: Copy> ByFormat<F> {
+    /// The kernel for `ty`, if it has one.
+    pub fn get(&self, ty: GgmlType) -> Option<F> {
+        FORMATS.iter().position(|&t| t == ty).map(|i| self.0[i])
     }
 }
+
+/// GEMV kernels, one per weight format.
+pub(crate) type GemvKernels = ByFormat<GemvFn>;
 
 /// How a backend's quantized GEMV kernels read the activation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,39 +111,7 @@ pub(crate) struct QuantKernels {
 pub(crate) type UnpackFn = unsafe fn(w: &[u8], row_bytes: usize, k: usize, panel: &mut Panel);
 
 /// Panel unpackers, one per weight format.
-#[derive(Clone, Copy)]
-pub(crate) struct UnpackKernels {
-    pub f32: UnpackFn,
-    pub f16: UnpackFn,
-    pub bf16: UnpackFn,
-    pub q4_0: UnpackFn,
-    pub q4_1: UnpackFn,
-    pub q5_0: UnpackFn,
-    pub q5_1: UnpackFn,
-    pub q8_0: UnpackFn,
-    pub q4_k: UnpackFn,
-    pub q5_k: UnpackFn,
-    pub q6_k: UnpackFn,
-}
-
-impl UnpackKernels {
-    pub fn get(&self, ty: GgmlType) -> Option<UnpackFn> {
-        Some(match ty {
-            GgmlType::F32 => self.f32,
-            GgmlType::F16 => self.f16,
-            GgmlType::BF16 => self.bf16,
-            GgmlType::Q4_0 => self.q4_0,
-            GgmlType::Q4_1 => self.q4_1,
-            GgmlType::Q5_0 => self.q5_0,
-            GgmlType::Q5_1 => self.q5_1,
-            GgmlType::Q8_0 => self.q8_0,
-            GgmlType::Q4_K => self.q4_k,
-            GgmlType::Q5_K => self.q5_k,
-            GgmlType::Q6_K => self.q6_k,
-            _ => return None,
-        })
-    }
-}
+pub(crate) type UnpackKernels = ByFormat<UnpackFn>;
 
 /// GEMM over one panel of `panel.nr` weight rows and every token of `act` (integer panels) or
 /// of `x` (float panels, `[n_tokens][k]`): writes `out[t * out_stride + r]` for the panel's

@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: the whole speed and memory suite in one command.
 
 mod bandwidth;
+mod ct2;
 mod models;
 mod svg;
 
@@ -20,6 +21,10 @@ pub struct Args {
     /// llama.cpp's llama-bench, run on the very same files, interleaved [env: LLAMA_BENCH].
     #[arg(long, env = "LLAMA_BENCH")]
     pub llama_bench: Option<PathBuf>,
+    /// A Python with CTranslate2 (and torch + transformers to convert): runs CTranslate2 int8 on
+    /// the same checkpoints beside the others [env: CT2_PYTHON].
+    #[arg(long, env = "CT2_PYTHON")]
+    pub ct2: Option<PathBuf>,
     /// Threads for both engines.
     #[arg(short, long, default_value_t = 2)]
     pub threads: usize,
@@ -32,7 +37,8 @@ pub struct Args {
     /// Types (quill quantize names).
     #[arg(long, value_delimiter = ',', default_value = "f16,q8_0,q4_0,q4_k_m")]
     pub types: Vec<String>,
-    /// Where to write RESULTS.md, results.json and throughput.svg.
+    /// Where to write RESULTS.md, results.json and throughput.svg [default: bench/<backend>, one
+    /// folder per instruction set, so that machines with and without AVX-512 keep their tables].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Do not rewrite the README's results section.
@@ -42,7 +48,7 @@ pub struct Args {
 
 /// Mean and standard deviation of a test, from a JSON row.
 #[derive(Clone, Copy, Debug, Default)]
-struct Ts {
+pub(crate) struct Ts {
     avg: f64,
     sd: f64,
 }
@@ -63,6 +69,9 @@ struct Row {
     tg: Ts,
     llama_pp: Option<Ts>,
     llama_tg: Option<Ts>,
+    ct2: Option<ct2::Ct2Result>,
+    /// Multiply-adds per prompt token (weights and causal attention), for the compute rate.
+    pp_macs: Option<f64>,
     tg_bytes: u64,
     load_ms: f64,
     rss_file: u64,
@@ -124,7 +133,8 @@ pub fn run(repo: &Path, args: Args) -> Result<()> {
     });
     let reps = args.reps.unwrap_or(if args.quick { 2 } else { 3 }).max(1);
     let (n_prompt, n_gen) = if args.quick { (32, 16) } else { (512, 128) };
-    let out_dir = args.out.clone().unwrap_or_else(|| repo.join("bench"));
+    let backend = quill_kernels::Kernels::init()?.backend();
+    let out_dir = args.out.clone().unwrap_or_else(|| repo.join("bench").join(backend.name()));
 
     log("building quill (release)");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -147,6 +157,12 @@ pub fn run(repo: &Path, args: Args) -> Result<()> {
     log(&format!("measuring read bandwidth with {} threads", args.threads));
     let bw = bandwidth::read_gbps(args.threads, if args.quick { 2 } else { 5 })?;
     log(&format!("read bandwidth: {bw:.1} GB/s"));
+    let ms = if args.quick { 50 } else { 300 };
+    let int8 = quill_kernels::ceiling::int8_macs(backend, args.threads, ms)?;
+    let f32_peak = quill_kernels::ceiling::f32_macs(backend, args.threads, ms)?;
+    let g = |v: Option<f64>| v.map(|v| format!("{:.0} G", v / 1e9)).unwrap_or_else(|| "-".into());
+    log(&format!("{backend} ceilings: int8 {} multiply-adds/s, f32 {}", g(int8), g(f32_peak)));
+    let mut ct2_runs: Vec<(String, ct2::Ct2Result)> = Vec::new();
 
     let mut rows = Vec::new();
     for (i, m) in models.iter().enumerate() {
@@ -167,6 +183,23 @@ pub fn run(repo: &Path, args: Args) -> Result<()> {
                 "llama-bench",
             )?;
         }
+        let ct2 = match &args.ct2 {
+            Some(py) if m.shape != "tiny" => {
+                if !ct2_runs.iter().any(|(s, _)| *s == m.shape) {
+                    log(&format!("[{}/{}] CTranslate2 int8 {}", i + 1, models.len(), m.shape));
+                    let r = ct2::run(repo, py, &m.shape, n_prompt, n_gen, reps, args.threads)?;
+                    ct2_runs.push((m.shape.clone(), r));
+                }
+                ct2_runs.iter().find(|(s, _)| *s == m.shape).map(|(_, r)| r.clone())
+            }
+            _ => None,
+        };
+        let pp_macs = models::spec(&m.shape)?.map(|s| {
+            let (l, e) = (s.n_layer as f64, s.n_embd as f64);
+            // 12 e^2 per layer in the four weight matrices; attention reads on average half of
+            // the prompt's keys and values (2 multiply-adds per element each).
+            l * (12.0 * e * e + n_prompt as f64 * e)
+        });
         // Results name the file relative to the repository: no machine's paths in committed files.
         let rel = m.path.strip_prefix(repo).unwrap_or(&m.path).display().to_string();
         let (q, llama_rows) = (with_filename(q, &rel), with_filename(llama_rows, &rel));
@@ -180,6 +213,8 @@ pub fn run(repo: &Path, args: Args) -> Result<()> {
             tg: Ts::of(qtg),
             llama_pp: pick(&llama_rows, true).map(Ts::of),
             llama_tg: pick(&llama_rows, false).map(Ts::of),
+            ct2,
+            pp_macs,
             tg_bytes: qtg["quill_weight_bytes_per_token"].as_u64().unwrap_or(0),
             load_ms: qtg["quill_load_ms"].as_f64().unwrap_or(0.0),
             rss_file: qtg["quill_rss_file_bytes"].as_u64().unwrap_or(0),
@@ -204,6 +239,10 @@ pub fn run(repo: &Path, args: Args) -> Result<()> {
     let machine = Machine {
         cpu,
         flags,
+        backend: backend.name().into(),
+        int8,
+        f32_peak,
+        ct2_version: ct2_runs.first().map(|(_, r)| r.version.clone()),
         threads: args.threads,
         commit,
         date: quill_sysinfo::UtcTime::now().readable(),
@@ -220,10 +259,11 @@ pub fn run(repo: &Path, args: Args) -> Result<()> {
     std::fs::write(out_dir.join("throughput.svg"), chart(&machine, &rows))?;
     log(&format!("wrote {}/RESULTS.md, results.json, throughput.svg", out_dir.display()));
     if !args.no_readme && !args.quick {
+        let svg = out_dir.strip_prefix(repo).unwrap_or(&out_dir).join("throughput.svg");
         crate::replace_section(
             &repo.join("README.md"),
-            "bench",
-            &format!("{md}\n![throughput](bench/throughput.svg)\n"),
+            &format!("bench-{}", backend.name()),
+            &format!("{md}\n![throughput]({})\n", svg.display()),
         )?;
         log("updated the README's results section");
     }
@@ -234,6 +274,11 @@ pub fn run(repo: &Path, args: Args) -> Result<()> {
 struct Machine {
     cpu: String,
     flags: Vec<String>,
+    backend: String,
+    /// Measured int8 and f32 multiply-adds per second of the backend, every thread busy.
+    int8: Option<f64>,
+    f32_peak: Option<f64>,
+    ct2_version: Option<String>,
     threads: usize,
     commit: String,
     date: String,
@@ -260,39 +305,70 @@ fn markdown(m: &Machine, rows: &[Row]) -> String {
     let (p, g) = (m.n_prompt, m.n_gen);
     let mut s = String::new();
     s += "<!-- Generated by `cargo xtask bench`; do not edit by hand. -->\n";
+    let peak = |v: Option<f64>| v.map(|v| format!("{:.0} G", v / 1e9)).unwrap_or_else(|| "-".into());
     s += &format!(
-        "Machine: {} ({}), {} threads; memory read bandwidth {:.1} GB/s (measured by the suite). \
-         Quill {}; {}; {}; {} repetitions per test.\n\n",
+        "Machine: {} ({}), {} threads, {} kernels; memory read bandwidth {:.1} GB/s, int8 {} and f32 {} \
+         multiply-adds/s (measured by the suite). Quill {}; {}; {}; {}; {} repetitions per test.\n\n",
         m.cpu,
         m.flags.join(" "),
         m.threads,
+        m.backend,
         m.bw,
+        peak(m.int8),
+        peak(m.f32_peak),
         m.commit,
         m.llama_version.as_deref().map(|v| format!("llama.cpp {v}")).unwrap_or_else(|| "llama.cpp not run".into()),
+        m.ct2_version
+            .as_deref()
+            .map(|v| format!("CTranslate2 {v} int8"))
+            .unwrap_or_else(|| "CTranslate2 not run".into()),
         m.date,
         m.reps
     );
     s += &format!(
-        "| model | type | size | Quill pp{p} t/s | llama.cpp pp{p} | ratio | Quill tg{g} t/s | llama.cpp tg{g} | ratio | weights/token | tg GB/s | of bandwidth |\n"
+        "| model | type | size | Quill pp{p} t/s | llama.cpp pp{p} | ratio | CTranslate2 int8 pp{p} | ratio | Quill tg{g} t/s | llama.cpp tg{g} | ratio | weights/token | tg GB/s | of bandwidth | pp multiply-adds/s | of peak |\n"
     );
-    s += "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+    s += "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
     for r in rows {
         let gbs = r.tg_bytes as f64 * r.tg.avg / 1e9;
+        let ct2 = r.ct2.as_ref().map(|c| c.pp);
+        let rate = r.pp_macs.map(|macs| macs * r.pp.avg);
+        // Float weights run on the FMA units, quantized ones on the integer dot products.
+        let ceiling = if r.file_type.starts_with('f') || r.file_type.starts_with("bf") { m.f32_peak } else { m.int8 };
         s += &format!(
-            "| GPT-2 {} | {} | {:.1} MiB | {} | {} | {} | {} | {} | {} | {:.1} MiB | {:.1} | {:.0}% |\n",
+            "| GPT-2 {} | {} | {:.1} MiB | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} MiB | {:.1} | {:.0}% | {} | {} |\n",
             r.shape,
             r.file_type,
             mib(r.size),
             ts(Some(r.pp)),
             ts(r.llama_pp),
             ratio(r.pp, r.llama_pp),
+            ts(ct2),
+            ratio(r.pp, ct2),
             ts(Some(r.tg)),
             ts(r.llama_tg),
             ratio(r.tg, r.llama_tg),
             mib(r.tg_bytes),
             gbs,
-            100.0 * gbs / m.bw
+            100.0 * gbs / m.bw,
+            rate.map(|v| format!("{:.0} G", v / 1e9)).unwrap_or_else(|| "-".into()),
+            match (rate, ceiling) {
+                (Some(v), Some(c)) => format!("{:.0}%", 100.0 * v / c),
+                _ => "-".into(),
+            },
         );
+    }
+    let ct2_rows: Vec<&Row> = rows.iter().filter(|r| r.ct2.is_some() && r.file_type == rows[0].file_type).collect();
+    if !ct2_rows.is_empty() {
+        s += &format!(
+            "\nCTranslate2 int8 (one model per shape, converted from the same checkpoint): pp{p} = a {p}-token prompt and \
+             one generated token; score = `score_batch` of the same tokens, which also computes all {p} rows of logits; \
+             tg{g} = greedy generation.\n\n| model | pp{p} t/s | score t/s | tg{g} t/s |\n| --- | ---: | ---: | ---: |\n"
+        );
+        for r in ct2_rows {
+            let c = r.ct2.as_ref().expect("filtered");
+            s += &format!("| GPT-2 {} | {} | {} | {} |\n", r.shape, ts(Some(c.pp)), ts(Some(c.score)), ts(Some(c.tg)));
+        }
     }
     s += "\nMemory and load time (Quill, during the tg test; load = open, validate, map and build the tokenizer, with the file in the page cache, which the suite reads before each run): \n\n| model | type | load | RSS file-backed (weights) | RSS anonymous (KV cache, buffers) |\n| --- | --- | ---: | ---: | ---: |\n";
     for r in rows {
@@ -310,7 +386,10 @@ fn markdown(m: &Machine, rows: &[Row]) -> String {
 
 fn to_json(m: &Machine, rows: &[Row]) -> Json {
     json!({
-        "machine": {"cpu": m.cpu, "flags": m.flags, "threads": m.threads, "read_bandwidth_gbs": m.bw},
+        "machine": {
+            "cpu": m.cpu, "flags": m.flags, "threads": m.threads, "backend": m.backend,
+            "read_bandwidth_gbs": m.bw, "int8_macs_per_s": m.int8, "f32_macs_per_s": m.f32_peak,
+        },
         "commit": m.commit,
         "date": m.date,
         "llama_cpp": m.llama_version,
@@ -323,6 +402,7 @@ fn to_json(m: &Machine, rows: &[Row]) -> Json {
             "weight_bytes_per_token": r.tg_bytes,
             "quill": r.quill_rows,
             "llama_cpp": r.llama_rows,
+            "ctranslate2": r.ct2.as_ref().map(|c| c.json.clone()),
         })).collect::<Vec<_>>(),
     })
 }

@@ -1,4 +1,6 @@
-//! NEON + dot-product kernels: activation quantizers and GEMV dot products.
+//! NEON + dot-product: the [`Simd`] vocabulary of the float algorithms (`crate::simd`; `exp`
+//! builds `2^n` in the exponent bits: 0 below -87.33, saturating at e^88.37), activation
+//! quantizers and the GEMV dot products of the quantized formats.
 //!
 //! Same activation lane layout as x86 (`act.rs`), 16 bytes (4 lanes) at a time: `sdot` (signed
 //! x signed, 4-byte lanes) of the unsigned codes (all below 128, so they read as the same
@@ -13,16 +15,19 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 
 use gguf_file::GgmlType;
-use quill_quant::{fp16_to_fp32, fp32_to_fp16, BlockQ8_0, BlockQ8_1, BlockQ8_K};
+use quill_quant::{fp16_to_fp32, BlockQ4_0, BlockQ8_0};
+
+use half::f16;
 
 use crate::act::GemvAct;
 use crate::decode::decode_row;
-use crate::formats::{quant_spec, Lanes};
+use crate::formats::{quant_spec, Lanes, LegacyBlock};
+use crate::simd::{float_kernels, simd_basics, Simd};
 
 /// `acc + sum of the four byte products` per 32-bit lane (the `sdot` instruction).
 #[target_feature(enable = "neon,dotprod")]
 #[inline]
-unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+pub(crate) unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
     let mut acc = acc;
     // SAFETY: `sdot` reads two vector registers and updates a third; no memory, no flags. The
     // enclosing function requires the dotprod feature, which the dispatcher checked.
@@ -34,83 +39,6 @@ unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
 #[inline(always)]
 unsafe fn rd_f16(p: *const u8) -> f32 {
     fp16_to_fp32(half::f16::from_bits(p.cast::<u16>().read_unaligned()))
-}
-
-/// Narrows 4 x 4 i32 (each in -128..=127) to 16 i8 in order.
-#[target_feature(enable = "neon")]
-#[inline]
-fn narrow16(q: [int32x4_t; 4]) -> int8x16_t {
-    let a = vcombine_s16(vmovn_s32(q[0]), vmovn_s32(q[1]));
-    let b = vcombine_s16(vmovn_s32(q[2]), vmovn_s32(q[3]));
-    vcombine_s8(vmovn_s16(a), vmovn_s16(b))
-}
-
-/// One Q8_0 block's codes and scale: ggml-quants.c `quantize_row_q8_0_ref` (`vrndaq` rounds
-/// half away from zero like `roundf`).
-#[target_feature(enable = "neon")]
-#[inline]
-unsafe fn q8_block(x: *const f32) -> ([int32x4_t; 8], f32) {
-    let v: [float32x4_t; 8] = std::array::from_fn(|j| vld1q_f32(x.add(4 * j)));
-    let mut m = vabsq_f32(v[0]);
-    for vj in &v[1..] {
-        m = vmaxq_f32(m, vabsq_f32(*vj));
-    }
-    let d = vmaxvq_f32(m) / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    (v.map(|vj| vcvtq_s32_f32(vrndaq_f32(vmulq_n_f32(vj, id)))), d)
-}
-
-#[target_feature(enable = "neon,dotprod")]
-pub(crate) unsafe fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
-    debug_assert_eq!(x.len(), out.len() * 32);
-    for (i, b) in out.iter_mut().enumerate() {
-        let (q, d) = q8_block(x.as_ptr().add(32 * i));
-        b.d = fp32_to_fp16(d);
-        vst1q_s8(b.qs.as_mut_ptr(), narrow16([q[0], q[1], q[2], q[3]]));
-        vst1q_s8(b.qs.as_mut_ptr().add(16), narrow16([q[4], q[5], q[6], q[7]]));
-    }
-}
-
-#[target_feature(enable = "neon,dotprod")]
-pub(crate) unsafe fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
-    debug_assert_eq!(x.len(), out.len() * 32);
-    for (i, b) in out.iter_mut().enumerate() {
-        let (q, d) = q8_block(x.as_ptr().add(32 * i));
-        b.d = fp32_to_fp16(d);
-        let sum: i32 = q.iter().map(|&v| vaddvq_s32(v)).sum();
-        b.s = fp32_to_fp16(sum as f32 * d);
-        vst1q_s8(b.qs.as_mut_ptr(), narrow16([q[0], q[1], q[2], q[3]]));
-        vst1q_s8(b.qs.as_mut_ptr().add(16), narrow16([q[4], q[5], q[6], q[7]]));
-    }
-}
-
-/// ggml-quants.c `quantize_row_q8_K_ref` (`vcvtnq` rounds half to even like `nearest_int`).
-#[target_feature(enable = "neon,dotprod")]
-pub(crate) unsafe fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8_K]) {
-    debug_assert_eq!(x.len(), out.len() * 256);
-    for (i, b) in out.iter_mut().enumerate() {
-        let xb = x.as_ptr().add(256 * i);
-        let mut m = vdupq_n_f32(0.0);
-        for j in 0..64 {
-            m = vmaxq_f32(m, vabsq_f32(vld1q_f32(xb.add(4 * j))));
-        }
-        let amax = vmaxvq_f32(m);
-        if amax == 0.0 {
-            *b = bytemuck::Zeroable::zeroed();
-            continue;
-        }
-        let first = (0..256).find(|&j| (*xb.add(j)).abs() == amax).unwrap_or(0);
-        let iscale = -127.0 / *xb.add(first);
-        for j in 0..16 {
-            let q: [int32x4_t; 4] = std::array::from_fn(|l| {
-                let v = vmulq_n_f32(vld1q_f32(xb.add(16 * j + 4 * l)), iscale);
-                vminq_s32(vcvtnq_s32_f32(v), vdupq_n_s32(127))
-            });
-            b.bsums[j] = (vaddvq_s32(q[0]) + vaddvq_s32(q[1]) + vaddvq_s32(q[2]) + vaddvq_s32(q[3])) as i16;
-            vst1q_s8(b.qs.as_mut_ptr().add(16 * j), narrow16(q));
-        }
-        b.d = 1.0 / iscale;
-    }
 }
 
 /// The GEMV row loop: whole groups straight from the row, the last partial group from a
@@ -137,40 +65,45 @@ macro_rules! gemv_rows {
     }};
 }
 
-/// Four Q4_0 blocks (72 bytes) against one P32 group (x0, x1, dx, corr).
+/// Bytes of a Q4_0 and a Q8_0 block.
+const Q4_0_BYTES: usize = <BlockQ4_0 as LegacyBlock>::BYTES;
+const Q8_0_BYTES: usize = <BlockQ8_0 as LegacyBlock>::BYTES;
+
+/// Four Q4_0 blocks against one P32 group (x0, x1, dx, corr).
 #[target_feature(enable = "neon,dotprod")]
 #[inline]
 unsafe fn group_q4_0(p: *const u8, a: *const u8, acc: float32x4_t) -> float32x4_t {
     let mut acc = acc;
     for b in 0..4 {
-        let blk = p.add(18 * b);
-        let qs = vld1q_u8(blk.add(2));
+        let blk = p.add(Q4_0_BYTES * b);
+        let qs = vld1q_u8(blk.add(<BlockQ4_0 as LegacyBlock>::QS));
         let lo = vreinterpretq_s8_u8(vandq_u8(qs, vdupq_n_u8(0x0f)));
         let hi = vreinterpretq_s8_u8(vshrq_n_u8::<4>(qs));
         let corr = vld1q_s32(a.add(192 + 16 * b).cast());
         let s = sdot(sdot(corr, lo, vld1q_s8(a.add(16 * b).cast())), hi, vld1q_s8(a.add(64 + 16 * b).cast()));
         let dx = vld1q_f32(a.add(128 + 16 * b).cast());
-        acc = vfmaq_f32(acc, vcvtq_f32_s32(s), vmulq_n_f32(dx, rd_f16(blk)));
+        acc = vfmaq_f32(acc, vcvtq_f32_s32(s), vmulq_n_f32(dx, rd_f16(blk.add(<BlockQ4_0 as LegacyBlock>::D))));
     }
     acc
 }
 
 #[target_feature(enable = "neon,dotprod")]
-pub(crate) unsafe fn vec_dot_q4_0_q8_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_rows!(w, rb, k, act, out, 128, 72, 256, group_q4_0)
+pub(crate) unsafe fn gemv_q4_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_rows!(w, rb, k, act, out, 128, 4 * Q4_0_BYTES, 256, group_q4_0)
 }
 
-/// Two Q8_0 blocks (68 bytes) against one Nat group: signed codes, no correction.
+/// Two Q8_0 blocks against one Nat group: signed codes, no correction.
 #[target_feature(enable = "neon,dotprod")]
 #[inline]
 unsafe fn group_q8_0(p: *const u8, a: *const u8, acc: float32x4_t) -> float32x4_t {
     let mut acc = acc;
     for h in 0..2 {
-        let blk = p.add(34 * h);
-        let d = rd_f16(blk);
+        let blk = p.add(Q8_0_BYTES * h);
+        let d = rd_f16(blk.add(<BlockQ8_0 as LegacyBlock>::D));
         for c in 0..2 {
             let chunk = 2 * h + c;
-            let s = sdot(vdupq_n_s32(0), vld1q_s8(blk.add(2 + 16 * c).cast()), vld1q_s8(a.add(16 * chunk).cast()));
+            let qs = blk.add(<BlockQ8_0 as LegacyBlock>::QS + 16 * c);
+            let s = sdot(vdupq_n_s32(0), vld1q_s8(qs.cast()), vld1q_s8(a.add(16 * chunk).cast()));
             let dx = vld1q_f32(a.add(64 + 16 * chunk).cast());
             acc = vfmaq_f32(acc, vcvtq_f32_s32(s), vmulq_n_f32(dx, d));
         }
@@ -179,8 +112,8 @@ unsafe fn group_q8_0(p: *const u8, a: *const u8, acc: float32x4_t) -> float32x4_
 }
 
 #[target_feature(enable = "neon,dotprod")]
-pub(crate) unsafe fn vec_dot_q8_0_q8_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_rows!(w, rb, k, act, out, 64, 68, 192, group_q8_0)
+pub(crate) unsafe fn gemv_q8_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_rows!(w, rb, k, act, out, 64, 2 * Q8_0_BYTES, 192, group_q8_0)
 }
 
 /// Elements decoded at a time by [`gemv_decoded`] (a multiple of every block and group size),
@@ -253,12 +186,12 @@ macro_rules! decoded {
 }
 
 decoded! {
-    vec_dot_q4_1_q8_1 => Q4_1,
-    vec_dot_q5_0_q8_0 => Q5_0,
-    vec_dot_q5_1_q8_1 => Q5_1,
-    vec_dot_q4_k_q8_k => Q4_K,
-    vec_dot_q5_k_q8_k => Q5_K,
-    vec_dot_q6_k_q8_k => Q6_K,
+    gemv_q4_1 => Q4_1,
+    gemv_q5_0 => Q5_0,
+    gemv_q5_1 => Q5_1,
+    gemv_q4_k => Q4_K,
+    gemv_q5_k => Q5_K,
+    gemv_q6_k => Q6_K,
 }
 
 /// Four f16 (as bits) widened to f32, exactly (the NEON half-precision types need Rust 1.94):
@@ -276,52 +209,128 @@ pub(crate) unsafe fn load_f16x4(p: *const u16) -> float32x4_t {
     vreinterpretq_f32_u32(vorrq_u32(bits, sign))
 }
 
-/// Float rows against f32 activations, 16 elements per step, scalar tail.
-macro_rules! gemv_float {
-    ($w:expr, $rb:expr, $k:expr, $act:expr, $out:expr, $esz:expr, $load:expr, $one:expr) => {{
-        let (w, rb, k, out): (&[u8], usize, usize, &mut [f32]) = ($w, $rb, $k, $out);
-        let x = $act.x.as_ptr();
-        let full = k / 16;
-        for (r, o) in out.iter_mut().enumerate() {
-            let p = w.as_ptr().add(r * rb);
-            let mut acc = [vdupq_n_f32(0.0); 4];
-            for i in 0..full {
-                for (j, a) in acc.iter_mut().enumerate() {
-                    let e = 16 * i + 4 * j;
-                    *a = vfmaq_f32(*a, $load(p.add(e * $esz)), vld1q_f32(x.add(e)));
-                }
-            }
-            let mut sum = vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
-            for e in 16 * full..k {
-                sum += $one(p.add(e * $esz)) * *x.add(e);
-            }
-            *o = sum;
+#[inline(always)]
+unsafe fn zero_f32x4() -> float32x4_t {
+    vdupq_n_f32(0.0)
+}
+
+/// NEON (AArch64 Advanced SIMD, + dotprod for the integer kernels), 4 f32 lanes.
+#[derive(Clone, Copy)]
+pub(crate) struct Neon;
+
+impl Simd for Neon {
+    const LANES: usize = 4;
+    const GEMM_TOKENS: usize = 12;
+    const EXP_LO: f32 = -87.336_55;
+    const EXP_HI: f32 = 88.376_26;
+    type V = float32x4_t;
+    type I = int32x4_t;
+    type M = uint32x4_t;
+
+    simd_basics!(float32x4_t; zero = zero_f32x4, splat = vdupq_n_f32, load = vld1q_f32,
+        store = vst1q_f32; add = vaddq_f32, sub = vsubq_f32, mul = vmulq_f32, div = vdivq_f32,
+        max = vmaxq_f32, min = vminq_f32);
+
+    #[inline(always)]
+    unsafe fn load_part(p: *const f32, n: usize) -> float32x4_t {
+        if n >= 4 {
+            vld1q_f32(p)
+        } else {
+            let mut t = [0f32; 4];
+            std::ptr::copy_nonoverlapping(p, t.as_mut_ptr(), n);
+            vld1q_f32(t.as_ptr())
         }
-    }};
+    }
+    #[inline(always)]
+    unsafe fn store_part(p: *mut f32, n: usize, v: float32x4_t) {
+        if n >= 4 {
+            vst1q_f32(p, v)
+        } else {
+            let mut t = [0f32; 4];
+            vst1q_f32(t.as_mut_ptr(), v);
+            std::ptr::copy_nonoverlapping(t.as_ptr(), p, n);
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const f16) -> float32x4_t {
+        load_f16x4(p.cast())
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(p: *const u16) -> float32x4_t {
+        vreinterpretq_f32_u32(vshlq_n_u32::<16>(vmovl_u16(vld1_u16(p))))
+    }
+    #[inline(always)]
+    unsafe fn fma(a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
+        vfmaq_f32(c, a, b)
+    }
+    #[inline(always)]
+    unsafe fn fnma(a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
+        vfmsq_f32(c, a, b)
+    }
+    #[inline(always)]
+    unsafe fn round(v: float32x4_t) -> float32x4_t {
+        vrndnq_f32(v)
+    }
+    #[inline(always)]
+    unsafe fn exp_scale(x: float32x4_t, y: float32x4_t, n: float32x4_t) -> float32x4_t {
+        let pow2n = vreinterpretq_f32_s32(vshlq_n_s32::<23>(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127))));
+        let under = vcltq_f32(x, vdupq_n_f32(Self::EXP_LO));
+        vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(vmulq_f32(y, pow2n)), under))
+    }
+    #[inline(always)]
+    unsafe fn hsum(v: float32x4_t) -> f32 {
+        vaddvq_f32(v)
+    }
+    #[inline(always)]
+    unsafe fn hmax(v: float32x4_t) -> f32 {
+        vmaxvq_f32(v)
+    }
+    #[inline(always)]
+    unsafe fn hsums(v: &[float32x4_t]) -> float32x4_t {
+        let (a, b) = (vpaddq_f32(v[0], v[1]), vpaddq_f32(v[2], v[3]));
+        vpaddq_f32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn keep_first(v: float32x4_t, n: usize) -> float32x4_t {
+        let idx = [0u32, 1, 2, 3];
+        let m = vcltq_u32(vld1q_u32(idx.as_ptr()), vdupq_n_u32(n.min(4) as u32));
+        vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(v), m))
+    }
+    #[inline(always)]
+    unsafe fn abs(v: float32x4_t) -> float32x4_t {
+        vabsq_f32(v)
+    }
+    #[inline(always)]
+    unsafe fn round_away(v: float32x4_t) -> float32x4_t {
+        vrndaq_f32(v)
+    }
+    #[inline(always)]
+    unsafe fn store_i8(p: *mut i8, v: float32x4_t) {
+        let b = vmovn_s16(vcombine_s16(vmovn_s32(vcvtq_s32_f32(v)), vdup_n_s16(0)));
+        p.cast::<u32>().write_unaligned(vget_lane_u32::<0>(vreinterpret_u32_s8(b)));
+    }
+    #[inline(always)]
+    unsafe fn iota(base: i32) -> int32x4_t {
+        let idx = [0i32, 1, 2, 3];
+        vaddq_s32(vdupq_n_s32(base), vld1q_s32(idx.as_ptr()))
+    }
+    #[inline(always)]
+    unsafe fn splat_i(x: i32) -> int32x4_t {
+        vdupq_n_s32(x)
+    }
+    #[inline(always)]
+    unsafe fn min_i(a: int32x4_t, b: int32x4_t) -> int32x4_t {
+        vminq_s32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn gt_i(a: int32x4_t, b: int32x4_t) -> uint32x4_t {
+        vcgtq_s32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn select(m: uint32x4_t, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        vbslq_f32(m, b, a)
+    }
 }
 
-#[target_feature(enable = "neon,dotprod")]
-pub(crate) unsafe fn vec_dot_f32_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_float!(w, rb, k, act, out, 4, |p: *const u8| vld1q_f32(p.cast()), |p: *const u8| p
-        .cast::<f32>()
-        .read_unaligned())
-}
-
-#[target_feature(enable = "neon,dotprod")]
-pub(crate) unsafe fn vec_dot_f16_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_float!(w, rb, k, act, out, 2, |p: *const u8| load_f16x4(p.cast()), |p: *const u8| rd_f16(p))
-}
-
-#[target_feature(enable = "neon,dotprod")]
-pub(crate) unsafe fn vec_dot_bf16_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_float!(
-        w,
-        rb,
-        k,
-        act,
-        out,
-        2,
-        |p: *const u8| vreinterpretq_f32_u32(vshll_n_u16::<16>(vld1_u16(p.cast()))),
-        |p: *const u8| f32::from_bits(u32::from(p.cast::<u16>().read_unaligned()) << 16)
-    )
-}
+float_kernels!(Neon, "neon");
+pub(crate) use float_kernels::*;

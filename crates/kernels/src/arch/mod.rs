@@ -4,8 +4,6 @@
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod aarch64_neon;
 #[cfg(target_arch = "aarch64")]
-pub(crate) mod aarch64_neon_ops;
-#[cfg(target_arch = "aarch64")]
 pub(crate) mod aarch64_neon_table;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2;
@@ -14,14 +12,10 @@ pub(crate) mod x86_avx2_gemm;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2_gemv;
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod x86_avx2_ops;
-#[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2_table;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx512;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx512_gemm;
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod x86_avx512_ops;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx512_table;

@@ -20,19 +20,22 @@
 #![allow(clippy::needless_range_loop)]
 
 use std::arch::x86_64::*;
+use std::marker::PhantomData;
 
 use gguf_file::GgmlType;
 
+use quill_quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
+
 use super::x86_avx2_gemv as v;
 use crate::act::ActBlocks;
+use crate::formats::k_layout::*;
+use crate::formats::LegacyBlock;
 use crate::panel::{build_float, Panel, PanelKind};
 
 /// Rows per panel.
 pub(crate) const NR: usize = 16;
 /// Tokens per integer tile.
 const TI: usize = 4;
-/// Tokens per float tile.
-const TF: usize = 6;
 
 /// A weight format as the panel builder reads it: 32 codes at a time in element order, and
 /// each row's scales (and minimums) per scale block.
@@ -43,30 +46,28 @@ trait PanelFmt {
     unsafe fn scales(row: *const u8, n_sb: usize, dw: &mut [f32], mw: &mut [f32]);
 }
 
-/// Legacy 32-element blocks of `BYTES` bytes (see `x86_avx2_gemv::Legacy`); `Q8` is Q8_0, whose
-/// signed codes are flipped to `q + 128`.
-struct LegacyPanel<const BYTES: usize, const QS: usize, const QH: usize, const MIN: bool, const Q8: bool>;
+/// Legacy 32-element blocks (their byte layout from [`LegacyBlock`]); Q8_0's signed codes are
+/// flipped to `q + 128`.
+struct LegacyPanel<B>(PhantomData<B>);
 
-impl<const BYTES: usize, const QS: usize, const QH: usize, const MIN: bool, const Q8: bool> PanelFmt
-    for LegacyPanel<BYTES, QS, QH, MIN, Q8>
-{
+impl<B: LegacyBlock> PanelFmt for LegacyPanel<B> {
     #[inline(always)]
     unsafe fn codes32(row: *const u8, c: usize) -> __m256i {
-        let b = row.add(c * BYTES);
-        if Q8 {
-            _mm256_xor_si256(v::ld(b.add(QS)), _mm256_set1_epi8(-128))
+        let b = row.add(c * B::BYTES);
+        if B::SIGNED {
+            _mm256_xor_si256(v::ld(b.add(B::QS)), _mm256_set1_epi8(-128))
         } else {
-            v::legacy_codes::<QS, QH>(b)
+            v::legacy_codes::<B>(b)
         }
     }
 
     #[inline(always)]
     unsafe fn scales(row: *const u8, n_sb: usize, dw: &mut [f32], mw: &mut [f32]) {
         for s in 0..n_sb {
-            let b = row.add(s * BYTES);
-            dw[s] = v::f16_to_f32(v::rd16(b));
-            if MIN {
-                mw[s] = v::f16_to_f32(v::rd16(b.add(2)));
+            let b = row.add(s * B::BYTES);
+            dw[s] = v::f16_to_f32(v::rd16(b.add(B::D)));
+            if let Some(m) = B::M {
+                mw[s] = v::f16_to_f32(v::rd16(b.add(m)));
             }
         }
     }
@@ -78,7 +79,7 @@ struct K4Panel<const FIVE: bool>;
 impl<const FIVE: bool> PanelFmt for K4Panel<FIVE> {
     #[inline(always)]
     unsafe fn codes32(row: *const u8, c: usize) -> __m256i {
-        let bp = row.add(c / 8 * if FIVE { 176 } else { 144 });
+        let bp = row.add(c / 8 * k4_bytes(FIVE));
         let (lo, hi) = v::k4_codes::<FIVE>(bp, c % 8 / 2);
         if c.is_multiple_of(2) {
             lo
@@ -90,9 +91,9 @@ impl<const FIVE: bool> PanelFmt for K4Panel<FIVE> {
     #[inline(always)]
     unsafe fn scales(row: *const u8, n_sb: usize, dw: &mut [f32], mw: &mut [f32]) {
         for b in 0..n_sb / 8 {
-            let bp = row.add(b * if FIVE { 176 } else { 144 });
-            let (d, dmin) = (v::f16_to_f32(v::rd16(bp)), v::f16_to_f32(v::rd16(bp.add(2))));
-            let (sc, m) = v::k4_scales_mins(bp.add(4));
+            let bp = row.add(b * k4_bytes(FIVE));
+            let (d, dmin) = (v::f16_to_f32(v::rd16(bp.add(K4_D))), v::f16_to_f32(v::rd16(bp.add(K4_DMIN))));
+            let (sc, m) = v::k4_scales_mins(bp.add(K4_SCALES));
             _mm256_storeu_ps(dw.as_mut_ptr().add(8 * b), _mm256_mul_ps(_mm256_set1_ps(d), sc));
             let mv = _mm256_mul_ps(_mm256_set1_ps(dmin), m);
             _mm256_storeu_ps(mw.as_mut_ptr().add(8 * b), _mm256_xor_ps(mv, _mm256_set1_ps(-0.0)));
@@ -106,16 +107,16 @@ struct Q6KPanel;
 impl PanelFmt for Q6KPanel {
     #[inline(always)]
     unsafe fn codes32(row: *const u8, c: usize) -> __m256i {
-        v::q6k_codes(row.add(c / 8 * 210), c % 8 / 4, c % 4)
+        v::q6k_codes(row.add(c / 8 * Q6K_BYTES), c % 8 / 4, c % 4)
     }
 
     #[inline(always)]
     unsafe fn scales(row: *const u8, n_sb: usize, dw: &mut [f32], _mw: &mut [f32]) {
         for b in 0..n_sb / 16 {
-            let bp = row.add(b * 210);
-            let d = _mm256_set1_ps(v::f16_to_f32(v::rd16(bp.add(208))));
+            let bp = row.add(b * Q6K_BYTES);
+            let d = _mm256_set1_ps(v::f16_to_f32(v::rd16(bp.add(Q6K_D))));
             for h in 0..2 {
-                let sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(bp.add(192 + 8 * h).cast())));
+                let sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(bp.add(Q6K_SCALES + 8 * h).cast())));
                 _mm256_storeu_ps(dw.as_mut_ptr().add(16 * b + 8 * h), _mm256_mul_ps(d, sc));
             }
         }
@@ -172,14 +173,52 @@ macro_rules! unpackers {
 }
 
 unpackers! {
-    unpack_q4_0 => LegacyPanel<18, 2, 0, false, false>,
-    unpack_q4_1 => LegacyPanel<20, 4, 0, true, false>,
-    unpack_q5_0 => LegacyPanel<22, 6, 2, false, false>,
-    unpack_q5_1 => LegacyPanel<24, 8, 4, true, false>,
-    unpack_q8_0 => LegacyPanel<34, 2, 0, false, true>,
+    unpack_q4_0 => LegacyPanel<BlockQ4_0>,
+    unpack_q4_1 => LegacyPanel<BlockQ4_1>,
+    unpack_q5_0 => LegacyPanel<BlockQ5_0>,
+    unpack_q5_1 => LegacyPanel<BlockQ5_1>,
+    unpack_q8_0 => LegacyPanel<BlockQ8_0>,
     unpack_q4_k => K4Panel<false>,
     unpack_q5_k => K4Panel<true>,
     unpack_q6_k => Q6KPanel,
+}
+
+/// 8 weights of row `r` from column `c` as f32 (zero past the matrix's rows).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn float8(ty: GgmlType, w: &[u8], row_bytes: usize, n_rows: usize, r: usize, c: usize) -> __m256i {
+    if r >= n_rows {
+        return _mm256_setzero_si256();
+    }
+    let p = w.as_ptr().add(r * row_bytes);
+    match ty {
+        GgmlType::F32 => _mm256_loadu_si256(p.add(4 * c).cast()),
+        GgmlType::F16 => _mm256_castps_si256(_mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * c).cast()))),
+        _ => _mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(p.add(2 * c).cast()))),
+    }
+}
+
+/// Float panel `[k][16 rows]` f32: 8x8 transposes of widened rows, the last columns (a k that
+/// is not a multiple of 8) by the portable builder.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn unpack_float(ty: GgmlType, w: &[u8], row_bytes: usize, panel: &mut Panel) {
+    let k = panel.k;
+    let n_rows = w.len() / row_bytes;
+    let full = k / 8;
+    if full * 8 < k {
+        // The portable builder writes every column; the transposes below overwrite most.
+        build_float(ty, w, row_bytes, panel);
+    }
+    let data = panel.f32s_mut().as_mut_ptr();
+    for half in 0..2 {
+        for c in 0..full {
+            let r: [__m256i; 8] = std::array::from_fn(|i| float8(ty, w, row_bytes, n_rows, 8 * half + i, 8 * c));
+            for (j, t) in v::transpose8(r).into_iter().enumerate() {
+                _mm256_storeu_si256(data.add((8 * c + j) * NR + 8 * half).cast(), t);
+            }
+        }
+    }
 }
 
 macro_rules! float_unpackers {
@@ -187,7 +226,7 @@ macro_rules! float_unpackers {
         #[target_feature(enable = "avx2,fma,f16c")]
         pub(crate) unsafe fn $name(w: &[u8], row_bytes: usize, _k: usize, panel: &mut Panel) {
             debug_assert_eq!(panel.nr, NR);
-            build_float(GgmlType::$ty, w, row_bytes, panel)
+            unpack_float(GgmlType::$ty, w, row_bytes, panel)
         }
     )*};
 }
@@ -347,54 +386,5 @@ pub(crate) unsafe fn gemm_u8(panel: &Panel, act: &ActBlocks<'_>, out: *mut f32, 
         (false, _, 2) => gemm_tiles::<false, 2, false>(panel, act, out, stride, n_rows),
         (true, _, 2) => gemm_tiles::<true, 2, false>(panel, act, out, stride, n_rows),
         _ => unreachable!("no format has codes above 63 but Q8_0 (max {})", panel.max_code),
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn tile_f32<const T: usize>(
-    panel: &Panel,
-    x: &[f32],
-    k: usize,
-    t0: usize,
-    out: *mut f32,
-    stride: usize,
-    n_rows: usize,
-) {
-    let p = panel.f32s().as_ptr();
-    let xs = x.as_ptr().add(t0 * k);
-    let mut acc = [[_mm256_setzero_ps(); T]; 2];
-    for i in 0..k {
-        let w0 = _mm256_loadu_ps(p.add(i * NR));
-        let w1 = _mm256_loadu_ps(p.add(i * NR + 8));
-        for t in 0..T {
-            let xb = _mm256_set1_ps(*xs.add(t * k + i));
-            acc[0][t] = _mm256_fmadd_ps(w0, xb, acc[0][t]);
-            acc[1][t] = _mm256_fmadd_ps(w1, xb, acc[1][t]);
-        }
-    }
-    for t in 0..T {
-        store_rows(out.add((t0 + t) * stride), [acc[0][t], acc[1][t]], n_rows);
-    }
-}
-
-/// The float micro-kernel over every token.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn gemm_f32(panel: &Panel, x: &[f32], n_tokens: usize, out: *mut f32, stride: usize, n_rows: usize) {
-    debug_assert_eq!(panel.nr, NR);
-    let k = panel.k;
-    debug_assert!(x.len() >= n_tokens * k);
-    let mut t = 0;
-    while t < n_tokens {
-        let nt = (n_tokens - t).min(TF);
-        match nt {
-            6 => tile_f32::<6>(panel, x, k, t, out, stride, n_rows),
-            5 => tile_f32::<5>(panel, x, k, t, out, stride, n_rows),
-            4 => tile_f32::<4>(panel, x, k, t, out, stride, n_rows),
-            3 => tile_f32::<3>(panel, x, k, t, out, stride, n_rows),
-            2 => tile_f32::<2>(panel, x, k, t, out, stride, n_rows),
-            _ => tile_f32::<1>(panel, x, k, t, out, stride, n_rows),
-        }
-        t += nt;
     }
 }

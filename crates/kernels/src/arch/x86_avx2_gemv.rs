@@ -13,18 +13,23 @@
 //! across lanes with the rows landing on lanes (horizontal adds), and the float chain runs on
 //! 8 rows as in GEMM.
 //!
-//! Float formats (F32, F16, BF16) are plain dot products with four accumulators per row.
-//!
 //! Legacy blocks are read in pairs against the activation in pair order (`p32`: the first 16
 //! codes of both blocks, then their last 16), so that one `vpmaddubsw` serves two blocks.
 
 #![allow(clippy::missing_safety_doc)]
 
 use std::arch::x86_64::*;
+use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 
+use quill_quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
+
 use super::x86_avx2_gemm::{sum_chains, CHAINS};
+// The float formats' GEMV (written once for every backend), so that this module names them all.
+pub(crate) use super::x86_avx2::{gemv_bf16, gemv_f16, gemv_f32};
 use crate::act::{ActBlocks, GemvAct};
+use crate::formats::k_layout::*;
+use crate::formats::{LegacyBlock, MAX_LEGACY_BYTES};
 
 /// Scale blocks per buffered segment of a row (rows with more are done in segments: the float
 /// chain carries on across them, so the order is unchanged).
@@ -123,18 +128,16 @@ trait Fmt {
     unsafe fn row(p: *const u8, x: *const i8, p32: *const i8, nb: usize, r: usize, out: &RowSums);
 }
 
-/// The 32 codes of a legacy block at `b` in element order (nibbles at `QS`, fifth bits at `QH`
-/// when `QH > 0`).
+/// The 32 codes of a 4- or 5-bit legacy block at `b` in element order.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-pub(crate) unsafe fn legacy_codes<const QS: usize, const QH: usize>(b: *const u8) -> __m256i {
-    let q = _mm_loadu_si128(b.add(QS).cast());
+pub(crate) unsafe fn legacy_codes<B: LegacyBlock>(b: *const u8) -> __m256i {
+    let q = _mm_loadu_si128(b.add(B::QS).cast());
     let both = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(q), _mm_srli_epi16::<4>(q));
     let c = _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
-    if QH > 0 {
-        _mm256_or_si256(c, bit16(b.add(QH).cast::<u32>().read_unaligned()))
-    } else {
-        c
+    match B::QH {
+        Some(qh) => _mm256_or_si256(c, bit16(b.add(qh).cast::<u32>().read_unaligned())),
+        None => c,
     }
 }
 
@@ -143,12 +146,12 @@ pub(crate) unsafe fn legacy_codes<const QS: usize, const QH: usize>(b: *const u8
 #[inline]
 pub(crate) unsafe fn k4_codes<const FIVE: bool>(bp: *const u8, h: usize) -> (__m256i, __m256i) {
     let mask = _mm256_set1_epi8(0x0f);
-    let q = ld(bp.add(if FIVE { 48 } else { 16 } + 32 * h));
+    let q = ld(bp.add(k4_qs(FIVE) + 32 * h));
     let mut lo = _mm256_and_si256(q, mask);
     let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), mask);
     if FIVE {
         // Sub-block j takes bit j of each qh byte as its fifth bit.
-        let (qh, one) = (ld(bp.add(16)), _mm256_set1_epi8(1));
+        let (qh, one) = (ld(bp.add(Q5K_QH)), _mm256_set1_epi8(1));
         let b0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * h as i32)), one);
         let b1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * h as i32 + 1)), one);
         lo = _mm256_or_si256(lo, _mm256_slli_epi16::<4>(b0));
@@ -163,9 +166,9 @@ pub(crate) unsafe fn k4_codes<const FIVE: bool>(bp: *const u8, h: usize) -> (__m
 pub(crate) unsafe fn q6k_codes(bp: *const u8, h: usize, c: usize) -> __m256i {
     let (m4, m30) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
     // Low 4 bits from ql (low nibbles for c < 2, high for c >= 2), high 2 bits from qh at 2c.
-    let ql = ld(bp.add(64 * h + 32 * (c % 2)));
+    let ql = ld(bp.add(Q6K_QL + 64 * h + 32 * (c % 2)));
     let ql = if c < 2 { ql } else { _mm256_srli_epi16::<4>(ql) };
-    let qh = ld(bp.add(128 + 32 * h));
+    let qh = ld(bp.add(Q6K_QH + 32 * h));
     let qh = match c {
         0 => _mm256_slli_epi16::<4>(qh),
         1 => _mm256_slli_epi16::<2>(qh),
@@ -187,23 +190,20 @@ pub(crate) fn bit16(bits: u32) -> __m256i {
     _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(v, sel), sel), _mm256_set1_epi8(16))
 }
 
-/// The legacy 32-element formats: f16 scale at 0, f16 minimum at 2 when `MIN`, the fifth bits
-/// at `QH` when `QH > 0`, nibbles (or Q8_0's signed bytes, `SIGNED`) at `QS`.
-struct Legacy<const BYTES: usize, const QS: usize, const QH: usize, const MIN: bool, const SIGNED: bool>;
+/// The legacy 32-element formats (their byte layout from [`LegacyBlock`]).
+struct Legacy<B>(PhantomData<B>);
 
-impl<const BYTES: usize, const QS: usize, const QH: usize, const MIN: bool, const SIGNED: bool> Fmt
-    for Legacy<BYTES, QS, QH, MIN, SIGNED>
-{
+impl<B: LegacyBlock> Fmt for Legacy<B> {
     const SB_PER_BLOCK: usize = 1;
     const SB: usize = 32;
-    const BYTES: usize = BYTES;
-    const MIN: bool = MIN;
-    const SIGNED: bool = SIGNED;
+    const BYTES: usize = B::BYTES;
+    const MIN: bool = B::M.is_some();
+    const SIGNED: bool = B::SIGNED;
     const F16_SCALES: bool = true;
 
     #[inline(always)]
     unsafe fn row(p: *const u8, _x: *const i8, p32: *const i8, nb: usize, r: usize, out: &RowSums) {
-        legacy_row::<BYTES, QS, QH, MIN, SIGNED>(p, p32, nb, r, out)
+        legacy_row::<B>(p, p32, nb, r, out)
     }
 }
 
@@ -211,25 +211,21 @@ impl<const BYTES: usize, const QS: usize, const QH: usize, const MIN: bool, cons
 /// activation bytes in pair order.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn legacy_pair<const QS: usize, const QH: usize, const SIGNED: bool>(
-    b0: *const u8,
-    b1: *const u8,
-    a: *const i8,
-) -> __m256i {
-    if SIGNED {
-        let lo = load2x16(b0.add(QS), b1.add(QS));
-        let hi = load2x16(b0.add(QS + 16), b1.add(QS + 16));
+unsafe fn legacy_pair<B: LegacyBlock>(b0: *const u8, b1: *const u8, a: *const i8) -> __m256i {
+    if B::SIGNED {
+        let lo = load2x16(b0.add(B::QS), b1.add(B::QS));
+        let hi = load2x16(b0.add(B::QS + 16), b1.add(B::QS + 16));
         let ones = _mm256_set1_epi16(1);
         let plo = _mm256_maddubs_epi16(_mm256_abs_epi8(lo), _mm256_sign_epi8(ld(a.cast()), lo));
         let phi = _mm256_maddubs_epi16(_mm256_abs_epi8(hi), _mm256_sign_epi8(ld(a.add(32).cast()), hi));
         return _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
     }
-    let q = load2x16(b0.add(QS), b1.add(QS));
+    let q = load2x16(b0.add(B::QS), b1.add(B::QS));
     let m = _mm256_set1_epi8(0x0f);
     let (mut lo, mut hi) = (_mm256_and_si256(q, m), _mm256_and_si256(_mm256_srli_epi16::<4>(q), m));
-    if QH > 0 {
-        let h0 = b0.add(QH).cast::<u32>().read_unaligned();
-        let h1 = b1.add(QH).cast::<u32>().read_unaligned();
+    if let Some(qh) = B::QH {
+        let h0 = b0.add(qh).cast::<u32>().read_unaligned();
+        let h1 = b1.add(qh).cast::<u32>().read_unaligned();
         lo = _mm256_or_si256(lo, bit16((h0 & 0xffff) | (h1 & 0xffff) << 16));
         hi = _mm256_or_si256(hi, bit16((h0 >> 16) | (h1 >> 16) << 16));
     }
@@ -240,27 +236,21 @@ unsafe fn legacy_pair<const QS: usize, const QH: usize, const SIGNED: bool>(
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn legacy_row<const BYTES: usize, const QS: usize, const QH: usize, const MIN: bool, const SIGNED: bool>(
-    p: *const u8,
-    p32: *const i8,
-    nb: usize,
-    r: usize,
-    out: &RowSums,
-) {
-    let zero = [0u8; BYTES];
+unsafe fn legacy_row<B: LegacyBlock>(p: *const u8, p32: *const i8, nb: usize, r: usize, out: &RowSums) {
+    let zero = [0u8; MAX_LEGACY_BYTES];
     let pair_at = |b: usize, b1: *const u8| {
-        let b0 = p.add(b * BYTES);
-        *out.units.add(b / 2 * 8 + r) = legacy_pair::<QS, QH, SIGNED>(b0, b1, p32.add(32 * b));
-        *out.d16.add(b * 8 + r) = rd16(b0);
-        *out.d16.add((b + 1) * 8 + r) = rd16(b1);
-        if MIN {
-            *out.m16.add(b * 8 + r) = rd16(b0.add(2));
-            *out.m16.add((b + 1) * 8 + r) = rd16(b1.add(2));
+        let b0 = p.add(b * B::BYTES);
+        *out.units.add(b / 2 * 8 + r) = legacy_pair::<B>(b0, b1, p32.add(32 * b));
+        *out.d16.add(b * 8 + r) = rd16(b0.add(B::D));
+        *out.d16.add((b + 1) * 8 + r) = rd16(b1.add(B::D));
+        if let Some(m) = B::M {
+            *out.m16.add(b * 8 + r) = rd16(b0.add(m));
+            *out.m16.add((b + 1) * 8 + r) = rd16(b1.add(m));
         }
     };
     let full = nb / 2 * 2;
     for b in (0..full).step_by(2) {
-        pair_at(b, p.add((b + 1) * BYTES));
+        pair_at(b, p.add((b + 1) * B::BYTES));
     }
     if full < nb {
         // The odd last block pairs with a zero block (zero codes, zero scale).
@@ -268,18 +258,11 @@ unsafe fn legacy_row<const BYTES: usize, const QS: usize, const QH: usize, const
     }
 }
 
-/// `[sc0..8]` and `[m0..8]` of a Q4_K / Q5_K block as f32 (ggml's `utmp` unpacking).
+/// `[sc0..8]` and `[m0..8]` of a Q4_K / Q5_K block as f32.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 pub(crate) unsafe fn k4_scales_mins(s: *const u8) -> (__m256, __m256) {
-    const KMASK1: u32 = 0x3f3f_3f3f;
-    const KMASK2: u32 = 0x0f0f_0f0f;
-    const KMASK3: u32 = 0x0303_0303;
-    let u0 = s.cast::<u32>().read_unaligned();
-    let u1 = s.add(4).cast::<u32>().read_unaligned();
-    let u2 = s.add(8).cast::<u32>().read_unaligned();
-    let sc = u64::from(u0 & KMASK1) | u64::from((u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4)) << 32;
-    let m = u64::from(u1 & KMASK1) | u64::from(((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4)) << 32;
+    let (sc, m) = crate::decode::k4_scale_min_words(s);
     let f = |v: u64| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(v as i64)));
     (f(sc), f(m))
 }
@@ -297,7 +280,7 @@ struct K4<const FIVE: bool>;
 impl<const FIVE: bool> Fmt for K4<FIVE> {
     const SB_PER_BLOCK: usize = 8;
     const SB: usize = 32;
-    const BYTES: usize = if FIVE { 176 } else { 144 };
+    const BYTES: usize = k4_bytes(FIVE);
     const MIN: bool = true;
     const SIGNED: bool = false;
     const F16_SCALES: bool = false;
@@ -320,8 +303,8 @@ unsafe fn k4_row<const FIVE: bool>(p: *const u8, x: *const i8, nb: usize, r: usi
             let v = pair(dot_u8_i8(lo, xb.add(64 * h)), dot_u8_i8(hi, xb.add(64 * h + 32)));
             *out.units.add((4 * b + h) * 8 + r) = v;
         }
-        let (d, dmin) = (f16_to_f32(rd16(bp)), f16_to_f32(rd16(bp.add(2))));
-        let (sc, m) = k4_scales_mins(bp.add(4));
+        let (d, dmin) = (f16_to_f32(rd16(bp.add(K4_D))), f16_to_f32(rd16(bp.add(K4_DMIN))));
+        let (sc, m) = k4_scales_mins(bp.add(K4_SCALES));
         let at = r * SEG + 8 * b;
         _mm256_storeu_ps(out.dw.add(at), _mm256_mul_ps(_mm256_set1_ps(d), sc));
         let mw = _mm256_mul_ps(_mm256_set1_ps(dmin), m);
@@ -335,7 +318,7 @@ struct Q6K;
 impl Fmt for Q6K {
     const SB_PER_BLOCK: usize = 16;
     const SB: usize = 16;
-    const BYTES: usize = 210;
+    const BYTES: usize = Q6K_BYTES;
     const MIN: bool = false;
     const SIGNED: bool = false;
     const F16_SCALES: bool = false;
@@ -350,7 +333,7 @@ impl Fmt for Q6K {
 #[inline]
 unsafe fn q6k_row(p: *const u8, x: *const i8, nb: usize, r: usize, out: &RowSums) {
     for b in 0..nb {
-        let bp = p.add(210 * b);
+        let bp = p.add(Q6K_BYTES * b);
         let xb = x.add(256 * b);
         for h in 0..2 {
             // 32 codes each: elements 128h + 32c.., i.e. sub-blocks 8h + 2c and 8h + 2c + 1,
@@ -360,9 +343,9 @@ unsafe fn q6k_row(p: *const u8, x: *const i8, nb: usize, r: usize, out: &RowSums
                 *out.units.add((8 * b + 4 * h + c) * 8 + r) = dot_u8_i8(yc, xb.add(128 * h + 32 * c));
             }
         }
-        let d = _mm256_set1_ps(f16_to_f32(rd16(bp.add(208))));
+        let d = _mm256_set1_ps(f16_to_f32(rd16(bp.add(Q6K_D))));
         for h in 0..2 {
-            let sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(bp.add(192 + 8 * h).cast())));
+            let sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(bp.add(Q6K_SCALES + 8 * h).cast())));
             _mm256_storeu_ps(out.dw.add(r * SEG + 16 * b + 8 * h), _mm256_mul_ps(d, sc));
         }
     }
@@ -480,90 +463,12 @@ macro_rules! gemv_fns {
 }
 
 gemv_fns! {
-    vec_dot_q4_0_q8_0 => Legacy<18, 2, 0, false, false>,
-    vec_dot_q4_1_q8_1 => Legacy<20, 4, 0, true, false>,
-    vec_dot_q5_0_q8_0 => Legacy<22, 6, 2, false, false>,
-    vec_dot_q5_1_q8_1 => Legacy<24, 8, 4, true, false>,
-    vec_dot_q8_0_q8_0 => Legacy<34, 2, 0, false, true>,
-    vec_dot_q4_k_q8_k => K4<false>,
-    vec_dot_q5_k_q8_k => K4<true>,
-    vec_dot_q6_k_q8_k => Q6K,
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn hsum_ps(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
-}
-
-/// Float rows against f32 activations; `$load` widens 8 weights to f32, `$one` one weight.
-macro_rules! gemv_float {
-    ($w:expr, $rb:expr, $k:expr, $act:expr, $out:expr, $esz:expr, $load:ident, $one:expr) => {{
-        let (w, rb, k, out): (&[u8], usize, usize, &mut [f32]) = ($w, $rb, $k, $out);
-        let x = $act.x.as_ptr();
-        let full = k / 32;
-        for (r, o) in out.iter_mut().enumerate() {
-            let p = w.as_ptr().add(r * rb);
-            let mut acc = [_mm256_setzero_ps(); 4];
-            for i in 0..full {
-                for (j, a) in acc.iter_mut().enumerate() {
-                    let e = 32 * i + 8 * j;
-                    *a = _mm256_fmadd_ps($load(p.add(e * $esz)), _mm256_loadu_ps(x.add(e)), *a);
-                }
-            }
-            let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-            let mut sum = hsum_ps(s);
-            for e in 32 * full..k {
-                sum += $one(p.add(e * $esz)) * *x.add(e);
-            }
-            *o = sum;
-        }
-    }};
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn load_f32(p: *const u8) -> __m256 {
-    _mm256_loadu_ps(p.cast())
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn load_f16(p: *const u8) -> __m256 {
-    _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn load_bf16(p: *const u8) -> __m256 {
-    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()))))
-}
-
-unsafe fn one_f32(p: *const u8) -> f32 {
-    p.cast::<f32>().read_unaligned()
-}
-
-unsafe fn one_f16(p: *const u8) -> f32 {
-    half::f16::from_bits(p.cast::<u16>().read_unaligned()).to_f32()
-}
-
-unsafe fn one_bf16(p: *const u8) -> f32 {
-    f32::from_bits(u32::from(p.cast::<u16>().read_unaligned()) << 16)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_f32_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_float!(w, rb, k, act, out, 4, load_f32, one_f32)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_f16_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_float!(w, rb, k, act, out, 2, load_f16, one_f16)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_bf16_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_float!(w, rb, k, act, out, 2, load_bf16, one_bf16)
+    gemv_q4_0 => Legacy<BlockQ4_0>,
+    gemv_q4_1 => Legacy<BlockQ4_1>,
+    gemv_q5_0 => Legacy<BlockQ5_0>,
+    gemv_q5_1 => Legacy<BlockQ5_1>,
+    gemv_q8_0 => Legacy<BlockQ8_0>,
+    gemv_q4_k => K4<false>,
+    gemv_q5_k => K4<true>,
+    gemv_q6_k => Q6K,
 }

@@ -1,4 +1,6 @@
-//! AVX-512 (F, BW, VL, VNNI) kernels: activation quantizers and GEMV dot products.
+//! AVX-512 (F, BW, VL, VNNI): the [`Simd`] vocabulary of the float algorithms
+//! (`crate::simd`; `exp` scales by `vscalefps`: 0 below -104, +inf above 88.7), activation
+//! quantizers and the GEMV dot products of the quantized formats.
 //!
 //! GEMV kernels read weights straight from ggml's blocks and activations in the lane layout
 //! (`act.rs`): unsigned weight codes meet signed activation bytes in `vpdpbusd`, whose integer
@@ -9,9 +11,14 @@
 
 use std::arch::x86_64::*;
 
-use quill_quant::{BlockQ8_0, BlockQ8_1, BlockQ8_K};
+use quill_quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
+
+use half::f16;
 
 use crate::act::GemvAct;
+use crate::formats::k_layout::*;
+use crate::formats::LegacyBlock;
+use crate::simd::{float_kernels, simd_basics, Simd};
 
 #[inline(always)]
 unsafe fn rd16(p: *const u8) -> u64 {
@@ -45,12 +52,6 @@ fn f16_to_f32(bits: u64) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64)))
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-#[inline]
-fn f32_to_f16(v: f32) -> u16 {
-    _mm_extract_epi16::<0>(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(v))) as u16
-}
-
 #[inline(always)]
 unsafe fn ld(p: *const u8) -> __m512i {
     _mm512_loadu_si512(p.cast())
@@ -70,95 +71,6 @@ unsafe fn gather4x16(p0: *const u8, p1: *const u8, p2: *const u8, p3: *const u8)
     let hi =
         _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(_mm_loadu_si128(p2.cast())), _mm_loadu_si128(p3.cast()));
     _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
-}
-
-/// Round half away from zero (C `roundf`), exact for every float.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-#[inline]
-fn round_away(x: __m512) -> __m512 {
-    let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(x);
-    let frac = _mm512_abs_ps(_mm512_sub_ps(x, t));
-    let half = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(frac, _mm512_set1_ps(0.5));
-    let sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MIN));
-    let one = _mm512_castsi512_ps(_mm512_or_si512(sign, _mm512_set1_epi32(0x3f80_0000)));
-    _mm512_mask_add_ps(t, half, t, one)
-}
-
-/// One Q8_0 block's codes `(q0..16, q16..32)` as i32 and its scale: ggml-quants.c
-/// `quantize_row_q8_0_ref` (d = amax / 127 stored as f16, codes `roundf(x / d)`).
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn q8_block(x: *const f32) -> (__m512i, __m512i, f32) {
-    let (v0, v1) = (_mm512_loadu_ps(x), _mm512_loadu_ps(x.add(16)));
-    let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-    let d = amax / 127.0;
-    let id = _mm512_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
-    let q0 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v0, id)));
-    let q1 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v1, id)));
-    (q0, q1, d)
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
-    debug_assert_eq!(x.len(), out.len() * 32);
-    for (i, b) in out.iter_mut().enumerate() {
-        let (q0, q1, d) = q8_block(x.as_ptr().add(32 * i));
-        b.d = half::f16::from_bits(f32_to_f16(d));
-        _mm_storeu_si128(b.qs.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(q0));
-        _mm_storeu_si128(b.qs.as_mut_ptr().add(16).cast(), _mm512_cvtepi32_epi8(q1));
-    }
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
-    debug_assert_eq!(x.len(), out.len() * 32);
-    for (i, b) in out.iter_mut().enumerate() {
-        let (q0, q1, d) = q8_block(x.as_ptr().add(32 * i));
-        b.d = half::f16::from_bits(f32_to_f16(d));
-        let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
-        b.s = half::f16::from_bits(f32_to_f16(sum as f32 * d));
-        _mm_storeu_si128(b.qs.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(q0));
-        _mm_storeu_si128(b.qs.as_mut_ptr().add(16).cast(), _mm512_cvtepi32_epi8(q1));
-    }
-}
-
-/// ggml-quants.c `quantize_row_q8_K_ref`: the value of largest magnitude (the first on ties)
-/// maps to -127, codes round half to even, `bsums` sum each 16.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8_K]) {
-    debug_assert_eq!(x.len(), out.len() * 256);
-    for (i, b) in out.iter_mut().enumerate() {
-        let xb = x.as_ptr().add(256 * i);
-        let mut m = _mm512_setzero_ps();
-        for j in 0..16 {
-            m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(xb.add(16 * j))));
-        }
-        let amax = _mm512_reduce_max_ps(m);
-        if amax == 0.0 {
-            *b = bytemuck::Zeroable::zeroed();
-            continue;
-        }
-        let va = _mm512_set1_ps(amax);
-        let mut max = 0.0;
-        for j in 0..16 {
-            let mask = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_abs_ps(_mm512_loadu_ps(xb.add(16 * j))), va);
-            if mask != 0 {
-                max = *xb.add(16 * j + mask.trailing_zeros() as usize);
-                break;
-            }
-        }
-        let iscale = -127.0 / max;
-        let vs = _mm512_set1_ps(iscale);
-        for j in 0..16 {
-            let q = _mm512_min_epi32(
-                _mm512_cvtps_epi32(_mm512_mul_ps(vs, _mm512_loadu_ps(xb.add(16 * j)))),
-                _mm512_set1_epi32(127),
-            );
-            b.bsums[j] = _mm512_reduce_add_epi32(q) as i16;
-            _mm_storeu_si128(b.qs.as_mut_ptr().add(16 * j).cast(), _mm512_cvtepi32_epi8(q));
-        }
-        b.d = 1.0 / iscale;
-    }
 }
 
 /// Lane `i` of the result is the sum of `v[i]`'s lanes: 16 horizontal sums in 45 shuffles and
@@ -252,36 +164,57 @@ unsafe fn legacy4<const BYTES: usize, const QS: usize>(b: *const u8) -> (__m512i
     (qs, d, z0, z1)
 }
 
-/// Four Q4_0 blocks (72 bytes) against one P32 group (x0, x1, dx, corr).
+/// Bytes of one block of each legacy format.
+const Q4_0_BYTES: usize = <BlockQ4_0 as LegacyBlock>::BYTES;
+const Q4_1_BYTES: usize = <BlockQ4_1 as LegacyBlock>::BYTES;
+const Q5_0_BYTES: usize = <BlockQ5_0 as LegacyBlock>::BYTES;
+const Q5_1_BYTES: usize = <BlockQ5_1 as LegacyBlock>::BYTES;
+const Q8_0_BYTES: usize = <BlockQ8_0 as LegacyBlock>::BYTES;
+
+/// Byte `f` of each of the four consecutive blocks of `bytes` bytes at `b`.
+#[inline(always)]
+unsafe fn at4(b: *const u8, bytes: usize, f: usize) -> [*const u8; 4] {
+    [b.add(f), b.add(bytes + f), b.add(2 * bytes + f), b.add(3 * bytes + f)]
+}
+
+/// The f16 fields at `p[0..4]` packed into a u64 (`f16x4_lanes`'s argument).
+#[inline(always)]
+unsafe fn rd16x4(p: [*const u8; 4]) -> u64 {
+    rd16(p[0]) | rd16(p[1]) << 16 | rd16(p[2]) << 32 | rd16(p[3]) << 48
+}
+
+/// Four Q4_0 blocks against one P32 group (x0, x1, dx, corr).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn group_q4_0(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
-    let (qs, d, _, _) = legacy4::<18, 2>(b);
+    let (qs, d, _, _) = legacy4::<Q4_0_BYTES, { <BlockQ4_0 as LegacyBlock>::QS }>(b);
     let (lo, hi) = nibbles(qs);
     let sumi = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(ld(a.add(192)), lo, ld(a)), hi, ld(a.add(64)));
     _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_mul_ps(d, ldps(a.add(128))), acc)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_q4_0_q8_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_rows!(w, rb, k, act, out, 128, 72, 256, group_q4_0)
+pub(crate) unsafe fn gemv_q4_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_rows!(w, rb, k, act, out, 128, 4 * Q4_0_BYTES, 256, group_q4_0)
 }
 
-/// Four Q4_1 blocks (80 bytes) against one P32 group with minimum terms.
+/// Four Q4_1 blocks against one P32 group with minimum terms.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn group_q4_1(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
-    let d = rd16(b) | rd16(b.add(20)) << 16 | rd16(b.add(40)) << 32 | rd16(b.add(60)) << 48;
-    let m = rd16(b.add(2)) | rd16(b.add(22)) << 16 | rd16(b.add(42)) << 32 | rd16(b.add(62)) << 48;
-    let (lo, hi) = nibbles(gather4x16(b.add(4), b.add(24), b.add(44), b.add(64)));
+    type B = BlockQ4_1;
+    let d = rd16x4(at4(b, Q4_1_BYTES, B::D));
+    let m = rd16x4(at4(b, Q4_1_BYTES, B::M.expect("Q4_1 has a minimum")));
+    let [q0, q1, q2, q3] = at4(b, Q4_1_BYTES, B::QS);
+    let (lo, hi) = nibbles(gather4x16(q0, q1, q2, q3));
     let sumi = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, ld(a)), hi, ld(a.add(64)));
     let acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_mul_ps(f16x4_lanes(d), ldps(a.add(128))), acc);
     _mm512_fmadd_ps(f16x4_lanes(m), ldps(a.add(256)), acc)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_q4_1_q8_1(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_rows!(w, rb, k, act, out, 128, 80, 320, group_q4_1)
+pub(crate) unsafe fn gemv_q4_1(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_rows!(w, rb, k, act, out, 128, 4 * Q4_1_BYTES, 320, group_q4_1)
 }
 
 /// Fifth bits of four Q5 blocks as two byte masks over the P32 registers: bit `16b + j` of
@@ -293,13 +226,15 @@ fn qh_masks(h: [u64; 4]) -> (u64, u64) {
     (lo, hi)
 }
 
-/// Four Q5_0 blocks (88 bytes) against one P32 group.
+/// Four Q5_0 blocks against one P32 group.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn group_q5_0(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
-    let d = rd16(b) | rd16(b.add(22)) << 16 | rd16(b.add(44)) << 32 | rd16(b.add(66)) << 48;
-    let (mlo, mhi) = qh_masks([rd32(b.add(2)), rd32(b.add(24)), rd32(b.add(46)), rd32(b.add(68))]);
-    let (lo, hi) = nibbles(gather4x16(b.add(6), b.add(28), b.add(50), b.add(72)));
+    type B = BlockQ5_0;
+    let d = rd16x4(at4(b, Q5_0_BYTES, B::D));
+    let (mlo, mhi) = qh_masks(at4(b, Q5_0_BYTES, B::QH.expect("Q5_0 has fifth bits")).map(|p| rd32(p)));
+    let [q0, q1, q2, q3] = at4(b, Q5_0_BYTES, B::QS);
+    let (lo, hi) = nibbles(gather4x16(q0, q1, q2, q3));
     let sixteen = _mm512_set1_epi8(16);
     let (lo, hi) = (_mm512_mask_add_epi8(lo, mlo, lo, sixteen), _mm512_mask_add_epi8(hi, mhi, hi, sixteen));
     let sumi = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(ld(a.add(192)), lo, ld(a)), hi, ld(a.add(64)));
@@ -307,18 +242,20 @@ unsafe fn group_q5_0(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_q5_0_q8_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_rows!(w, rb, k, act, out, 128, 88, 256, group_q5_0)
+pub(crate) unsafe fn gemv_q5_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_rows!(w, rb, k, act, out, 128, 4 * Q5_0_BYTES, 256, group_q5_0)
 }
 
-/// Four Q5_1 blocks (96 bytes) against one P32 group with minimum terms.
+/// Four Q5_1 blocks against one P32 group with minimum terms.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn group_q5_1(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
-    let d = rd16(b) | rd16(b.add(24)) << 16 | rd16(b.add(48)) << 32 | rd16(b.add(72)) << 48;
-    let m = rd16(b.add(2)) | rd16(b.add(26)) << 16 | rd16(b.add(50)) << 32 | rd16(b.add(74)) << 48;
-    let (mlo, mhi) = qh_masks([rd32(b.add(4)), rd32(b.add(28)), rd32(b.add(52)), rd32(b.add(76))]);
-    let (lo, hi) = nibbles(gather4x16(b.add(8), b.add(32), b.add(56), b.add(80)));
+    type B = BlockQ5_1;
+    let d = rd16x4(at4(b, Q5_1_BYTES, B::D));
+    let m = rd16x4(at4(b, Q5_1_BYTES, B::M.expect("Q5_1 has a minimum")));
+    let (mlo, mhi) = qh_masks(at4(b, Q5_1_BYTES, B::QH.expect("Q5_1 has fifth bits")).map(|p| rd32(p)));
+    let [q0, q1, q2, q3] = at4(b, Q5_1_BYTES, B::QS);
+    let (lo, hi) = nibbles(gather4x16(q0, q1, q2, q3));
     let sixteen = _mm512_set1_epi8(16);
     let (lo, hi) = (_mm512_mask_add_epi8(lo, mlo, lo, sixteen), _mm512_mask_add_epi8(hi, mhi, hi, sixteen));
     let sumi = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, ld(a)), hi, ld(a.add(64)));
@@ -327,18 +264,20 @@ unsafe fn group_q5_1(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_q5_1_q8_1(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_rows!(w, rb, k, act, out, 128, 96, 320, group_q5_1)
+pub(crate) unsafe fn gemv_q5_1(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_rows!(w, rb, k, act, out, 128, 4 * Q5_1_BYTES, 320, group_q5_1)
 }
 
-/// Two Q8_0 blocks (68 bytes) against one Nat group (x, dx, corr): codes flipped to `q + 128`.
+/// Two Q8_0 blocks against one Nat group (x, dx, corr): codes flipped to `q + 128`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn group_q8_0(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
-    let d = rd16(b) | rd16(b.add(34)) << 16;
+    type B = BlockQ8_0;
+    let b1 = b.add(Q8_0_BYTES);
+    let d = rd16(b.add(B::D)) | rd16(b1.add(B::D)) << 16;
     let q = _mm512_inserti64x4::<1>(
-        _mm512_castsi256_si512(_mm256_loadu_si256(b.add(2).cast())),
-        _mm256_loadu_si256(b.add(36).cast()),
+        _mm512_castsi256_si512(_mm256_loadu_si256(b.add(B::QS).cast())),
+        _mm256_loadu_si256(b1.add(B::QS).cast()),
     );
     let u = _mm512_xor_si512(q, _mm512_set1_epi8(-128));
     let sumi = _mm512_dpbusd_epi32(ld(a.add(128)), u, ld(a));
@@ -346,8 +285,8 @@ unsafe fn group_q8_0(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_q8_0_q8_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_rows!(w, rb, k, act, out, 64, 68, 192, group_q8_0)
+pub(crate) unsafe fn gemv_q8_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_rows!(w, rb, k, act, out, 64, 2 * Q8_0_BYTES, 192, group_q8_0)
 }
 
 /// The 8 scales and 8 minimums of a Q4_K / Q5_K block as 16 f32 `[sc0..8, m0..8]`
@@ -355,21 +294,8 @@ pub(crate) unsafe fn vec_dot_q8_0_q8_0(w: &[u8], rb: usize, k: usize, act: &Gemv
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn k4_scales_mins(s: *const u8) -> __m512 {
-    const KMASK1: u32 = 0x3f3f_3f3f;
-    const KMASK2: u32 = 0x0f0f_0f0f;
-    const KMASK3: u32 = 0x0303_0303;
-    let u0 = s.cast::<u32>().read_unaligned();
-    let u1 = s.add(4).cast::<u32>().read_unaligned();
-    let u2 = s.add(8).cast::<u32>().read_unaligned();
-    let sc_lo = u0 & KMASK1;
-    let sc_hi = (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4);
-    let m_lo = u1 & KMASK1;
-    let m_hi = ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4);
-    let v = _mm_set_epi64x(
-        (u64::from(m_hi) << 32 | u64::from(m_lo)) as i64,
-        (u64::from(sc_hi) << 32 | u64::from(sc_lo)) as i64,
-    );
-    _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v))
+    let (sc, m) = crate::decode::k4_scale_min_words(s);
+    _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_set_epi64x(m as i64, sc as i64)))
 }
 
 /// The P32 registers of one half (four sub-blocks, 64 bytes of `qs`) of a Q4_K / Q5_K block:
@@ -410,23 +336,25 @@ unsafe fn k5_high(qh: *const u8, h: usize, r0: __m512i, r1: __m512i) -> (__m512i
     (r0, r1)
 }
 
-/// One Q4_K (`FIVE = false`, 144 bytes) or Q5_K (176 bytes) block against two P32 groups.
+/// One Q4_K (`FIVE = false`) or Q5_K block against two P32 groups.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn block_k4<const FIVE: bool>(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
-    let dd = _mm_cvtph_ps(_mm_cvtsi32_si128(b.cast::<i32>().read_unaligned()));
+    // d and dmin, adjacent f16 fields.
+    const _: () = assert!(K4_DMIN == K4_D + 2);
+    let dd = _mm_cvtph_ps(_mm_cvtsi32_si128(b.add(K4_D).cast::<i32>().read_unaligned()));
     let (d, dmin) = (_mm_cvtss_f32(dd), _mm_cvtss_f32(_mm_movehdup_ps(dd)));
     let dx = *a.add(128).cast::<f32>();
-    let sm = k4_scales_mins(b.add(4));
+    let sm = k4_scales_mins(b.add(K4_SCALES));
     // [sc * d * dx (8), m * -dmin (8)]
     let sm = _mm512_mul_ps(sm, _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(d * dx), _mm512_set1_ps(-dmin)));
-    let qs = if FIVE { b.add(48) } else { b.add(16) };
+    let qs = b.add(k4_qs(FIVE));
     let mut acc = acc;
     for h in 0..2 {
         let ah = a.add(320 * h);
         let (mut r0, mut r1) = k4_half(qs.add(64 * h));
         if FIVE {
-            (r0, r1) = k5_high(b.add(16), h, r0, r1);
+            (r0, r1) = k5_high(b.add(Q5K_QH), h, r0, r1);
         }
         let sumi = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), r0, ld(ah)), r1, ld(ah.add(64)));
         let base = 4 * h as i32;
@@ -453,16 +381,16 @@ unsafe fn block_q5_k(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_q4_k_q8_k(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_rows!(w, rb, k, act, out, 256, 144, 640, block_q4_k)
+pub(crate) unsafe fn gemv_q4_k(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_rows!(w, rb, k, act, out, 256, k4_bytes(false), 640, block_q4_k)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_q5_k_q8_k(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_rows!(w, rb, k, act, out, 256, 176, 640, block_q5_k)
+pub(crate) unsafe fn gemv_q5_k(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_rows!(w, rb, k, act, out, 256, k4_bytes(true), 640, block_q5_k)
 }
 
-/// One Q6_K block (210 bytes) against four Nat groups (x, dx, corr = -32 * sum). The block is
+/// One Q6_K block against four Nat groups (x, dx, corr = -32 * sum). The block is
 /// read in address order (codes, then scales, then d): reading the scale at its end first
 /// costs a demand miss per block when streaming from memory.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
@@ -472,8 +400,8 @@ unsafe fn block_q6_k(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
     let m30 = _mm512_set1_epi8(0x30);
     let mut sumi = [_mm512_setzero_si512(); 4];
     for h in 0..2 {
-        let ql = ld(b.add(64 * h));
-        let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(b.add(128 + 32 * h).cast()));
+        let ql = ld(b.add(Q6K_QL + 64 * h));
+        let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(b.add(Q6K_QH + 32 * h).cast()));
         let qh = _mm512_srlv_epi64(qh, _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0));
         // (A & C) | B with A = low/high nibbles, B = the two high bits in place, C = 0x0f.
         let g0 = _mm512_ternarylogic_epi32::<0xec>(ql, _mm512_and_si512(_mm512_slli_epi16::<4>(qh), m30), m4);
@@ -483,10 +411,10 @@ unsafe fn block_q6_k(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
             sumi[2 * h + j] = _mm512_dpbusd_epi32(ld(ag.add(128)), g, ld(ag));
         }
     }
-    let d = f16_to_f32(rd16(b.add(208)));
+    let d = f16_to_f32(rd16(b.add(Q6K_D)));
     let dx = *a.add(64).cast::<f32>();
     let sc = _mm512_mul_ps(
-        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(b.add(192).cast()))),
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(b.add(Q6K_SCALES).cast()))),
         _mm512_set1_ps(d * dx),
     );
     let mut acc = acc;
@@ -501,91 +429,123 @@ unsafe fn block_q6_k(b: *const u8, a: *const u8, acc: __m512) -> __m512 {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_q6_k_q8_k(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_rows!(w, rb, k, act, out, 256, 210, 768, block_q6_k)
+pub(crate) unsafe fn gemv_q6_k(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    gemv_rows!(w, rb, k, act, out, 256, Q6K_BYTES, 768, block_q6_k)
 }
 
-/// Float rows against float activations; `load` widens 16 weights at a pointer to f32 lanes and
-/// `$masked` the last `n < 16`; `$xload` / `$xmasked` do the same for the activation row at `$x`
-/// (elements of `$xsz` bytes).
-macro_rules! gemv_float {
-    ($w:expr, $rb:expr, $k:expr, $out:expr, $esz:expr, $load:ident, $masked:ident,
-     $x:expr, $xsz:expr, $xload:ident, $xmasked:ident) => {{
-        let (w, rb, k, out): (&[u8], usize, usize, &mut [f32]) = ($w, $rb, $k, $out);
-        let x: *const u8 = $x;
-        let full = k / 64;
-        for (r, o) in out.iter_mut().enumerate() {
-            let p = w.as_ptr().add(r * rb);
-            let mut acc = [_mm512_setzero_ps(); 4];
-            for i in 0..full {
-                for (j, a) in acc.iter_mut().enumerate() {
-                    let e = 64 * i + 16 * j;
-                    *a = _mm512_fmadd_ps($load(p.add(e * $esz)), $xload(x.add(e * $xsz)), *a);
-                }
-            }
-            let mut e = 64 * full;
-            while e < k {
-                let n = (k - e).min(16);
-                let m: __mmask16 = ((1u32 << n) - 1) as u16;
-                acc[0] = _mm512_fmadd_ps($masked(p.add(e * $esz), m), $xmasked(x.add(e * $xsz), m), acc[0]);
-                e += 16;
-            }
-            let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-            *o = _mm512_reduce_add_ps(s);
-        }
-    }};
+#[inline(always)]
+fn mask16(n: usize) -> __mmask16 {
+    ((1u32 << n.min(16)) - 1) as u16
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn load_f32(p: *const u8) -> __m512 {
-    _mm512_loadu_ps(p.cast())
+/// AVX-512 F/BW/VL (+ VNNI for the integer kernels), 16 f32 lanes.
+#[derive(Clone, Copy)]
+pub(crate) struct Avx512;
+
+impl Simd for Avx512 {
+    const LANES: usize = 16;
+    const GEMM_TOKENS: usize = 12;
+    const EXP_LO: f32 = -104.0;
+    const EXP_HI: f32 = 89.0;
+    type V = __m512;
+    type I = __m512i;
+    type M = __mmask16;
+
+    simd_basics!(__m512; zero = _mm512_setzero_ps, splat = _mm512_set1_ps, load = _mm512_loadu_ps,
+        store = _mm512_storeu_ps; add = _mm512_add_ps, sub = _mm512_sub_ps, mul = _mm512_mul_ps,
+        div = _mm512_div_ps, max = _mm512_max_ps, min = _mm512_min_ps);
+
+    #[inline(always)]
+    unsafe fn load_part(p: *const f32, n: usize) -> __m512 {
+        _mm512_maskz_loadu_ps(mask16(n), p)
+    }
+    #[inline(always)]
+    unsafe fn store_part(p: *mut f32, n: usize, v: __m512) {
+        _mm512_mask_storeu_ps(p, mask16(n), v)
+    }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const f16) -> __m512 {
+        _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()))
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(p: *const u16) -> __m512 {
+        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()))))
+    }
+    #[inline(always)]
+    unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+        _mm512_fmadd_ps(a, b, c)
+    }
+    #[inline(always)]
+    unsafe fn fnma(a: __m512, b: __m512, c: __m512) -> __m512 {
+        _mm512_fnmadd_ps(a, b, c)
+    }
+    #[inline(always)]
+    unsafe fn round(v: __m512) -> __m512 {
+        _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v)
+    }
+    #[inline(always)]
+    unsafe fn exp_scale(_x: __m512, y: __m512, n: __m512) -> __m512 {
+        _mm512_scalef_ps(y, n)
+    }
+    #[inline(always)]
+    unsafe fn hsum(v: __m512) -> f32 {
+        _mm512_reduce_add_ps(v)
+    }
+    #[inline(always)]
+    unsafe fn hmax(v: __m512) -> f32 {
+        _mm512_reduce_max_ps(v)
+    }
+    #[inline(always)]
+    unsafe fn hsums(v: &[__m512]) -> __m512 {
+        reduce16(v.try_into().expect("16 registers"))
+    }
+    #[inline(always)]
+    unsafe fn keep_first(v: __m512, n: usize) -> __m512 {
+        _mm512_maskz_mov_ps(mask16(n), v)
+    }
+    #[inline(always)]
+    unsafe fn abs(v: __m512) -> __m512 {
+        _mm512_abs_ps(v)
+    }
+    #[inline(always)]
+    unsafe fn round_away(x: __m512) -> __m512 {
+        // Truncate, then add the sign where the fraction was at least one half (exact for
+        // every float).
+        let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(x);
+        let frac = _mm512_abs_ps(_mm512_sub_ps(x, t));
+        let half = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(frac, _mm512_set1_ps(0.5));
+        let sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MIN));
+        let one = _mm512_castsi512_ps(_mm512_or_si512(sign, _mm512_set1_epi32(0x3f80_0000)));
+        _mm512_mask_add_ps(t, half, t, one)
+    }
+    #[inline(always)]
+    unsafe fn store_i8(p: *mut i8, v: __m512) {
+        _mm_storeu_si128(p.cast(), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));
+    }
+    #[inline(always)]
+    unsafe fn iota(base: i32) -> __m512i {
+        _mm512_add_epi32(
+            _mm512_set1_epi32(base),
+            _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+        )
+    }
+    #[inline(always)]
+    unsafe fn splat_i(x: i32) -> __m512i {
+        _mm512_set1_epi32(x)
+    }
+    #[inline(always)]
+    unsafe fn min_i(a: __m512i, b: __m512i) -> __m512i {
+        _mm512_min_epi32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn gt_i(a: __m512i, b: __m512i) -> __mmask16 {
+        _mm512_cmpgt_epi32_mask(a, b)
+    }
+    #[inline(always)]
+    unsafe fn select(m: __mmask16, a: __m512, b: __m512) -> __m512 {
+        _mm512_mask_blend_ps(m, a, b)
+    }
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn load_f32_masked(p: *const u8, m: __mmask16) -> __m512 {
-    _mm512_maskz_loadu_ps(m, p.cast())
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn load_f16(p: *const u8) -> __m512 {
-    _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()))
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn load_f16_masked(p: *const u8, m: __mmask16) -> __m512 {
-    _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p.cast()))
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn load_bf16(p: *const u8) -> __m512 {
-    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()))))
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn load_bf16_masked(p: *const u8, m: __mmask16) -> __m512 {
-    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p.cast()))))
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_f32_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_float!(w, rb, k, out, 4, load_f32, load_f32_masked, act.x.as_ptr().cast(), 4, load_f32, load_f32_masked)
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_f16_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    // The activation as F16 (the same values as `act.x`): a 6400-element row in f32 (25.6 KB)
-    // plus the weight stream overflow L1 and halve this loop's bandwidth; in F16 it fits.
-    assert!(act.xh.len() >= k, "F16 GEMV without the F16 activation row");
-    gemv_float!(w, rb, k, out, 2, load_f16, load_f16_masked, act.xh.as_ptr().cast(), 2, load_f16, load_f16_masked)
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn vec_dot_bf16_f32(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-    gemv_float!(w, rb, k, out, 2, load_bf16, load_bf16_masked, act.x.as_ptr().cast(), 4, load_f32, load_f32_masked)
-}
+float_kernels!(Avx512, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c");
+pub(crate) use float_kernels::*;

@@ -25,8 +25,6 @@ use crate::panel::{decode_rows, Panel};
 pub(crate) const NR: usize = 32;
 /// Tokens per integer tile.
 const TI: usize = 6;
-/// Tokens per float tile.
-const TF: usize = 12;
 
 /// Transposes 16 rows of 16 dwords: output `j` holds dword `j` of every input row (64 shuffles;
 /// see the module docs for the panel layouts it writes).
@@ -281,61 +279,5 @@ pub(crate) unsafe fn gemm_i8(panel: &Panel, act: &ActBlocks<'_>, out: *mut f32, 
         gemm_i8_min::<true>(panel, act, out, stride, n_rows)
     } else {
         gemm_i8_min::<false>(panel, act, out, stride, n_rows)
-    }
-}
-
-/// One tile of `T` tokens against the float panel.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn tile_f32<const T: usize>(
-    panel: &Panel,
-    x: &[f32],
-    k: usize,
-    t0: usize,
-    out: *mut f32,
-    stride: usize,
-    n_rows: usize,
-) {
-    let p = panel.f32s().as_ptr();
-    let xs = x.as_ptr().add(t0 * k);
-    let mut acc = [[_mm512_setzero_ps(); T]; 2];
-    for i in 0..k {
-        let w0 = _mm512_loadu_ps(p.add(i * NR));
-        let w1 = _mm512_loadu_ps(p.add(i * NR + 16));
-        for t in 0..T {
-            let xb = _mm512_set1_ps(*xs.add(t * k + i));
-            acc[0][t] = _mm512_fmadd_ps(w0, xb, acc[0][t]);
-            acc[1][t] = _mm512_fmadd_ps(w1, xb, acc[1][t]);
-        }
-    }
-    for t in 0..T {
-        store_rows(out.add((t0 + t) * stride), [acc[0][t], acc[1][t]], n_rows);
-    }
-}
-
-/// The float micro-kernel over every token.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn gemm_f32(panel: &Panel, x: &[f32], n_tokens: usize, out: *mut f32, stride: usize, n_rows: usize) {
-    debug_assert_eq!(panel.nr, NR);
-    let k = panel.k;
-    debug_assert!(x.len() >= n_tokens * k);
-    let mut t = 0;
-    while t < n_tokens {
-        let nt = (n_tokens - t).min(TF);
-        match nt {
-            12 => tile_f32::<12>(panel, x, k, t, out, stride, n_rows),
-            11 => tile_f32::<11>(panel, x, k, t, out, stride, n_rows),
-            10 => tile_f32::<10>(panel, x, k, t, out, stride, n_rows),
-            9 => tile_f32::<9>(panel, x, k, t, out, stride, n_rows),
-            8 => tile_f32::<8>(panel, x, k, t, out, stride, n_rows),
-            7 => tile_f32::<7>(panel, x, k, t, out, stride, n_rows),
-            6 => tile_f32::<6>(panel, x, k, t, out, stride, n_rows),
-            5 => tile_f32::<5>(panel, x, k, t, out, stride, n_rows),
-            4 => tile_f32::<4>(panel, x, k, t, out, stride, n_rows),
-            3 => tile_f32::<3>(panel, x, k, t, out, stride, n_rows),
-            2 => tile_f32::<2>(panel, x, k, t, out, stride, n_rows),
-            _ => tile_f32::<1>(panel, x, k, t, out, stride, n_rows),
-        }
-        t += nt;
     }
 }

@@ -12,19 +12,8 @@ use proptest::prelude::*;
 use super::{magnitudes, random_matrix, scalar, simd_tables, Rng};
 use crate::{MatmulScratch, Matrix};
 
-const TYPES: [GgmlType; 11] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
+/// Every format with kernels (the table's one list).
+const TYPES: [GgmlType; 11] = crate::table::FORMATS;
 
 fn check(ty: GgmlType, rows: usize, cols: usize, n_tokens: usize, seed: u64) {
     let mut rng = Rng::new(seed);

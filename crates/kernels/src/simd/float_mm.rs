@@ -1,0 +1,179 @@
+//! Float weights (F32, F16, BF16): GEMV rows as dot products with four accumulators, and the
+//! GEMM micro-kernel over `F32` panels (`[k][2 * LANES]`, see `crate::panel`): two row
+//! registers x up to `GEMM_TOKENS` tokens of FMAs with broadcast activations.
+
+// Register tiles are indexed [row vector][token] in fully unrolled loops: indices read best.
+#![allow(clippy::needless_range_loop)]
+// NEON has no GEMM (prefill runs one GEMV per token there).
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
+use half::f16;
+
+use super::Simd;
+use crate::act::GemvAct;
+use crate::panel::Panel;
+
+/// A float weight (or activation) element as the GEMV reads it from bytes.
+pub(crate) trait FloatElem {
+    const BYTES: usize;
+    /// `LANES` elements from `p`, widened.
+    unsafe fn load<S: Simd>(p: *const u8) -> S::V;
+    /// One element.
+    unsafe fn one(p: *const u8) -> f32;
+}
+
+impl FloatElem for f32 {
+    const BYTES: usize = 4;
+    #[inline(always)]
+    unsafe fn load<S: Simd>(p: *const u8) -> S::V {
+        S::load(p.cast())
+    }
+    #[inline(always)]
+    unsafe fn one(p: *const u8) -> f32 {
+        p.cast::<f32>().read_unaligned()
+    }
+}
+
+impl FloatElem for f16 {
+    const BYTES: usize = 2;
+    #[inline(always)]
+    unsafe fn load<S: Simd>(p: *const u8) -> S::V {
+        S::load_f16(p.cast())
+    }
+    #[inline(always)]
+    unsafe fn one(p: *const u8) -> f32 {
+        f16::from_bits(p.cast::<u16>().read_unaligned()).to_f32()
+    }
+}
+
+/// bfloat16 weights (as bits).
+pub(crate) struct Bf16;
+
+impl FloatElem for Bf16 {
+    const BYTES: usize = 2;
+    #[inline(always)]
+    unsafe fn load<S: Simd>(p: *const u8) -> S::V {
+        S::load_bf16(p.cast())
+    }
+    #[inline(always)]
+    unsafe fn one(p: *const u8) -> f32 {
+        f32::from_bits(u32::from(p.cast::<u16>().read_unaligned()) << 16)
+    }
+}
+
+/// `out[r] = dot(row r of w, x)` for `W` weights and `X` activations (`k` elements), four
+/// accumulators of `LANES`, the tail one element at a time.
+#[inline(always)]
+unsafe fn gemv_rows<S: Simd, W: FloatElem, X: FloatElem>(w: &[u8], rb: usize, k: usize, x: *const u8, out: &mut [f32]) {
+    let step = 4 * S::LANES;
+    let full = k / step;
+    for (r, o) in out.iter_mut().enumerate() {
+        let p = w.as_ptr().add(r * rb);
+        let mut acc = [S::zero(); 4];
+        for i in 0..full {
+            for (j, a) in acc.iter_mut().enumerate() {
+                let e = step * i + S::LANES * j;
+                *a = S::fma(W::load::<S>(p.add(e * W::BYTES)), X::load::<S>(x.add(e * X::BYTES)), *a);
+            }
+        }
+        let mut sum = S::hsum(S::add(S::add(acc[0], acc[1]), S::add(acc[2], acc[3])));
+        for e in step * full..k {
+            sum += W::one(p.add(e * W::BYTES)) * X::one(x.add(e * X::BYTES));
+        }
+        *o = sum;
+    }
+}
+
+/// Float rows against the f32 activation.
+#[inline(always)]
+pub(crate) unsafe fn gemv<S: Simd, W: FloatElem>(w: &[u8], rb: usize, k: usize, x: &[f32], out: &mut [f32]) {
+    debug_assert!(x.len() >= k);
+    gemv_rows::<S, W, f32>(w, rb, k, x.as_ptr().cast(), out)
+}
+
+/// F16 rows against the activation as F16 (the same values as `act.x`): a 6400-element row in
+/// f32 (25.6 KB) plus the weight stream overflow L1 and halve the loop's bandwidth; in F16 it
+/// fits.
+#[inline(always)]
+pub(crate) unsafe fn gemv_f16<S: Simd>(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    assert!(act.xh.len() >= k, "F16 GEMV without the F16 activation row");
+    gemv_rows::<S, f16, f16>(w, rb, k, act.xh.as_ptr().cast(), out)
+}
+
+/// Stores one token's `2 * LANES` row lanes into `out` (its first `n_rows`).
+#[inline(always)]
+unsafe fn store_rows<S: Simd>(out: *mut f32, acc: [S::V; 2], n_rows: usize) {
+    let l = S::LANES;
+    if n_rows >= 2 * l {
+        S::store(out, acc[0]);
+        S::store(out.add(l), acc[1]);
+    } else {
+        S::store_part(out, n_rows.min(l), acc[0]);
+        if n_rows > l {
+            S::store_part(out.add(l), n_rows - l, acc[1]);
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn tile<S: Simd, const T: usize>(
+    panel: &Panel,
+    x: &[f32],
+    k: usize,
+    t0: usize,
+    out: *mut f32,
+    stride: usize,
+    n_rows: usize,
+) {
+    let (nr, l) = (2 * S::LANES, S::LANES);
+    let p = panel.f32s().as_ptr();
+    let xs = x.as_ptr().add(t0 * k);
+    let mut acc = [[S::zero(); T]; 2];
+    for i in 0..k {
+        let w0 = S::load(p.add(i * nr));
+        let w1 = S::load(p.add(i * nr + l));
+        for t in 0..T {
+            let xb = S::splat(*xs.add(t * k + i));
+            acc[0][t] = S::fma(w0, xb, acc[0][t]);
+            acc[1][t] = S::fma(w1, xb, acc[1][t]);
+        }
+    }
+    for t in 0..T {
+        store_rows::<S>(out.add((t0 + t) * stride), [acc[0][t], acc[1][t]], n_rows);
+    }
+}
+
+/// The float micro-kernel over every token of `x` (`[n_tokens][k]`): writes
+/// `out[t * stride + r]` for the panel's first `n_rows` rows.
+#[inline(always)]
+pub(crate) unsafe fn gemm<S: Simd>(
+    panel: &Panel,
+    x: &[f32],
+    n_tokens: usize,
+    out: *mut f32,
+    stride: usize,
+    n_rows: usize,
+) {
+    debug_assert_eq!(panel.nr, 2 * S::LANES);
+    let k = panel.k;
+    debug_assert!(x.len() >= n_tokens * k);
+    let mut t = 0;
+    while t < n_tokens {
+        let nt = (n_tokens - t).min(S::GEMM_TOKENS);
+        match nt {
+            12.. => tile::<S, 12>(panel, x, k, t, out, stride, n_rows),
+            11 => tile::<S, 11>(panel, x, k, t, out, stride, n_rows),
+            10 => tile::<S, 10>(panel, x, k, t, out, stride, n_rows),
+            9 => tile::<S, 9>(panel, x, k, t, out, stride, n_rows),
+            8 => tile::<S, 8>(panel, x, k, t, out, stride, n_rows),
+            7 => tile::<S, 7>(panel, x, k, t, out, stride, n_rows),
+            6 => tile::<S, 6>(panel, x, k, t, out, stride, n_rows),
+            5 => tile::<S, 5>(panel, x, k, t, out, stride, n_rows),
+            4 => tile::<S, 4>(panel, x, k, t, out, stride, n_rows),
+            3 => tile::<S, 3>(panel, x, k, t, out, stride, n_rows),
+            2 => tile::<S, 2>(panel, x, k, t, out, stride, n_rows),
+            _ => tile::<S, 1>(panel, x, k, t, out, stride, n_rows),
+        }
+        t += nt;
+    }
+}

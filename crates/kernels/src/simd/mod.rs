@@ -1,0 +1,278 @@
+//! The float algorithms of every SIMD backend, written once.
+//!
+//! [`Simd`] is the vocabulary they are written in: a vector of `LANES` f32 and a few dozen
+//! operations, each an `#[inline(always)]` wrapper of one instruction (or a short fixed
+//! sequence) of one instruction set. `Avx2`, `Avx512` and `Neon` (zero-sized types in the
+//! `arch` files) implement it; a backend instantiates an algorithm inside a thin
+//! `#[target_feature]` function (the [`float_kernels!`] macro writes them), where everything
+//! inlines into the same machine code a hand-written version would be (the model of the
+//! `pulp` crate and of candle's `trait Cpu`). What really differs between instruction sets,
+//! the integer dot products (`vpdpbusd`, `vpmaddubsw`, `sdot`) and the register-tile shapes
+//! built on them, stays in the per-ISA files.
+//!
+//! Every function here is `unsafe`: it must run inside a function with the backend's target
+//! features (which the dispatcher guarantees by handing out a table only for a CPU that has
+//! them), and the caller passes valid lengths as each one documents.
+
+pub(crate) mod attn;
+pub(crate) mod float_mm;
+pub(crate) mod ops;
+pub(crate) mod quant;
+
+use half::f16;
+
+/// A SIMD instruction set's f32 vectors (see the module docs).
+pub(crate) trait Simd: Copy + 'static {
+    /// f32 lanes per vector.
+    const LANES: usize;
+    /// Tokens per float GEMM register tile (rows are two vectors).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    const GEMM_TOKENS: usize;
+    /// The clamp of [`ops::exp`]'s argument: below `EXP_LO` the result is 0 (or what
+    /// [`Simd::exp_scale`] makes of it), above `EXP_HI` it saturates.
+    const EXP_LO: f32;
+    const EXP_HI: f32;
+
+    type V: Copy;
+    type I: Copy;
+    type M: Copy;
+
+    unsafe fn zero() -> Self::V;
+    unsafe fn splat(x: f32) -> Self::V;
+    unsafe fn load(p: *const f32) -> Self::V;
+    unsafe fn store(p: *mut f32, v: Self::V);
+    /// Lanes `0..n` (`n <= LANES`) from `p`, the others zero; nothing past `p + n` is read.
+    unsafe fn load_part(p: *const f32, n: usize) -> Self::V;
+    /// Stores lanes `0..n`; nothing past `p + n` is written.
+    unsafe fn store_part(p: *mut f32, n: usize, v: Self::V);
+    /// `LANES` f16 values widened to f32.
+    unsafe fn load_f16(p: *const f16) -> Self::V;
+    /// `LANES` bf16 values (as bits) widened to f32.
+    unsafe fn load_bf16(p: *const u16) -> Self::V;
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn div(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
+    /// `a * b + c`, fused.
+    unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// `c - a * b`, fused.
+    unsafe fn fnma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// Round to the nearest integer, ties to even.
+    unsafe fn round(v: Self::V) -> Self::V;
+    /// `y * 2^n` for integral `n` within the clamp; `x` is the unclamped argument of `exp`.
+    unsafe fn exp_scale(x: Self::V, y: Self::V, n: Self::V) -> Self::V;
+    unsafe fn hsum(v: Self::V) -> f32;
+    unsafe fn hmax(v: Self::V) -> f32;
+    /// Lane `j` of the result is the sum of `v[j]`'s lanes (`v.len() == LANES`).
+    unsafe fn hsums(v: &[Self::V]) -> Self::V;
+    /// Lanes `n..` set to zero.
+    unsafe fn keep_first(v: Self::V, n: usize) -> Self::V;
+    unsafe fn abs(v: Self::V) -> Self::V;
+    /// Round half away from zero (C's `roundf`).
+    unsafe fn round_away(v: Self::V) -> Self::V;
+    /// Stores `LANES` integral values in `-128..=127` as i8.
+    unsafe fn store_i8(p: *mut i8, v: Self::V);
+    /// `[base, base + 1, ...]`.
+    unsafe fn iota(base: i32) -> Self::I;
+    unsafe fn splat_i(x: i32) -> Self::I;
+    unsafe fn min_i(a: Self::I, b: Self::I) -> Self::I;
+    /// Lanes where `a > b`.
+    unsafe fn gt_i(a: Self::I, b: Self::I) -> Self::M;
+    /// `b` where `m`, else `a`.
+    unsafe fn select(m: Self::M, a: Self::V, b: Self::V) -> Self::V;
+}
+
+/// The one-instruction methods of a [`Simd`] impl: `simd_basics!(V; zero = .., splat = .., load = ..,
+/// store = ..; add = .., sub = .., ...)` writes `zero`, `splat`, `load`, `store` and the binary
+/// operations, each an `#[inline(always)]` call of the named intrinsic.
+macro_rules! simd_basics {
+    ($V:ty; zero = $zero:path, splat = $splat:path, load = $load:path, store = $store:path;
+     $($op:ident = $f:path),* $(,)?) => {
+        #[inline(always)]
+        unsafe fn zero() -> $V {
+            $zero()
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> $V {
+            $splat(x)
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> $V {
+            $load(p)
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: $V) {
+            $store(p, v)
+        }
+        $(
+            #[inline(always)]
+            unsafe fn $op(a: $V, b: $V) -> $V {
+                $f(a, b)
+            }
+        )*
+    };
+}
+pub(crate) use simd_basics;
+
+/// A KV-cache or weight element that widens to f32 vectors.
+pub(crate) trait Widen: crate::attention::KvElem {
+    unsafe fn widen<S: Simd>(p: *const Self) -> S::V;
+}
+
+impl Widen for f32 {
+    #[inline(always)]
+    unsafe fn widen<S: Simd>(p: *const f32) -> S::V {
+        S::load(p)
+    }
+}
+
+impl Widen for f16 {
+    #[inline(always)]
+    unsafe fn widen<S: Simd>(p: *const f16) -> S::V {
+        S::load_f16(p)
+    }
+}
+
+/// Writes a backend's float kernels: `float_kernels!(Avx2, "avx2,fma,f16c")` defines, in the
+/// calling module, `#[target_feature]` instantiations of every algorithm of this module (the
+/// activation quantizers too) and `FLOAT_OPS`, the [`crate::table::OpsKernels`] that lists the
+/// row kernels.
+macro_rules! float_kernels {
+    ($S:ty, $features:literal) => {
+        mod float_kernels {
+            use half::f16;
+
+            use super::*;
+            use crate::attention::{AttnKernels, FlashJob};
+            use crate::simd::{attn, float_mm, ops, quant};
+            use crate::table::OpsKernels;
+            use quill_quant::{BlockQ8_0, BlockQ8_1, BlockQ8_K};
+
+            type S = $S;
+
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
+                quant::q8_0::<S>(x, out)
+            }
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
+                quant::q8_1::<S>(x, out)
+            }
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8_K]) {
+                quant::q8_k::<S>(x, out)
+            }
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+                ops::dot_f32::<S>(a, b)
+            }
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn layer_norm(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
+                ops::layer_norm::<S>(x, w, b, eps, out)
+            }
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn gelu(x: &mut [f32]) {
+                ops::gelu::<S>(x)
+            }
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn softmax(x: &mut [f32]) {
+                ops::softmax::<S>(x)
+            }
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn add_assign(dst: &mut [f32], src: &[f32]) {
+                ops::add_assign::<S>(dst, src)
+            }
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn scores_f32(q: &[f32], k: &[f32], stride: usize, scale: f32, out: &mut [f32]) {
+                attn::scores::<S, f32>(q, k, stride, scale, out)
+            }
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn scores_f16(q: &[f32], k: &[f16], stride: usize, scale: f32, out: &mut [f32]) {
+                attn::scores::<S, f16>(q, k, stride, scale, out)
+            }
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn accum_f32(w: &[f32], v: &[f32], stride: usize, out: &mut [f32]) {
+                attn::accum::<S, f32>(w, v, stride, out)
+            }
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn accum_f16(w: &[f32], v: &[f16], stride: usize, out: &mut [f32]) {
+                attn::accum::<S, f16>(w, v, stride, out)
+            }
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn flash_f32(job: &mut FlashJob<'_, f32>) {
+                attn::flash::<S, f32>(job)
+            }
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn flash_f16(job: &mut FlashJob<'_, f16>) {
+                attn::flash::<S, f16>(job)
+            }
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn gemv_f32(
+                w: &[u8],
+                rb: usize,
+                k: usize,
+                act: &crate::act::GemvAct<'_>,
+                out: &mut [f32],
+            ) {
+                float_mm::gemv::<S, f32>(w, rb, k, act.x, out)
+            }
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn gemv_f16(
+                w: &[u8],
+                rb: usize,
+                k: usize,
+                act: &crate::act::GemvAct<'_>,
+                out: &mut [f32],
+            ) {
+                float_mm::gemv_f16::<S>(w, rb, k, act, out)
+            }
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn gemv_bf16(
+                w: &[u8],
+                rb: usize,
+                k: usize,
+                act: &crate::act::GemvAct<'_>,
+                out: &mut [f32],
+            ) {
+                float_mm::gemv::<S, float_mm::Bf16>(w, rb, k, act.x, out)
+            }
+            #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn gemm_f32(
+                panel: &crate::panel::Panel,
+                x: &[f32],
+                n_tokens: usize,
+                out: *mut f32,
+                stride: usize,
+                n_rows: usize,
+            ) {
+                float_mm::gemm::<S>(panel, x, n_tokens, out, stride, n_rows)
+            }
+
+            /// `exp` of every element (tests measure its error).
+            #[cfg(test)]
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn exp_in_place(x: &mut [f32]) {
+                for c in x.chunks_exact_mut(<S as crate::simd::Simd>::LANES) {
+                    <S as crate::simd::Simd>::store(
+                        c.as_mut_ptr(),
+                        ops::exp::<S>(<S as crate::simd::Simd>::load(c.as_ptr())),
+                    );
+                }
+            }
+
+            pub(crate) const FLOAT_OPS: OpsKernels = OpsKernels {
+                dot_f32,
+                layer_norm,
+                gelu,
+                softmax,
+                add_assign,
+                attn: AttnKernels { scores_f32, scores_f16, accum_f32, accum_f16, flash_f32, flash_f16 },
+            };
+        }
+    };
+}
+
+pub(crate) use float_kernels;

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Scoring speed from Python against the CLI on the same text: `quill perplexity` (windows of
---ctx tokens) and `quill.Model.score` on the same windows, alternated, the median of each.
+"""Scoring speed from Python against the CLI on the same text: `quill perplexity --stride
+ctx-1` (windows of --ctx tokens scored on every position but the first, as `score` scores a
+text) and `quill.Model.score` on the same windows, alternated, the median of each.
 
     python crates/python/bench/score_vs_cli.py --model target/bench-models/124M/q4_0.gguf \
         --text models/heldout.txt --ctx 512 --chunks 8 --threads 2 --reps 5
@@ -9,6 +10,7 @@ Both count the tokens evaluated (windows x ctx) over the time of the scoring loo
 own `seconds`, the Python call's wall time: tokenizing and loading are outside both).
 """
 import argparse
+import math
 import json
 import os
 import statistics
@@ -34,15 +36,16 @@ def main() -> None:
 
     model = quill.Model(a.model, threads=a.threads, ctx=a.ctx)
     ids = model.tokenize(Path(a.text).read_text())
-    windows = [ids[i * a.ctx:(i + 1) * a.ctx] for i in range(a.chunks)]
+    stride = a.ctx - 1
+    windows = [ids[i * stride:i * stride + a.ctx] for i in range(a.chunks)]
     n_eval = a.chunks * a.ctx
     model.score(windows[:1])  # warm the page cache and the allocator
     cli_tps, py_tps = [], []
     env = {k: v for k, v in os.environ.items() if k != "QUILL_MODEL"}
     for _ in range(a.reps):
         out = subprocess.run(
-            [a.quill, "perplexity", "-m", a.model, "-f", a.text, "--ctx", str(a.ctx), "--chunks", str(a.chunks),
-             "--threads", str(a.threads), "--json"],
+            [a.quill, "perplexity", "-m", a.model, "-f", a.text, "--ctx", str(a.ctx), "--stride", str(stride),
+             "--chunks", str(a.chunks), "--threads", str(a.threads), "--json"],
             capture_output=True, text=True, check=True, env=env,
         )
         cli = json.loads(out.stdout)
@@ -50,8 +53,8 @@ def main() -> None:
         t = time.perf_counter()
         res = model.score(windows)
         py_tps.append(n_eval / (time.perf_counter() - t))
-        nll = -sum(lp for r in res for lp in r["logprobs"][a.ctx // 2:])
-        assert abs(nll / cli["count"] - __import__("math").log(cli["ppl"])) < 1e-9, "not the same numbers"
+        nll = -sum(lp for r in res for lp in r["logprobs"])
+        assert abs(nll / cli["count"] - math.log(cli["ppl"])) < 1e-9, "not the same numbers"
     c, p = statistics.median(cli_tps), statistics.median(py_tps)
     print(json.dumps({
         "model": a.model, "ctx": a.ctx, "chunks": a.chunks, "threads": a.threads, "reps": a.reps,

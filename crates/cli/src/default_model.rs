@@ -2,27 +2,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, Result};
+use quill_gpt2::default_model::{self, FILE_NAME};
 
-/// File name of the default model inside `models/`.
-pub const FILE_NAME: &str = "quill-shakespeare.gguf";
-
-/// Finds the shipped default model: next to the executable's workspace (a `cargo run` or
-/// `target/*/quill` of a clone), or in the current directory's `models/`.
+/// Finds the shipped default model (see [`quill_gpt2::default_model::path`]).
 pub fn path() -> Result<PathBuf> {
-    let mut candidates = Vec::new();
-    // Compile-time location of this workspace (works for `cargo run` and `target/release/quill`).
-    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models").join(FILE_NAME));
-    if let Ok(exe) = std::env::current_exe() {
-        for dir in exe.ancestors().skip(1).take(4) {
-            candidates.push(dir.join("models").join(FILE_NAME));
-        }
-    }
-    candidates.push(PathBuf::from("models").join(FILE_NAME));
-    for c in &candidates {
-        if c.is_file() {
-            return Ok(c.clone());
-        }
-    }
-    bail!("no model given: pass -m MODEL.gguf or set QUILL_MODEL (the default model models/{FILE_NAME} was not found)")
+    default_model::path().ok_or_else(|| {
+        anyhow!("no model given: pass -m MODEL.gguf or set QUILL_MODEL (the default model models/{FILE_NAME} was not found)")
+    })
 }

@@ -4,11 +4,11 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use quill_gpt2::{Gpt2Model, Session, SessionOptions, StopFilter, StreamDecoder};
-use quill_sampler::{Sampler, SamplerConfig};
+use quill_generate::{GenerateOptions, Generator, Stop};
+use quill_gpt2::{Gpt2Model, SessionOptions};
+use quill_sampler::SamplerConfig;
 use serde_json::json;
 
 use crate::common::{KvTypeArg, ModelArgs};
@@ -111,46 +111,6 @@ impl Args {
     }
 }
 
-/// Why generation ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Stop {
-    Eos,
-    Matched,
-    Length,
-    Context,
-    Interrupted,
-}
-
-impl Stop {
-    fn name(self) -> &'static str {
-        match self {
-            Stop::Eos => "eos",
-            Stop::Matched => "stop",
-            Stop::Length => "length",
-            Stop::Context => "context",
-            Stop::Interrupted => "interrupted",
-        }
-    }
-}
-
-/// What a generation produced, and how long it took.
-struct Generation {
-    stop: Stop,
-    text: String,
-    ids: Vec<u32>,
-    prompt_secs: f64,
-    gen_secs: f64,
-}
-
-impl Generation {
-    /// Decode steps run: the token that ended generation (EOS) was sampled but not evaluated,
-    /// and speed counts decode steps, as llama.cpp does.
-    fn decode_steps(&self) -> usize {
-        let n = self.ids.len();
-        n.saturating_sub(1).max(usize::from(n > 0))
-    }
-}
-
 pub fn run(args: Args) -> Result<()> {
     let interrupted = ctrl_c_flag();
     let (prompt, sampler_cfg) = args.validate()?;
@@ -161,25 +121,26 @@ pub fn run(args: Args) -> Result<()> {
     let load_secs = loaded.elapsed();
     let ids = model.tokenizer.encode(&prompt)?;
     let n_ctx = args.context_for(&model, ids.len())?;
-    let mut sampler = args.sampler(sampler_cfg, &model)?;
     // Batch buffers sized for this prompt (at most 512 rows): decode needs one.
     let opts = SessionOptions { n_ctx, n_batch: ids.len().min(512), kv_type: args.kv_type.into() };
-    let mut session = model.session(opts)?;
+    let session = model.session(opts)?;
+    let limit = if args.n_predict < 0 { None } else { Some(args.n_predict as usize) };
+    let gen_opts =
+        GenerateOptions { max_tokens: limit, stop: args.stop.clone(), ignore_eos: args.ignore_eos, end_tokens: None };
+    let mut g = Generator::new(&model, session, sampler_cfg, ids, &gen_opts)?;
 
     let mut stdout = io::stdout().lock();
     if !args.json && !args.no_echo {
         write!(stdout, "{prompt}")?;
         stdout.flush()?;
     }
-    let mut loop_ = Loop { args: &args, model: &model, interrupted: &interrupted, rss: &mut rss, out: &mut stdout };
-    let g = match loop_.generate(&mut session, &mut sampler, &ids) {
-        Ok(g) => g,
+    let text = match stream(&mut g, !args.json, &interrupted, &mut rss, &mut stdout) {
+        Ok(text) => text,
         // A closed pipe (`quill generate ... | head`) ends generation quietly.
         Err(e) if e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) => return Ok(()),
         Err(e) => return Err(e),
     };
-    let report =
-        Report { load_secs, prompt_ids: &ids, g: &g, rss: rss.get(), kv_bytes: session.kv_bytes(), sampler: &sampler };
+    let report = Report { load_secs, g: &g, text: &text, rss: rss.get() };
     if args.json {
         report.json(&mut stdout)
     } else {
@@ -231,98 +192,45 @@ impl Args {
         }
         Ok(n_ctx)
     }
-
-    fn sampler(&self, mut cfg: SamplerConfig, model: &Gpt2Model<'_>) -> Result<Sampler> {
-        if let (true, Some(eos)) = (self.ignore_eos, model.tokenizer.eos()) {
-            cfg.logit_bias.push((eos, f32::NEG_INFINITY));
-        }
-        Ok(Sampler::new(cfg, model.config.n_vocab)?)
-    }
 }
 
-/// The generation loop and what it writes to.
-struct Loop<'r, 'm, 'a, W: Write> {
-    args: &'r Args,
-    model: &'m Gpt2Model<'a>,
-    interrupted: &'r AtomicBool,
-    rss: &'r mut RssTracker,
-    out: &'r mut W,
-}
-
-impl<W: Write> Loop<'_, '_, '_, W> {
-    /// Prefills the prompt, then samples, streams and decodes until a stop condition.
-    fn generate(&mut self, session: &mut Session<'_, '_>, sampler: &mut Sampler, ids: &[u32]) -> Result<Generation> {
-        let (args, tokenizer, eos) = (self.args, &self.model.tokenizer, self.model.tokenizer.eos());
-        let stream = !args.json;
-        let t0 = Instant::now();
-        let mut logits = session.prefill(ids)?;
-        let prompt_secs = t0.elapsed().as_secs_f64();
-        self.rss.sample();
-        for &id in ids {
-            sampler.accept(id);
+/// Runs the generation to its end, streaming the text to `out` when `echo`, sampling memory
+/// now and then; returns the whole text.
+fn stream(
+    g: &mut Generator<'_, '_>,
+    echo: bool,
+    interrupted: &AtomicBool,
+    rss: &mut RssTracker,
+    out: &mut impl Write,
+) -> Result<String> {
+    let (mut text, mut piece) = (String::new(), String::new());
+    loop {
+        piece.clear();
+        if interrupted.load(Ordering::SeqCst) {
+            g.interrupt(&mut piece);
         }
-        let mut decoder = StreamDecoder::new();
-        let mut filter = StopFilter::new(&args.stop);
-        let (mut text, mut piece, mut safe) = (String::new(), String::new(), String::new());
-        let mut generated = Vec::new();
-        let t1 = Instant::now();
-        let limit = if args.n_predict < 0 { usize::MAX } else { args.n_predict as usize };
-        let stop = loop {
-            if generated.len() >= limit {
-                break Stop::Length;
-            }
-            if self.interrupted.load(Ordering::SeqCst) {
-                break Stop::Interrupted;
-            }
-            let id = sampler.sample(logits)?;
-            sampler.accept(id);
-            if Some(id) == eos {
-                break Stop::Eos;
-            }
-            generated.push(id);
-            piece.clear();
-            decoder.push(tokenizer.token_bytes(id), &mut piece);
-            safe.clear();
-            let hit = filter.push(&piece, &mut safe);
-            text.push_str(&safe);
-            if stream && !safe.is_empty() {
-                self.out.write_all(safe.as_bytes())?;
-                self.out.flush()?;
-            }
-            if hit {
-                break Stop::Matched;
-            }
-            if session.pos() >= session.n_ctx() {
-                break Stop::Context;
-            }
-            if generated.len() % 32 == 0 {
-                self.rss.sample();
-            }
-            logits = session.decode(id)?;
-        };
-        let gen_secs = t1.elapsed().as_secs_f64();
-        if stop != Stop::Matched {
-            safe.clear();
-            filter.push(&decoder.finish(), &mut safe);
-            filter.finish(&mut safe);
-            text.push_str(&safe);
-            if stream {
-                self.out.write_all(safe.as_bytes())?;
-            }
+        let running = g.step(&mut piece)?;
+        if g.ids().len() <= 1 || g.ids().len() % 32 == 0 {
+            rss.sample();
         }
-        self.rss.sample();
-        Ok(Generation { stop, text, ids: generated, prompt_secs, gen_secs })
+        text.push_str(&piece);
+        if echo && !piece.is_empty() {
+            out.write_all(piece.as_bytes())?;
+            out.flush()?;
+        }
+        if !running {
+            rss.sample();
+            return Ok(text);
+        }
     }
 }
 
 /// The figures printed after a generation.
-struct Report<'r> {
+struct Report<'r, 'm, 'a> {
     load_secs: f64,
-    prompt_ids: &'r [u32],
-    g: &'r Generation,
+    g: &'r Generator<'m, 'a>,
+    text: &'r str,
     rss: Rss,
-    kv_bytes: usize,
-    sampler: &'r Sampler,
 }
 
 fn tps(n: usize, s: f64) -> f64 {
@@ -333,27 +241,27 @@ fn tps(n: usize, s: f64) -> f64 {
     }
 }
 
-impl Report<'_> {
+impl Report<'_, '_, '_> {
     /// One JSON object on stdout (`--json`).
     fn json(&self, out: &mut impl Write) -> Result<()> {
-        let (g, m, n_prompt) = (self.g, self.rss, self.prompt_ids.len());
+        let (g, m, n_prompt) = (self.g, self.rss, self.g.prompt().len());
         let doc = json!({
-            "text": g.text,
-            "prompt_ids": self.prompt_ids,
-            "ids": g.ids,
-            "stop": g.stop.name(),
-            "seed": self.sampler.seed(),
+            "text": self.text,
+            "prompt_ids": g.prompt(),
+            "ids": g.ids(),
+            "stop": stop_name(g),
+            "seed": g.sampler().seed(),
             "load_ms": self.load_secs * 1e3,
             "prompt_tokens": n_prompt,
-            "prompt_ms": g.prompt_secs * 1e3,
-            "prompt_tps": tps(n_prompt, g.prompt_secs),
-            "gen_tokens": g.ids.len(),
-            "gen_ms": g.gen_secs * 1e3,
-            "gen_tps": tps(g.decode_steps(), g.gen_secs),
+            "prompt_ms": g.prompt_secs() * 1e3,
+            "prompt_tps": tps(n_prompt, g.prompt_secs()),
+            "gen_tokens": g.ids().len(),
+            "gen_ms": g.gen_secs() * 1e3,
+            "gen_tps": tps(g.decode_steps(), g.gen_secs()),
             "peak_rss_bytes": m.peak,
             "rss_file_bytes": m.file,
             "rss_anon_bytes": m.anon,
-            "kv_cache_bytes": self.kv_bytes,
+            "kv_cache_bytes": g.session().kv_bytes(),
         });
         serde_json::to_writer(&mut *out, &doc)?;
         writeln!(out)?;
@@ -362,39 +270,43 @@ impl Report<'_> {
 
     /// Ends the streamed text, then llama.cpp-style timings on stderr.
     fn text(&self, out: &mut impl Write, n_ctx: usize) -> Result<()> {
-        let (g, m, n_prompt, steps) = (self.g, self.rss, self.prompt_ids.len(), self.g.decode_steps());
+        let (g, m, n_prompt, steps) = (self.g, self.rss, self.g.prompt().len(), self.g.decode_steps());
         writeln!(out)?;
         out.flush()?;
-        match g.stop {
-            Stop::Context => eprintln!("quill: stopped: the context of {n_ctx} tokens is full"),
-            Stop::Interrupted => eprintln!("quill: interrupted"),
+        match g.stop() {
+            Some(Stop::Context) => eprintln!("quill: stopped: the context of {n_ctx} tokens is full"),
+            Some(Stop::Interrupted) => eprintln!("quill: interrupted"),
             _ => {}
         }
         eprintln!();
         eprintln!("load time     = {:9.2} ms", self.load_secs * 1e3);
         eprintln!(
             "prompt eval   = {:9.2} ms / {:5} tokens ({:8.2} ms per token, {:8.2} tokens per second)",
-            g.prompt_secs * 1e3,
+            g.prompt_secs() * 1e3,
             n_prompt,
-            g.prompt_secs * 1e3 / n_prompt as f64,
-            tps(n_prompt, g.prompt_secs)
+            g.prompt_secs() * 1e3 / n_prompt as f64,
+            tps(n_prompt, g.prompt_secs())
         );
         eprintln!(
             "eval          = {:9.2} ms / {:5} runs   ({:8.2} ms per token, {:8.2} tokens per second)",
-            g.gen_secs * 1e3,
+            g.gen_secs() * 1e3,
             steps,
-            if steps > 0 { g.gen_secs * 1e3 / steps as f64 } else { 0.0 },
-            tps(steps, g.gen_secs)
+            if steps > 0 { g.gen_secs() * 1e3 / steps as f64 } else { 0.0 },
+            tps(steps, g.gen_secs())
         );
         eprintln!(
             "memory        = {:9.2} MiB peak RSS: {:.2} MiB file-backed (weights), {:.2} MiB anonymous ({:.2} MiB KV cache)",
             mib(m.peak),
             mib(m.file),
             mib(m.anon),
-            mib(self.kv_bytes as u64)
+            mib(g.session().kv_bytes() as u64)
         );
-        let s = self.sampler;
-        eprintln!("sampling      = seed {}, {}, stop: {}", s.seed(), s.config().describe_chain(), g.stop.name());
+        let s = g.sampler();
+        eprintln!("sampling      = seed {}, {}, stop: {}", s.seed(), s.config().describe_chain(), stop_name(g));
         Ok(())
     }
+}
+
+fn stop_name(g: &Generator<'_, '_>) -> &'static str {
+    g.stop().map_or("", Stop::name)
 }

@@ -4,8 +4,8 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 
 use anyhow::Result;
-use gguf_file::{Array, GgufFile, Value};
-use serde_json::{json, Map, Value as Json};
+use gguf_file::GgufFile;
+use quill_convert::inspect::inspect_json;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -56,69 +56,7 @@ fn print_text(file: &GgufFile, args: &Args, out: &mut impl Write) -> io::Result<
     Ok(())
 }
 
-fn array_json(a: &Array) -> Json {
-    match a {
-        Array::U8(v) => json!(v),
-        Array::I8(v) => json!(v),
-        Array::U16(v) => json!(v),
-        Array::I16(v) => json!(v),
-        Array::U32(v) => json!(v),
-        Array::I32(v) => json!(v),
-        Array::F32(v) => json!(v),
-        Array::Bool(v) => json!(v),
-        Array::String(v) => json!(v),
-        Array::Array(v) => Json::Array(v.iter().map(array_json).collect()),
-        Array::U64(v) => json!(v),
-        Array::I64(v) => json!(v),
-        Array::F64(v) => json!(v),
-    }
-}
-
-fn value_json(v: &Value) -> Json {
-    match v {
-        Value::U8(x) => json!(x),
-        Value::I8(x) => json!(x),
-        Value::U16(x) => json!(x),
-        Value::I16(x) => json!(x),
-        Value::U32(x) => json!(x),
-        Value::I32(x) => json!(x),
-        Value::F32(x) => json!(x),
-        Value::Bool(x) => json!(x),
-        Value::String(x) => json!(x),
-        Value::Array(a) => array_json(a),
-        Value::U64(x) => json!(x),
-        Value::I64(x) => json!(x),
-        Value::F64(x) => json!(x),
-    }
-}
-
 fn print_json(file: &GgufFile, out: &mut impl Write) -> io::Result<()> {
-    let mut metadata = Map::new();
-    for (key, value) in file.metadata().iter() {
-        metadata.insert(key.to_owned(), value_json(value));
-    }
-    let tensors: Vec<Json> = file
-        .tensor_infos()
-        .iter()
-        .map(|t| {
-            json!({
-                "name": t.name,
-                "type": t.ty.name(),
-                "shape": t.dims,
-                "n_elements": t.n_elements,
-                "bytes": t.n_bytes,
-                "offset": t.offset,
-            })
-        })
-        .collect();
-    let doc = json!({
-        "version": file.version(),
-        "alignment": file.alignment(),
-        "data_offset": file.data_offset(),
-        "file_size": file.file_len(),
-        "metadata": metadata,
-        "tensors": tensors,
-    });
-    serde_json::to_writer(&mut *out, &doc)?;
+    serde_json::to_writer(&mut *out, &inspect_json(file))?;
     writeln!(out)
 }

@@ -118,6 +118,12 @@ fn hf_metadata(ck: &HfCheckpoint, vocab: &GgufVocab) -> Metadata {
     let name = ck.config.name.clone().or_else(|| ck.dir.file_name().map(|n| n.to_string_lossy().into_owned()));
     m.insert("general.name", name.unwrap_or_else(|| "gpt2".into()));
     ck.config.model.write_metadata(&mut m);
+    vocab_metadata(&mut m, vocab);
+    m
+}
+
+/// The tokenizer's keys, as llama.cpp's converter writes them.
+pub fn vocab_metadata(m: &mut Metadata, vocab: &GgufVocab) {
     m.insert("tokenizer.ggml.model", "gpt2");
     m.insert("tokenizer.ggml.pre", "gpt-2");
     m.insert("tokenizer.ggml.tokens", Array::String(vocab.tokens.clone()));
@@ -125,7 +131,15 @@ fn hf_metadata(ck: &HfCheckpoint, vocab: &GgufVocab) -> Metadata {
     m.insert("tokenizer.ggml.merges", Array::String(vocab.merges.clone()));
     m.insert("tokenizer.ggml.bos_token_id", vocab.bos);
     m.insert("tokenizer.ggml.eos_token_id", vocab.eos);
-    m
+}
+
+/// GPT-2's tokenizer from a folder of Hugging Face tokenizer files (`tokenizer.json`, or
+/// `vocab.json` + `merges.txt`), without a model.
+pub fn tokenizer_from_hf(dir: &Path) -> Result<quill_gpt2::Tokenizer, ConvertError> {
+    let vocab = crate::hf::tokenizer_vocab(dir)?;
+    let mut m = Metadata::new();
+    vocab_metadata(&mut m, &vocab);
+    quill_gpt2::Tokenizer::from_gguf(&m).map_err(|e| ConvertError::Model { path: dir.to_owned(), source: Box::new(e) })
 }
 
 /// Converts `input` (a Hugging Face directory or a GGUF) into `output`.

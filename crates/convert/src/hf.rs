@@ -335,15 +335,7 @@ impl HfCheckpoint {
     /// The tokenizer in GGUF form, padded with `[PAD{i}]` entries to the model's vocabulary
     /// (as llama.cpp's converter does).
     pub fn vocab(&self) -> Result<GgufVocab, HfError> {
-        let tj = self.dir.join("tokenizer.json");
-        let (vj, mt) = (self.dir.join("vocab.json"), self.dir.join("merges.txt"));
-        let (mut tokens, mut types, merges) = if tj.is_file() {
-            vocab_from_tokenizer_json(&tj, &read_text(&tj)?)?
-        } else if vj.is_file() && mt.is_file() {
-            vocab_from_files(&vj, &read_text(&vj)?, &mt, &read_text(&mt)?)?
-        } else {
-            return Err(HfError::NoTokenizer { dir: self.dir.clone() });
-        };
+        let (mut tokens, mut types, merges) = vocab_parts(&self.dir)?;
         let n = self.config.model.n_vocab;
         if tokens.len() > n {
             return Err(invalid(
@@ -361,6 +353,30 @@ impl HfCheckpoint {
 }
 
 type VocabParts = (Vec<String>, Vec<i32>, Vec<String>);
+
+/// The tokenizer files of a folder: `tokenizer.json`, else `vocab.json` + `merges.txt`.
+fn vocab_parts(dir: &Path) -> Result<VocabParts, HfError> {
+    let tj = dir.join("tokenizer.json");
+    let (vj, mt) = (dir.join("vocab.json"), dir.join("merges.txt"));
+    if tj.is_file() {
+        vocab_from_tokenizer_json(&tj, &read_text(&tj)?)
+    } else if vj.is_file() && mt.is_file() {
+        vocab_from_files(&vj, &read_text(&vj)?, &mt, &read_text(&mt)?)
+    } else {
+        Err(HfError::NoTokenizer { dir: dir.to_owned() })
+    }
+}
+
+/// The tokenizer of a folder that holds only tokenizer files (no config or weights needed),
+/// unpadded; `<|endoftext|>` (else the last token) is end and start of text.
+pub fn tokenizer_vocab(dir: &Path) -> Result<GgufVocab, HfError> {
+    let (tokens, token_types, merges) = vocab_parts(dir)?;
+    if tokens.is_empty() {
+        return Err(invalid(dir, "the tokenizer has no tokens"));
+    }
+    let eos = tokens.iter().position(|t| t == "<|endoftext|>").unwrap_or(tokens.len() - 1) as u32;
+    Ok(GgufVocab { tokens, token_types, merges, eos, bos: eos })
+}
 
 fn tokens_from_map(path: &Path, map: &serde_json::Map<String, Json>) -> Result<Vec<String>, HfError> {
     let mut tokens = vec![None; map.len()];

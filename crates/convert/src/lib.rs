@@ -14,6 +14,9 @@
 
 pub mod convert;
 pub mod hf;
+pub mod inspect;
 pub mod synth;
 
-pub use convert::{convert, file_type_of, ConvertError, ConvertOptions, ConvertReport, TensorReport};
+pub use convert::{
+    convert, file_type_of, tokenizer_from_hf, ConvertError, ConvertOptions, ConvertReport, TensorReport,
+};

@@ -16,10 +16,12 @@
 
 mod batch;
 mod config;
+pub mod default_model;
 mod error;
 mod forward;
 mod model;
 pub mod perplexity;
+pub mod score;
 mod tokenizer;
 mod weights;
 

@@ -340,6 +340,14 @@ mod tests {
     }
 
     #[test]
+    fn stop_filter_without_stops_passes_everything() {
+        let mut f = StopFilter::new(&[String::new()]);
+        let mut out = String::new();
+        assert!(!f.push("abc", &mut out));
+        assert_eq!(out, "abc");
+    }
+
+    #[test]
     fn byte_table_is_gpt2s() {
         let t = byte_to_char();
         assert_eq!(t[b' ' as usize], '\u{120}');

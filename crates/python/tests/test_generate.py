@@ -1,0 +1,77 @@
+"""`Model.generate` gives `quill generate`'s tokens for the same seed and settings, whole or
+streamed; stop strings, limits and token-level generation."""
+import pytest
+
+import quill
+
+CASES = [
+    ("To be, or not to be", ["-n", "60", "--seed", "1"], dict(max_tokens=60, seed=1)),
+    ("HAMLET.\n", ["-n", "40", "--seed", "3", "--temp", "1.2", "--top-k", "0"], dict(max_tokens=40, seed=3, temperature=1.2, top_k=0)),
+    ("KING.\n", ["-n", "30", "--temp", "0"], dict(max_tokens=30, temperature=0.0)),
+    ("ROMEO.\n", ["-n", "50", "--seed", "7", "--repeat-penalty", "1.3", "--top-p", "0.8", "--min-p", "0"],
+     dict(max_tokens=50, seed=7, repeat_penalty=1.3, top_p=0.8, min_p=0.0)),
+    ("Enter", ["-n", "80", "--seed", "5", "--stop", "\n\n"], dict(max_tokens=80, seed=5, stop="\n\n")),
+    ("To be", ["-n", "30", "--seed", "9", "--kv-type", "f32"], dict(max_tokens=30, seed=9, kv_type="f32")),
+]
+
+
+@pytest.mark.parametrize("prompt,flags,kwargs", CASES)
+def test_generate_equals_the_cli(model, default_path, cli, prompt, flags, kwargs):
+    ref = cli("generate", "--json", "-m", str(default_path), "-p", prompt, *flags)
+    assert model.generate(prompt, **kwargs) == ref["text"]
+    ids, stop, end = model.generate_ids(prompt, **kwargs)
+    assert ids == ref["ids"]
+    assert stop == ref["stop"]
+    assert (end is not None) == (stop == "eos")
+    stream = model.generate(prompt, stream=True, **kwargs)
+    assert "".join(stream) == ref["text"]
+    assert stream.stop_reason == ref["stop"]
+    assert stream.ids == ref["ids"]
+
+
+def test_defaults_are_the_clis(model, default_path, cli):
+    ref = cli("generate", "--json", "-m", str(default_path), "-p", "To be", "--seed", "11")
+    assert model.generate("To be", seed=11) == ref["text"]
+    assert len(ref["ids"]) == 128 or ref["stop"] != "length"
+
+
+def test_streaming_yields_pieces_as_they_come(model):
+    stream = model.generate("HAMLET.\n", max_tokens=20, seed=2, stream=True)
+    assert isinstance(stream, quill.TextStream)
+    assert stream.stop_reason is None
+    first = next(stream)
+    assert first and stream.stop_reason is None and len(stream.ids) >= 1
+    rest = list(stream)
+    assert first + "".join(rest) == model.generate("HAMLET.\n", max_tokens=20, seed=2)
+    assert stream.stop_reason == "length" and len(stream.ids) == 20
+    assert list(stream) == []  # finished stays finished
+
+
+def test_close_ends_a_stream(model):
+    stream = model.generate("KING.\n", max_tokens=None, seed=1, stream=True)
+    next(stream)
+    stream.close()
+    assert stream.stop_reason == "interrupted"
+    assert list(stream) == []
+
+
+def test_prompt_as_ids_and_limits(model):
+    ids = model.tokenize("To be, or not to be")
+    assert model.generate(ids, max_tokens=20, seed=4) == model.generate("To be, or not to be", max_tokens=20, seed=4)
+    assert model.generate("To be", max_tokens=0) == ""
+    out, stop, _ = model.generate_ids("To be", max_tokens=None, temperature=0, ignore_eos=True)
+    assert stop == "context" and len(out) == model.n_ctx - 2 + 1  # two prompt tokens
+
+
+def test_end_ids_end_the_generation(model):
+    out, stop, _ = model.generate_ids("KING.\n", max_tokens=40, temperature=0)
+    assert stop == "length"
+    out2, stop2, end = model.generate_ids("KING.\n", max_tokens=40, temperature=0, end_ids=[out[5]])
+    assert (out2, stop2, end) == (out[:5], "eos", out[5])
+
+
+def test_smaller_context(default_path):
+    m = quill.Model(default_path, ctx=16)
+    assert m.n_ctx == 16 and m.n_ctx_train == 256
+    out, stop, _ = m.generate_ids("To be", max_tokens=None, temperature=0, ignore_eos=True)
+    assert stop == "context" and len(out) == 15

@@ -23,8 +23,6 @@ mod gemm;
 mod gemv;
 mod matrix;
 mod ops;
-// GEMM panels and their activation blocks serve the x86 GEMM kernels only.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 mod panel;
 mod pool;
 mod scalar;

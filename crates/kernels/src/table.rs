@@ -56,14 +56,12 @@ macro_rules! gemv_table {
 }
 pub(crate) use gemv_table;
 
-/// The GEMM panel unpackers of a backend (`module::unpack_<format>`; no GEMM on NEON).
-#[cfg_attr(not(target_arch = "x86_64"), allow(unused_macros))]
+/// The GEMM panel unpackers of a backend (`module::unpack_<format>`).
 macro_rules! unpack_table {
     ($m:ident; $($ty:ident $gemv:ident $unpack:ident),*) => {
         $crate::table::ByFormat([$($m::$unpack),*])
     };
 }
-#[cfg_attr(not(target_arch = "x86_64"), allow(unused_imports))]
 pub(crate) use unpack_table;
 
 /// One kernel per format of [`FORMATS`], in its order.

@@ -7,7 +7,6 @@
 //! signed bytes) against activation bytes, starting from the `corr` lanes. `vdotq_s32` is still
 //! unstable in Rust, so `sdot` is written with `asm!`. Q4_0 and Q8_0 read ggml's blocks
 //! directly; the other formats decode a row with the portable decoder first.
-//! No GEMM here: prefill runs one GEMV per token on NEON.
 
 #![allow(clippy::missing_safety_doc)]
 

@@ -1,8 +1,10 @@
-//! The NEON function table (no GEMM kernels: prefill runs one GEMV per token).
+//! The NEON function table.
 
 use super::aarch64_neon as k;
+use super::aarch64_neon_gemm as g;
 use crate::dispatch::{Backend, Kernels};
-use crate::table::{formats, gemv_table, ActLayout, QuantKernels};
+use crate::panel::PanelKind;
+use crate::table::{formats, gemv_table, unpack_table, ActLayout, GemmKernels, QuantKernels};
 
 pub(crate) static KERNELS: Kernels = Kernels {
     backend: Backend::Neon,
@@ -14,6 +16,12 @@ pub(crate) static KERNELS: Kernels = Kernels {
         gemv_in_gemm_order: false,
         gemv: formats!(gemv_table!(k)),
     },
-    gemm: None,
+    gemm: Some(GemmKernels {
+        nr: g::NR,
+        int_kind: PanelKind::U8,
+        unpack: formats!(unpack_table!(g)),
+        micro_i8: g::gemm_sdot,
+        micro_f32: k::gemm_f32,
+    }),
     ops: k::FLOAT_OPS,
 };

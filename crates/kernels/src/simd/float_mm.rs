@@ -4,8 +4,6 @@
 
 // Register tiles are indexed [row vector][token] in fully unrolled loops: indices read best.
 #![allow(clippy::needless_range_loop)]
-// NEON has no GEMM (prefill runs one GEMV per token there).
-#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 
 use half::f16;
 

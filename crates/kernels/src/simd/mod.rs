@@ -26,7 +26,6 @@ pub(crate) trait Simd: Copy + 'static {
     /// f32 lanes per vector.
     const LANES: usize;
     /// Tokens per float GEMM register tile (rows are two vectors).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     const GEMM_TOKENS: usize;
     /// The clamp of [`ops::exp`]'s argument: below `EXP_LO` the result is 0 (or what
     /// [`Simd::exp_scale`] makes of it), above `EXP_HI` it saturates.
@@ -287,7 +286,6 @@ macro_rules! float_kernels {
                 // caller) names, and the caller's pointers and lengths are valid for what it touches.
                 unsafe { float_mm::gemv::<S, float_mm::Bf16>(w, rb, k, act.x, out) }
             }
-            #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn gemm_f32(
                 panel: &crate::panel::Panel,

@@ -24,7 +24,6 @@
 
 #![forbid(unsafe_code)]
 
-
 use std::time::Instant;
 
 use quill_gpt2::{Gpt2Model, ModelError, Session, StreamDecoder};

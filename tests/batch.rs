@@ -121,3 +121,43 @@ fn malformed_batches_are_refused() {
     assert_eq!(s.seq_len(0), 0);
     assert_eq!(s.kv_bytes_per_seq() * 2, s.kv_bytes());
 }
+
+#[test]
+fn scoring_packs_texts_without_changing_their_numbers() {
+    use quill::gpt2::score::{Scorer, TextScore};
+    let meta = golden_meta();
+    let spec = spec_of(&meta["models"][1], 50257);
+    let text = "It was the best of times, it was the worst of times, it was the age of wisdom, it was the \
+                age of foolishness, it was the epoch of belief, it was the epoch of incredulity.";
+    for ft in [FileType::F32, FileType::F16, FileType::Q4_0] {
+        let path = gguf("h32x4", &spec, ft);
+        let file = GgufFile::open(&path).unwrap();
+        let model = Gpt2Model::load(&file).unwrap();
+        let all = model.tokenizer.encode(text).unwrap();
+        assert!(all.len() > 40);
+        // Texts of 1 to 41 tokens: none scored, one window in one chunk or two (batches of 16
+        // tokens), several windows (context 32).
+        let texts: Vec<Vec<u32>> = [1, 2, 5, 17, 41, 16, 33, 3].iter().map(|&n| all[..n].to_vec()).collect();
+        let score = |threads: usize, texts: Vec<Vec<u32>>, slots: usize| -> Vec<TextScore> {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut s = Scorer::with_batch(&model, texts, 32, 16, slots).unwrap();
+                while s.step().unwrap() {}
+                s.finish()
+            })
+        };
+        let alone: Vec<TextScore> = texts.iter().flat_map(|t| score(1, vec![t.clone()], 1)).collect();
+        for (t, a) in texts.iter().zip(&alone) {
+            assert_eq!(a.logprobs.len(), t.len().saturating_sub(1));
+            assert!(a.logprobs.iter().all(|l| l.is_finite() && *l <= 0.0), "{ft:?}");
+        }
+        for (threads, slots) in [(1, 64), (3, 64), (3, 3)] {
+            let packed = score(threads, texts.clone(), slots);
+            for (i, (a, p)) in alone.iter().zip(&packed).enumerate() {
+                assert_eq!(a.ids, p.ids);
+                let same = a.logprobs.iter().zip(&p.logprobs).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{ft:?}: text {i} differs packed ({threads} threads, {slots} slots)");
+            }
+        }
+    }
+}

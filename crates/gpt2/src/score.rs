@@ -4,11 +4,15 @@
 //! (the strided evaluation of Hugging Face's perplexity guide).
 //!
 //! A [`Scorer`] runs a list of texts one forward pass at a time ([`Scorer::step`]), so that its
-//! caller can stop between passes (Ctrl-C) and, when several sequences share a pass, only this
-//! module changes.
+//! caller can stop between passes (Ctrl-C). Each pass packs the windows of several texts into
+//! one batch (one KV slot each, [`crate::BatchSession`]): short texts share the weight
+//! matmuls, as the prompts of many sequences do in a serving step. The matmuls are
+//! row-invariant and a window is cut into chunks at fixed positions (multiples of the batch
+//! size, as `quill perplexity` cuts it), so a text's numbers do not depend on the texts packed
+//! beside it.
 
 use crate::perplexity::Window;
-use crate::{Gpt2Model, KvType, ModelError, Session, SessionOptions};
+use crate::{Batch, BatchOptions, BatchSession, Gpt2Model, KvType, ModelError, SpanLogits};
 
 /// `log p(next)` under `logits`, in f64: the same arithmetic as
 /// [`crate::perplexity::log_softmax`] (so the same bits as `quill perplexity`), without
@@ -64,20 +68,51 @@ impl TextScore {
     }
 }
 
+/// Most tokens in one forward pass of a [`Scorer`] (`quill perplexity`'s batch).
+pub const SCORE_BATCH: usize = 512;
+
+/// KV positions a [`Scorer`] keeps, over all its slots: slots of the longest window, as many
+/// as fit (at least one, at most [`MAX_SCORE_SLOTS`]).
+const SCORE_KV_POSITIONS: usize = 1024;
+
+/// Most windows in one forward pass of a [`Scorer`].
+pub const MAX_SCORE_SLOTS: usize = 64;
+
 /// Texts being scored, and the session that scores them.
 pub struct Scorer<'m, 'a> {
-    session: Session<'m, 'a>,
+    session: BatchSession<'m, 'a>,
     texts: Vec<Vec<u32>>,
-    /// `(text, window)` in the order they run.
+    /// `(text, window)` in the order they start.
     jobs: Vec<(usize, Window)>,
+    /// The next job to start.
     next: usize,
+    /// By slot: the job it runs and the positions of its window done.
+    running: Vec<Option<(usize, usize)>>,
+    /// Slots in the order they are served this step (oldest job first).
+    order: Vec<usize>,
+    batch: Batch,
+    /// This step's spans that ask for logits: (first logit row, job, window position of it).
+    rows: Vec<(usize, usize, usize)>,
+    /// By text: `logprobs[i]` for token `i + 1` (NaN until scored).
     logprobs: Vec<Vec<f64>>,
 }
 
 impl<'m, 'a> Scorer<'m, 'a> {
     /// Plans the windows of `texts` with a context of `n_ctx` (0: the model's) and makes a
-    /// session just large enough for the longest (F32 KV cache, as `quill perplexity`).
+    /// session with slots just large enough for the longest (F32 KV cache, as `quill
+    /// perplexity`) and batches of [`SCORE_BATCH`] tokens.
     pub fn new(model: &'m Gpt2Model<'a>, texts: Vec<Vec<u32>>, n_ctx: usize) -> Result<Self, ModelError> {
+        Self::with_batch(model, texts, n_ctx, SCORE_BATCH, MAX_SCORE_SLOTS)
+    }
+
+    /// [`Self::new`] with batches of `n_batch` tokens and at most `max_slots` windows per batch.
+    pub fn with_batch(
+        model: &'m Gpt2Model<'a>,
+        texts: Vec<Vec<u32>>,
+        n_ctx: usize,
+        n_batch: usize,
+        max_slots: usize,
+    ) -> Result<Self, ModelError> {
         let n_ctx = if n_ctx == 0 { model.config.n_ctx } else { n_ctx };
         if n_ctx > model.config.n_ctx {
             return Err(ModelError::ContextTooLarge { requested: n_ctx, max: model.config.n_ctx });
@@ -91,36 +126,92 @@ impl<'m, 'a> Scorer<'m, 'a> {
             jobs.extend(score_windows(ids.len(), n_ctx.max(2)).into_iter().map(|w| (t, w)));
         }
         let longest = jobs.iter().map(|(_, w)| w.len).max().unwrap_or(2);
-        let opts = SessionOptions { n_ctx: longest, n_batch: longest.min(512), kv_type: KvType::F32 };
-        let session = model.session(opts)?;
-        let logprobs = texts.iter().map(|t| Vec::with_capacity(t.len().saturating_sub(1))).collect();
-        Ok(Scorer { session, texts, jobs, next: 0, logprobs })
+        let n_seq = (SCORE_KV_POSITIONS / longest).clamp(1, max_slots.max(1)).min(jobs.len().max(1));
+        let n_batch = n_batch.max(1);
+        let opts =
+            BatchOptions { n_seq, n_ctx: longest, n_batch, logit_rows: 32, kv_type: KvType::F32, row_invariant: true };
+        let session = model.batch_session(opts)?;
+        let logprobs = texts.iter().map(|t| vec![f64::NAN; t.len().saturating_sub(1)]).collect();
+        Ok(Scorer {
+            session,
+            texts,
+            jobs,
+            next: 0,
+            running: vec![None; n_seq],
+            order: Vec::with_capacity(n_seq),
+            batch: Batch::with_capacity(n_batch, n_seq),
+            rows: Vec::with_capacity(n_seq),
+            logprobs,
+        })
     }
 
-    /// Forward passes in all.
-    pub fn n_steps(&self) -> usize {
-        self.jobs.len()
+    /// Windows (of all texts) still to score, in part or whole.
+    pub fn remaining(&self) -> usize {
+        self.jobs.len() - self.next + self.running.iter().flatten().count()
     }
 
-    /// Runs the next forward pass; `false` when every text is scored.
+    /// Runs the next forward pass: the next chunk of every window under way and new windows
+    /// in free slots, while the batch has room; `false` when every text is scored.
     pub fn step(&mut self) -> Result<bool, ModelError> {
-        let Some(&(t, w)) = self.jobs.get(self.next) else {
+        let n_batch = self.session.n_batch();
+        for slot in 0..self.running.len() {
+            if self.running[slot].is_none() && self.next < self.jobs.len() {
+                self.running[slot] = Some((self.next, 0));
+                self.session.clear_seq(slot);
+                self.next += 1;
+            }
+        }
+        self.order.clear();
+        self.order.extend((0..self.running.len()).filter(|&s| self.running[s].is_some()));
+        if self.order.is_empty() {
             return Ok(false);
-        };
-        let ids = &self.texts[t][w.start..w.start + w.len];
-        let out = &mut self.logprobs[t];
-        self.session.reset();
-        self.session.eval_rows(ids, w.first, &mut |i, row| {
-            if i + 1 < ids.len() {
-                out.push(log_prob(row, ids[i + 1]));
+        }
+        let running = &self.running;
+        self.order.sort_unstable_by_key(|&s| running[s].map(|(j, _)| j));
+        self.batch.clear();
+        self.rows.clear();
+        let (mut budget, mut n_rows) = (n_batch, 0);
+        for &slot in &self.order {
+            let Some((j, done)) = self.running[slot] else { continue };
+            let (t, w) = self.jobs[j];
+            // Chunks end at multiples of the batch size, whatever else is in the batch.
+            let end = ((done / n_batch + 1) * n_batch).min(w.len);
+            let n = end - done;
+            if n > budget {
+                continue;
+            }
+            budget -= n;
+            let from = w.first.saturating_sub(done).min(n);
+            self.rows.push((n_rows, j, done + from));
+            n_rows += n - from;
+            let ids = &self.texts[t][w.start + done..w.start + end];
+            self.batch.push(slot, done, ids, SpanLogits::From(from));
+            self.running[slot] = Some((j, end));
+        }
+        let Scorer { session, texts, jobs, rows, logprobs, .. } = self;
+        let v = session.model().config.n_vocab;
+        session.forward(&self.batch, &mut |first, block| {
+            for (k, row) in block.chunks_exact(v).enumerate() {
+                let r = first + k;
+                let (r0, j, q0) = rows[rows.partition_point(|x| x.0 <= r) - 1];
+                let (t, w) = jobs[j];
+                let q = q0 + r - r0;
+                if q + 1 < w.len {
+                    logprobs[t][w.start + q] = log_prob(row, texts[t][w.start + q + 1]);
+                }
             }
         })?;
-        self.next += 1;
-        Ok(self.next < self.jobs.len())
+        for r in &mut self.running {
+            if matches!(*r, Some((j, done)) if done == self.jobs[j].1.len) {
+                *r = None;
+            }
+        }
+        Ok(self.remaining() > 0)
     }
 
     /// The results, in the order of the texts (call after [`Self::step`] returned `false`).
     pub fn finish(self) -> Vec<TextScore> {
+        debug_assert!(self.logprobs.iter().flatten().all(|l| !l.is_nan()), "finish before the last step");
         self.texts.into_iter().zip(self.logprobs).map(|(ids, logprobs)| TextScore { ids, logprobs }).collect()
     }
 }

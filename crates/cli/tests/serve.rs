@@ -87,10 +87,11 @@ fn sigterm_ends_streams_in_flight_and_exits_0() {
         &json!({"prompt": "HAMLET.", "max_tokens": 100000, "ignore_eos": true, "stream": true}),
     );
     let mut r = BufReader::new(conn);
-    let mut line = String::new();
+    let (mut line, mut head) = (String::new(), String::new());
     while !line.starts_with("data: ") {
+        head.push_str(&line);
         line.clear();
-        r.read_line(&mut line).unwrap();
+        assert!(r.read_line(&mut line).unwrap() > 0, "the response ended before its first event: {head}");
     }
     let t0 = Instant::now();
     let status = Command::new("kill").args(["-TERM", &s.child.id().to_string()]).status().unwrap();

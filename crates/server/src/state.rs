@@ -82,6 +82,15 @@ pub fn spawn_engine(
         };
         let limits = st.client.limits().expect("Engine::new sets the limits");
         let n_params = file.tensors().map(|t| t.dims().iter().product::<u64>()).sum();
+        let _ = st.info.set(ModelInfo {
+            id,
+            tokenizer,
+            limits,
+            n_params,
+            n_ctx_train: model.config.n_ctx,
+            created: unix_now(),
+        });
+        // Ready only once requests are accepted: whoever waits for this line may send at once.
         if log {
             eprintln!(
                 "quill: ready: {} slots x {} positions, {:.1} MiB of KV cache per slot, prefill chunks of {}",
@@ -91,14 +100,6 @@ pub fn spawn_engine(
                 engine.config().chunk
             );
         }
-        let _ = st.info.set(ModelInfo {
-            id,
-            tokenizer,
-            limits,
-            n_params,
-            n_ctx_train: model.config.n_ctx,
-            created: unix_now(),
-        });
         engine.run(&inbox);
     })?;
     Ok((state, handle))

@@ -11,6 +11,8 @@
 //! size, as `quill perplexity` cuts it), so a text's numbers do not depend on the texts packed
 //! beside it.
 
+use rayon::prelude::*;
+
 use crate::perplexity::Window;
 use crate::{Batch, BatchOptions, BatchSession, Gpt2Model, KvType, ModelError, SpanLogits};
 
@@ -95,6 +97,8 @@ pub struct Scorer<'m, 'a> {
     rows: Vec<(usize, usize, usize)>,
     /// By text: `logprobs[i]` for token `i + 1` (NaN until scored).
     logprobs: Vec<Vec<f64>>,
+    /// One step's block of log-probabilities, before they go to their texts.
+    lp: Vec<f64>,
 }
 
 impl<'m, 'a> Scorer<'m, 'a> {
@@ -142,6 +146,7 @@ impl<'m, 'a> Scorer<'m, 'a> {
             batch: Batch::with_capacity(n_batch, n_seq),
             rows: Vec::with_capacity(n_seq),
             logprobs,
+            lp: vec![0.0; 32],
         })
     }
 
@@ -188,16 +193,28 @@ impl<'m, 'a> Scorer<'m, 'a> {
             self.batch.push(slot, done, ids, SpanLogits::From(from));
             self.running[slot] = Some((j, end));
         }
-        let Scorer { session, texts, jobs, rows, logprobs, .. } = self;
+        let Scorer { session, texts, jobs, rows, logprobs, lp, .. } = self;
         let v = session.model().config.n_vocab;
         session.forward(&self.batch, &mut |first, block| {
-            for (k, row) in block.chunks_exact(v).enumerate() {
+            // Logits row `k` of this block scores token `i` of text `t`, which is `next`.
+            let target = |k: usize| -> Option<(usize, usize, u32)> {
                 let r = first + k;
                 let (r0, j, q0) = rows[rows.partition_point(|x| x.0 <= r) - 1];
                 let (t, w) = jobs[j];
                 let q = q0 + r - r0;
-                if q + 1 < w.len {
-                    logprobs[t][w.start + q] = log_prob(row, texts[t][w.start + q + 1]);
+                (q + 1 < w.len).then(|| (t, w.start + q, texts[t][w.start + q + 1]))
+            };
+            let m = block.len() / v;
+            if lp.len() < m {
+                lp.resize(m, 0.0);
+            }
+            // Each row's log-softmax on its own thread: the same arithmetic whatever the split.
+            lp[..m].par_iter_mut().zip(block.par_chunks_exact(v)).enumerate().for_each(|(k, (out, row))| {
+                *out = target(k).map_or(f64::NAN, |(_, _, next)| log_prob(row, next));
+            });
+            for (k, &l) in lp[..m].iter().enumerate() {
+                if let Some((t, i, _)) = target(k) {
+                    logprobs[t][i] = l;
                 }
             }
         })?;

@@ -120,6 +120,24 @@ fn pick(rows: &Json, prompt: bool) -> Option<&Json> {
     })
 }
 
+/// Builds the `quill` binary (release) and returns its path.
+fn build_quill(repo: &Path) -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status =
+        Command::new(&cargo).args(["build", "--release", "--quiet", "-p", "quill-cli"]).current_dir(repo).status()?;
+    if !status.success() {
+        bail!("cargo build failed");
+    }
+    Ok(repo.join("target/release/quill"))
+}
+
+/// The version line a llama.cpp tool prints for `--version`.
+fn llama_version(tool: &Path) -> Result<String> {
+    let o = Command::new(tool).arg("--version").output().with_context(|| format!("running {}", tool.display()))?;
+    let v = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    Ok(v.lines().find(|l| l.contains("version")).unwrap_or("unknown").trim().to_owned())
+}
+
 fn git(repo: &Path, args: &[&str]) -> String {
     Command::new("git")
         .args(args)
@@ -150,21 +168,8 @@ pub fn run(repo: &Path, args: Args) -> Result<()> {
     let out_dir = args.out.clone().unwrap_or_else(|| repo.join("bench").join(backend.name()));
 
     log("building quill (release)");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status =
-        Command::new(&cargo).args(["build", "--release", "--quiet", "-p", "quill-cli"]).current_dir(repo).status()?;
-    if !status.success() {
-        bail!("cargo build failed");
-    }
-    let quill = repo.join("target/release/quill");
-    let llama_version = match &args.llama_bench {
-        Some(p) => {
-            let o = Command::new(p).arg("--version").output().with_context(|| format!("running {}", p.display()))?;
-            let v = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
-            Some(v.lines().find(|l| l.contains("version")).unwrap_or("unknown").trim().to_owned())
-        }
-        None => None,
-    };
+    let quill = build_quill(repo)?;
+    let llama_version = args.llama_bench.as_deref().map(llama_version).transpose()?;
 
     let models = models::prepare(repo, &quill, &shapes, &args.types, &log)?;
     log(&format!("measuring read bandwidth with {} threads", args.threads));

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value as Json};
 
-use super::{git, models, svg, warm_page_cache};
+use super::{build_quill, git, llama_version, models, svg, warm_page_cache};
 
 /// Options of the serving benchmark.
 #[derive(clap::Args, Clone)]
@@ -413,21 +413,8 @@ pub fn run(repo: &Path, args: ServeArgs) -> Result<()> {
     let n_ctx = if args.quick { 64 } else { 256.max(n_gen + 64) };
     let out_dir = args.out.clone().unwrap_or_else(|| repo.join("bench"));
     log("building quill (release)");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status =
-        Command::new(&cargo).args(["build", "--release", "--quiet", "-p", "quill-cli"]).current_dir(repo).status()?;
-    if !status.success() {
-        bail!("cargo build failed");
-    }
-    let quill = repo.join("target/release/quill");
-    let llama_version = match &args.llama_server {
-        Some(p) => {
-            let o = Command::new(p).arg("--version").output().with_context(|| format!("running {}", p.display()))?;
-            let v = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
-            Some(v.lines().find(|l| l.contains("version")).unwrap_or("unknown").trim().to_owned())
-        }
-        None => None,
-    };
+    let quill = build_quill(repo)?;
+    let llama_version = args.llama_server.as_deref().map(llama_version).transpose()?;
     let models = models::prepare(repo, &quill, &shapes, &args.types, &log)?;
     let llama_args: Vec<String> =
         args.llama_args.as_deref().unwrap_or("").split_whitespace().map(str::to_owned).collect();

@@ -21,7 +21,7 @@ pub(crate) type GemvFn = unsafe fn(w: &[u8], row_bytes: usize, k: usize, act: &G
 /// names its kernels after this list, so adding a format is one edit here (plus its kernels).
 macro_rules! formats {
     ($m:ident!($($args:tt)*)) => {
-        $m!($($args)*;
+        $m! {$($args)*;
             F32 gemv_f32 unpack_f32,
             F16 gemv_f16 unpack_f16,
             BF16 gemv_bf16 unpack_bf16,
@@ -33,7 +33,7 @@ macro_rules! formats {
             Q4_K gemv_q4_k unpack_q4_k,
             Q5_K gemv_q5_k unpack_q5_k,
             Q6_K gemv_q6_k unpack_q6_k
-        )
+        }
     };
 }
 pub(crate) use formats;

@@ -157,8 +157,9 @@ unsafe fn unpack_float(ty: GgmlType, w: &[u8], row_bytes: usize, panel: &mut Pan
     }
 }
 
+/// `unpack_<format>` for every format of [`crate::table::formats!`].
 macro_rules! unpackers {
-    ($($name:ident => $ty:ident),* $(,)?) => {$(
+    (; $($ty:ident $gemv:ident $name:ident),*) => {$(
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
         pub(crate) unsafe fn $name(w: &[u8], row_bytes: usize, _k: usize, panel: &mut Panel) {
             debug_assert_eq!(panel.nr, NR);
@@ -178,19 +179,8 @@ macro_rules! unpackers {
     )*};
 }
 
-unpackers! {
-    unpack_f32 => F32,
-    unpack_f16 => F16,
-    unpack_bf16 => BF16,
-    unpack_q4_0 => Q4_0,
-    unpack_q4_1 => Q4_1,
-    unpack_q5_0 => Q5_0,
-    unpack_q5_1 => Q5_1,
-    unpack_q8_0 => Q8_0,
-    unpack_q4_k => Q4_K,
-    unpack_q5_k => Q5_K,
-    unpack_q6_k => Q6_K,
-}
+// One unpacker for every format of the one list.
+crate::table::formats!(unpackers!());
 
 /// Stores the 32 lanes of one token's accumulators into `out` (its first `n_rows`).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]

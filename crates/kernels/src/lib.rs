@@ -23,6 +23,7 @@ mod gemm;
 mod gemv;
 mod matrix;
 mod ops;
+mod order;
 mod panel;
 mod pool;
 mod scalar;
@@ -34,6 +35,7 @@ pub use dispatch::{backend_from_env, Backend, Kernels};
 pub use error::KernelError;
 pub use matrix::{matmul, MatmulScratch, Matrix, GEMM_MIN_TOKENS};
 pub use ops::{add_assign, add_bias, gelu, layer_norm, softmax};
+pub(crate) use order::CHAINS;
 pub use pool::in_pool;
 
 #[cfg(test)]

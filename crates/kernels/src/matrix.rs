@@ -153,8 +153,9 @@ impl MatmulScratch {
     }
 }
 
-/// Token count from which a matmul runs as GEMM (weights decoded once into panels and reused
-/// across tokens) rather than as one GEMV per token.
+/// Token count from which a float-weight matmul runs as GEMM (weights decoded once into panels
+/// and reused across tokens) rather than as one GEMV per token; quantized weights switch at
+/// their backend's measured count (`GemmKernels::min_tokens`).
 pub const GEMM_MIN_TOKENS: usize = 4;
 
 impl Kernels {
@@ -174,7 +175,11 @@ impl Kernels {
             return;
         }
         let gemm_ok = (is_float(w.ty) || quant_spec(w.ty).is_some()) && self.gemm.is_some();
-        let min_tokens = if scratch.row_invariant && !self.gemv_matches_gemm(w.ty) { 1 } else { GEMM_MIN_TOKENS };
+        let gemm_min = match &self.gemm {
+            Some(g) if quant_spec(w.ty).is_some() => g.min_tokens,
+            _ => GEMM_MIN_TOKENS,
+        };
+        let min_tokens = if scratch.row_invariant && !self.gemv_matches_gemm(w.ty) { 1 } else { gemm_min };
         if n_tokens >= min_tokens && gemm_ok {
             crate::gemm::run(self, w, x, n_tokens, out, scratch);
         } else {

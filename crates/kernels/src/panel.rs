@@ -81,8 +81,12 @@ impl Panel {
         }
         if self.row_codes.len() < k {
             self.row_codes.resize(k, 0);
-            self.row_dw.resize(self.n_sb.max(k / 16), 0.0);
-            self.row_mw.resize(self.n_sb.max(k / 16), 0.0);
+        }
+        // One row's scales, or 8 rows' (the AVX2 builder transposes them 8 at a time).
+        let row_scales = 8 * self.n_sb.max(k / 16);
+        if self.row_dw.len() < row_scales {
+            self.row_dw.resize(row_scales, 0.0);
+            self.row_mw.resize(row_scales, 0.0);
         }
         // The decoded rows (integer formats), sized here too: a pool thread that decodes its
         // first panel only in a later call must not allocate then.

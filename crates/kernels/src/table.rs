@@ -125,6 +125,9 @@ pub(crate) type MicroF32Fn =
 pub(crate) struct GemmKernels {
     /// Weight rows per panel (the micro-kernel's register tile width).
     pub nr: usize,
+    /// Token count from which a quantized product runs as GEMM rather than one GEMV per token
+    /// (measured: `cargo bench --bench decode_step`).
+    pub min_tokens: usize,
     /// The layout of integer panels (`U8`).
     pub int_kind: crate::panel::PanelKind,
     pub unpack: UnpackKernels,

@@ -18,6 +18,7 @@ pub(crate) static KERNELS: Kernels = Kernels {
     },
     gemm: Some(GemmKernels {
         nr: g::NR,
+        min_tokens: 4,
         int_kind: PanelKind::U8,
         unpack: formats!(unpack_table!(g)),
         micro_i8: g::gemm_sdot,

@@ -31,6 +31,7 @@ use crate::act::ActBlocks;
 use crate::formats::k_layout::*;
 use crate::formats::LegacyBlock;
 use crate::panel::{build_float, Panel, PanelKind};
+use crate::CHAINS;
 
 /// Rows per panel.
 pub(crate) const NR: usize = 16;
@@ -44,6 +45,54 @@ trait PanelFmt {
     unsafe fn codes32(row: *const u8, c: usize) -> __m256i;
     /// The row's `n_sb` scales into `dw` and minimums into `mw` (formats with one).
     unsafe fn scales(row: *const u8, n_sb: usize, dw: &mut [f32], mw: &mut [f32]);
+
+    /// Elements `32c..32c + 32` of 8 rows in panel order: register `j` holds codes
+    /// `4j..4j + 4` of every row (rows on dwords).
+    #[inline(always)]
+    unsafe fn steps8(rows: &[*const u8; 8], c: usize) -> [__m256i; 8] {
+        // SAFETY: the caller's contract (AVX2; valid rows).
+        unsafe { v::transpose8(std::array::from_fn(|i| Self::codes32(rows[i], c))) }
+    }
+
+    /// The scales (and minimums) of 8 rows, scale block `s` of all 8 at `dw[s * NR]` (and
+    /// `mw[s * NR]`); `tmp_dw` and `tmp_mw` hold `8 * n_sb` values. By default each row's own
+    /// [`PanelFmt::scales`], then 8x8 transposes (`n_sb` a multiple of 8, as for K-quants).
+    #[inline(always)]
+    unsafe fn scales8(
+        rows: &[*const u8; 8],
+        n_sb: usize,
+        dw: *mut f32,
+        mw: *mut f32,
+        tmp_dw: &mut [f32],
+        tmp_mw: &mut [f32],
+    ) {
+        // SAFETY: the caller's contract (AVX2; valid rows; dw and mw hold n_sb * NR values).
+        unsafe {
+            debug_assert!(n_sb.is_multiple_of(8));
+            for (i, &row) in rows.iter().enumerate() {
+                Self::scales(row, n_sb, &mut tmp_dw[i * n_sb..(i + 1) * n_sb], &mut tmp_mw[i * n_sb..(i + 1) * n_sb]);
+            }
+            for (tmp, dst) in [(&*tmp_dw, dw), (&*tmp_mw, mw)] {
+                for s0 in (0..n_sb).step_by(8) {
+                    let t = v::transpose8(std::array::from_fn(|i| v::ld(tmp.as_ptr().add(i * n_sb + s0).cast())));
+                    for (j, r) in t.into_iter().enumerate() {
+                        _mm256_storeu_si256(dst.add((s0 + j) * NR).cast(), r);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `f16` fields of 8 rows (at byte `at` of each) as 8 f32 lanes.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn f16x8(rows: &[*const u8; 8], at: usize) -> __m256 {
+    // SAFETY: within this function's contract: the caller's rows are valid at `at`.
+    unsafe {
+        let h = |i: usize| v::rd16(rows[i].add(at)) as i16;
+        _mm256_cvtph_ps(_mm_setr_epi16(h(0), h(1), h(2), h(3), h(4), h(5), h(6), h(7)))
+    }
 }
 
 /// Legacy 32-element blocks (their byte layout from [`LegacyBlock`]); Q8_0's signed codes are
@@ -75,6 +124,55 @@ impl<B: LegacyBlock> PanelFmt for LegacyPanel<B> {
                 dw[s] = v::f16_to_f32(v::rd16(b.add(B::D)));
                 if let Some(m) = B::M {
                     mw[s] = v::f16_to_f32(v::rd16(b.add(m)));
+                }
+            }
+        }
+    }
+
+    /// 4-bit codes: the 16 code bytes of 8 rows transposed as dwords (rows 0-3 and 4-7 in the
+    /// two 128-bit lanes), then split into nibbles: byte `4j + b` of a row holds elements
+    /// `4j + b` (low nibble) and `16 + 4j + b` (high), so the low nibbles are steps 0-3 and the
+    /// high ones steps 4-7. Other formats decode each row and transpose.
+    #[inline(always)]
+    unsafe fn steps8(rows: &[*const u8; 8], c: usize) -> [__m256i; 8] {
+        // SAFETY: the caller's contract (AVX2; valid rows).
+        unsafe {
+            if B::SIGNED || B::QH.is_some() {
+                return v::transpose8(std::array::from_fn(|i| Self::codes32(rows[i], c)));
+            }
+            let q = |i: usize| _mm_loadu_si128(rows[i].add(c * B::BYTES + B::QS).cast());
+            // Register i: row i (low lane) and row i + 4 (high lane).
+            let p: [__m256i; 4] =
+                std::array::from_fn(|i| _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(q(i)), q(i + 4)));
+            let (a01, b01) = (_mm256_unpacklo_epi32(p[0], p[1]), _mm256_unpackhi_epi32(p[0], p[1]));
+            let (a23, b23) = (_mm256_unpacklo_epi32(p[2], p[3]), _mm256_unpackhi_epi32(p[2], p[3]));
+            // Dword j of rows (0, 1, 2, 3 | 4, 5, 6, 7).
+            let d = [
+                _mm256_unpacklo_epi64(a01, a23),
+                _mm256_unpackhi_epi64(a01, a23),
+                _mm256_unpacklo_epi64(b01, b23),
+                _mm256_unpackhi_epi64(b01, b23),
+            ];
+            let m = _mm256_set1_epi8(0x0f);
+            std::array::from_fn(|j| {
+                if j < 4 {
+                    _mm256_and_si256(d[j], m)
+                } else {
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(d[j - 4]), m)
+                }
+            })
+        }
+    }
+
+    /// One f16 scale (and minimum) per block: 8 rows gathered into one conversion.
+    #[inline(always)]
+    unsafe fn scales8(rows: &[*const u8; 8], n_sb: usize, dw: *mut f32, mw: *mut f32, _: &mut [f32], _: &mut [f32]) {
+        // SAFETY: the caller's contract (AVX2; valid rows; dw and mw hold n_sb * NR values).
+        unsafe {
+            for s in 0..n_sb {
+                _mm256_storeu_ps(dw.add(s * NR), f16x8(rows, s * B::BYTES + B::D));
+                if let Some(m) = B::M {
+                    _mm256_storeu_ps(mw.add(s * NR), f16x8(rows, s * B::BYTES + m));
                 }
             }
         }
@@ -146,9 +244,8 @@ impl PanelFmt for Q6KPanel {
     }
 }
 
-/// Builds a `U8` panel: 8 rows' 32-code registers at a time, 8x8 dword transposes into
-/// `[k / 4][16 rows][4 codes]`, then the scales. Rows past the matrix get zero codes and
-/// scales.
+/// Builds a `U8` panel, 8 rows at a time: `[k / 4][16 rows][4 codes]` codes and `[n_sb][16
+/// rows]` scales. Rows past the matrix repeat its last row (their results are never stored).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn unpack_int<F: PanelFmt>(w: &[u8], row_bytes: usize, panel: &mut Panel) {
@@ -158,33 +255,25 @@ unsafe fn unpack_int<F: PanelFmt>(w: &[u8], row_bytes: usize, panel: &mut Panel)
         let (k, n_sb) = (panel.k, panel.n_sb);
         debug_assert_eq!(k % 32, 0);
         let n_rows = w.len() / row_bytes;
+        debug_assert!(n_rows >= 1);
         let data = panel.bytes_mut().as_mut_ptr();
+        let (dw, mw) = (panel.dw.as_mut_ptr(), panel.mw.as_mut_ptr());
+        // The next panel's rows (the same thread's next task, mostly) stream in while this one
+        // is built: read here 8 rows at a time, block by block, the rows would come from memory
+        // as scattered misses. Prefetches never fault, past the matrix's end too.
+        let next = w.as_ptr().wrapping_add(w.len());
+        for off in (0..w.len()).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(off).cast());
+        }
         for half in 0..2 {
+            let rows: [*const u8; 8] =
+                std::array::from_fn(|i| w.as_ptr().add((8 * half + i).min(n_rows - 1) * row_bytes));
             for c in 0..k / 32 {
-                let r8: [__m256i; 8] = std::array::from_fn(|i| {
-                    let r = 8 * half + i;
-                    if r < n_rows {
-                        F::codes32(w.as_ptr().add(r * row_bytes), c)
-                    } else {
-                        _mm256_setzero_si256()
-                    }
-                });
-                for (j, t) in v::transpose8(r8).into_iter().enumerate() {
+                for (j, t) in F::steps8(&rows, c).into_iter().enumerate() {
                     _mm256_storeu_si256(data.add((8 * c + j) * 4 * NR + 32 * half).cast(), t);
                 }
             }
-        }
-        for r in 0..NR {
-            if r < n_rows {
-                F::scales(w.as_ptr().add(r * row_bytes), n_sb, &mut panel.row_dw, &mut panel.row_mw);
-            } else {
-                panel.row_dw[..n_sb].fill(0.0);
-                panel.row_mw[..n_sb].fill(0.0);
-            }
-            for s in 0..n_sb {
-                panel.dw[s * NR + r] = panel.row_dw[s];
-                panel.mw[s * NR + r] = if panel.has_min { panel.row_mw[s] } else { 0.0 };
-            }
+            F::scales8(&rows, n_sb, dw.add(8 * half), mw.add(8 * half), &mut panel.row_dw, &mut panel.row_mw);
         }
     }
 }
@@ -293,10 +382,7 @@ unsafe fn store_rows(out: *mut f32, acc: [__m256; 2], n_rows: usize) {
     }
 }
 
-/// Independent float accumulators per output of the integer kernels (see [`sum_chains`]).
-pub(crate) const CHAINS: usize = 4;
-
-/// The final sum of an output's accumulator chains: `(c0 + c1) + (c2 + c3)`.
+/// The final sum of an output's accumulator chains: `(c0 + c1) + (c2 + c3)` (`crate::order`).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 pub(crate) fn sum_chains(c: [__m256; CHAINS]) -> __m256 {

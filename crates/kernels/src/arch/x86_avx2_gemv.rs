@@ -24,12 +24,13 @@ use std::mem::MaybeUninit;
 
 use quill_quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
 
-use super::x86_avx2_gemm::{sum_chains, CHAINS};
+use super::x86_avx2_gemm::sum_chains;
 // The float formats' GEMV (written once for every backend), so that this module names them all.
 pub(crate) use super::x86_avx2::{gemv_bf16, gemv_f16, gemv_f32};
 use crate::act::{ActBlocks, GemvAct};
 use crate::formats::k_layout::*;
 use crate::formats::{LegacyBlock, MAX_LEGACY_BYTES};
+use crate::CHAINS;
 
 /// Scale blocks per buffered segment of a row (rows with more are done in segments: the float
 /// chain carries on across them, so the order is unchanged). Large enough for every GPT-2 row

@@ -4,8 +4,10 @@
 //! step of 4 elements, each token's 4 activation bytes are broadcast and `vpdpbusd`-ed against
 //! both row registers, so every weight byte loaded serves 6 tokens and every activation byte
 //! 32 rows. The 12 integer sums start at the block's `-offset * sum(x)` and, per scale block,
-//! are converted and scaled by `dw[row] * dx[token]` into 12 float accumulators whose lanes are
-//! output rows: results are stored straight into `out`, no horizontal sums.
+//! are converted and scaled by `dw[row] * dx[token]` into float accumulators whose lanes are
+//! output rows, scale block `s` into the `s % 4`th of four chains per output (the one order of
+//! `crate::order`, so that these sums equal the AVX2 GEMV's bit for bit): results are stored
+//! straight into `out`, no horizontal sums.
 //!
 //! Float micro-kernel: 32 rows x 12 tokens of f32 FMAs with broadcast activations.
 
@@ -20,6 +22,7 @@ use gguf_file::GgmlType;
 use crate::act::ActBlocks;
 use crate::formats::quant_spec;
 use crate::panel::{decode_rows, Panel};
+use crate::CHAINS;
 
 /// Rows per panel.
 pub(crate) const NR: usize = 32;
@@ -221,8 +224,10 @@ unsafe fn tile_i8<const T: usize, const MIN: bool>(
         let qs = act.qs.as_ptr().add(t0 * k);
         let (dx, corr) = (act.dx.as_ptr().add(t0 * n_sb), act.corr.as_ptr().add(t0 * n_sb));
         let sx = act.sx.as_ptr().wrapping_add(t0 * n_sb);
-        let mut accf = [[_mm512_setzero_ps(); T]; 2];
+        // The one float order of every backend (`crate::order`): scale block s into chain s % 4.
+        let mut chains = [[[_mm512_setzero_ps(); T]; 2]; CHAINS];
         for s in 0..n_sb {
+            let accf = &mut chains[s % CHAINS];
             let mut acci = [[_mm512_setzero_si512(); T]; 2];
             for t in 0..T {
                 let c = _mm512_set1_epi32(*corr.add(t * n_sb + s));
@@ -256,7 +261,11 @@ unsafe fn tile_i8<const T: usize, const MIN: bool>(
             }
         }
         for t in 0..T {
-            store_rows(out.add((t0 + t) * out_stride), [accf[0][t], accf[1][t]], n_rows);
+            let acc: [__m512; 2] = std::array::from_fn(|r| {
+                let c = |i: usize| chains[i][r][t];
+                _mm512_add_ps(_mm512_add_ps(c(0), c(1)), _mm512_add_ps(c(2), c(3)))
+            });
+            store_rows(out.add((t0 + t) * out_stride), acc, n_rows);
         }
     }
 }

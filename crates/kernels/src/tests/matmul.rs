@@ -166,3 +166,53 @@ fn row_invariant_matmul_ignores_batch_and_threads() {
         }
     }
 }
+
+/// A decode step of any width: every token row of an m-row product (m = 1..=9, 16, 33, 64 and
+/// a prefill-sized 70, across the switch from one GEMV per token to GEMM) gets bit for bit what
+/// it gets alone, on every backend whose quantized GEMV sums in the GEMM's order
+/// (`crate::order`), and matches the scalar reference within rounding on all of them. The
+/// activations are the same rows in every call, so the check is on the row, not the data.
+#[test]
+fn decode_steps_of_every_width_equal_each_row_alone() {
+    let rows = 37;
+    for ty in TYPES {
+        if crate::formats::is_float(ty) {
+            continue;
+        }
+        let cols = if ty.block_size() == 256 { 512 } else { 96 };
+        let mut rng = Rng::new(21);
+        let w = random_matrix(ty, rows, cols, &mut rng);
+        let m = Matrix::new(ty, rows, cols, &w).unwrap();
+        let x = rng.activations(70 * cols);
+        for k in simd_tables().into_iter().chain([scalar()]) {
+            if !k.gemv_matches_gemm(ty) {
+                continue;
+            }
+            let alone: Vec<Vec<f32>> = (0..70)
+                .map(|t| {
+                    let mut o = vec![f32::NAN; rows];
+                    k.matmul(&m, &x[t * cols..(t + 1) * cols], 1, &mut o, &mut MatmulScratch::new());
+                    o
+                })
+                .collect();
+            for n in (1..=9).chain([16, 33, 64, 70]) {
+                let mut got = vec![f32::NAN; n * rows];
+                let mut s = MatmulScratch::new();
+                s.set_row_invariant(true);
+                k.matmul(&m, &x[..n * cols], n, &mut got, &mut s);
+                for t in 0..n {
+                    for r in 0..rows {
+                        assert_eq!(
+                            got[t * rows + r].to_bits(),
+                            alone[t][r].to_bits(),
+                            "{:?} {ty}: {n} rows: row {t} out[{r}] = {}, alone {}",
+                            k.backend(),
+                            got[t * rows + r],
+                            alone[t][r]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

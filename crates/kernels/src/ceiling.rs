@@ -5,7 +5,7 @@
 //! * int8: the exact byte dot product the backend's integer kernels are built on, with its
 //!   widening to i32 counted in: AVX2 `vpmaddubsw` + `vpmaddwd` per 32 products (ggml's and
 //!   the definition; Quill's GEMM widens once per up to 8 `vpmaddubsw`, so it can pass
-//!   this figure), AVX-512 VNNI `vpdpbusd` (64), NEON `sdot` (16).
+//!   this figure), AVX-512 VNNI `vpdpbusd` (64), AVX-VNNI `vpdpbusd` (32), NEON `sdot` (16).
 //! * f32: fused multiply-adds of the backend's vector width.
 //!
 //! Each figure is multiply-adds per second (a multiply-add is 2 flops).
@@ -58,6 +58,8 @@ fn loops(backend: Backend) -> Loops {
         #[cfg(target_arch = "x86_64")]
         Backend::Avx2 => (Some(|n| unsafe { x86::int8_avx2(n) }), Some(|n| unsafe { x86::f32_avx2(n) })),
         #[cfg(target_arch = "x86_64")]
+        Backend::AvxVnni => (Some(|n| unsafe { x86::int8_avxvnni(n) }), Some(|n| unsafe { x86::f32_avx2(n) })),
+        #[cfg(target_arch = "x86_64")]
         Backend::Avx512 => (Some(|n| unsafe { x86::int8_avx512(n) }), Some(|n| unsafe { x86::f32_avx512(n) })),
         #[cfg(target_arch = "aarch64")]
         Backend::Neon => (Some(|n| unsafe { arm::int8_neon(n) }), Some(|n| unsafe { arm::f32_neon(n) })),
@@ -95,6 +97,20 @@ mod x86 {
             for (i, a) in acc.iter_mut().enumerate() {
                 let xi = if i % 2 == 0 { x } else { w };
                 *a = _mm256_add_epi32(*a, _mm256_madd_epi16(_mm256_maddubs_epi16(w, xi), ones));
+            }
+        }
+        let s = acc.iter().fold(_mm256_setzero_si256(), |s, &a| _mm256_add_epi32(s, a));
+        (n * 12 * 32, _mm256_extract_epi32::<0>(s) as u64)
+    }
+
+    #[target_feature(enable = "avx2,fma,avxvnni")]
+    pub(super) unsafe fn int8_avxvnni(n: u64) -> (u64, u64) {
+        let mut acc = [_mm256_setzero_si256(); 12];
+        let (mut w, mut x) = (_mm256_set1_epi8(3), _mm256_set1_epi8(-5));
+        for _ in 0..n {
+            (w, x) = black_box((w, x));
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_dpbusd_avx_epi32(*a, w, if i % 2 == 0 { x } else { w });
             }
         }
         let s = acc.iter().fold(_mm256_setzero_si256(), |s, &a| _mm256_add_epi32(s, a));

@@ -1,6 +1,6 @@
 //! Run-time kernel selection: the CPU's features are detected once, and a table of function
 //! pointers ([`Kernels`]) is filled for the best instruction set it has. `QUILL_KERNEL=scalar|
-//! avx2|avx512|neon` forces one (an error if the CPU lacks it); tests and benches may also pick
+//! avx2|avxvnni|avx512|neon` forces one (an error if the CPU lacks it); tests and benches may also pick
 //! any supported table directly with [`Kernels::get`].
 
 use std::sync::OnceLock;
@@ -14,6 +14,9 @@ pub enum Backend {
     Scalar,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
+    /// x86-64 AVX2 with AVX-VNNI (VEX `vpdpbusd`: Intel Alder Lake and later, Sapphire Rapids
+    /// and later Xeons, AMD Zen 5): AVX2's kernels with the integer GEMM on `vpdpbusd`.
+    AvxVnni,
     /// x86-64 AVX-512 F/BW/VL/VNNI (+ AVX2, FMA, F16C).
     Avx512,
     /// AArch64 NEON with the dot-product extension.
@@ -22,13 +25,14 @@ pub enum Backend {
 
 impl Backend {
     /// Every backend, best last.
-    pub const ALL: [Backend; 4] = [Backend::Scalar, Backend::Avx2, Backend::Avx512, Backend::Neon];
+    pub const ALL: [Backend; 5] = [Backend::Scalar, Backend::Avx2, Backend::AvxVnni, Backend::Avx512, Backend::Neon];
 
     /// The name `QUILL_KERNEL` takes.
     pub fn name(self) -> &'static str {
         match self {
             Backend::Scalar => "scalar",
             Backend::Avx2 => "avx2",
+            Backend::AvxVnni => "avxvnni",
             Backend::Avx512 => "avx512",
             Backend::Neon => "neon",
         }
@@ -49,6 +53,8 @@ impl Backend {
                     && std::is_x86_feature_detected!("fma")
                     && std::is_x86_feature_detected!("f16c")
             }
+            #[cfg(target_arch = "x86_64")]
+            Backend::AvxVnni => Backend::Avx2.is_supported() && std::is_x86_feature_detected!("avxvnni"),
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512 => {
                 Backend::Avx2.is_supported()
@@ -119,6 +125,8 @@ impl Kernels {
             Backend::Scalar => Some(&crate::scalar::KERNELS),
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2 => Some(&crate::arch::x86_avx2_table::KERNELS),
+            #[cfg(target_arch = "x86_64")]
+            Backend::AvxVnni => Some(&crate::arch::x86_avx2_table::VNNI_KERNELS),
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512 => Some(&crate::arch::x86_avx512_table::KERNELS),
             #[cfg(target_arch = "aarch64")]

@@ -389,35 +389,41 @@ pub(crate) fn sum_chains(c: [__m256; CHAINS]) -> __m256 {
     _mm256_add_ps(_mm256_add_ps(c[0], c[1]), _mm256_add_ps(c[2], c[3]))
 }
 
-/// One tile of `T` tokens from token `t0` against the `U8` panel. `CHUNK` steps of 4 elements
-/// are summed in i16 before widening (see the module docs); `SIGN` is Q8_0's signed path.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn tile_u8<const T: usize, const MIN: bool, const CHUNK: usize, const SIGN: bool>(
-    panel: &Panel,
-    act: &ActBlocks<'_>,
-    t0: usize,
-    out: *mut f32,
-    out_stride: usize,
-    n_rows: usize,
-) {
-    // SAFETY: within this function's contract: the CPU has the target features it (or its
-    // caller) names, and the caller's pointers and lengths are valid for what it touches.
-    unsafe {
-        let (k, sb, n_sb) = (act.k, act.sblock, act.n_sb);
-        let codes = panel.bytes().as_ptr();
-        let (dw, mw) = (panel.dw.as_ptr(), panel.mw.as_ptr());
-        let qs = act.qs.as_ptr().add(t0 * k);
-        let (dx, corr) = (act.dx.as_ptr().add(t0 * n_sb), act.corr.as_ptr().add(t0 * n_sb));
-        let sx = act.sx.as_ptr().wrapping_add(t0 * n_sb);
-        let ones = _mm256_set1_epi16(1);
-        let flip = _mm256_set1_epi8(-128);
-        let steps = sb / 4;
-        // CHAINS float accumulators per output, scale block s adding into chain s % CHAINS (the
-        // GEMV's order too, where independent chains hide the FMA latency).
-        let mut chains = [[[_mm256_setzero_ps(); T]; 2]; CHAINS];
-        for s in 0..n_sb {
-            let accf = &mut chains[s % CHAINS];
+/// The exact integer sums `isum_s + corr_s` (`crate::order`) of one scale block for the 16
+/// rows of a panel and `T` tokens: the instruction set's byte dot product.
+trait BlockSums {
+    /// Scale block `s` (panel steps `s * steps..`, 4 elements each) against tokens whose codes
+    /// start at `qs` (`k` apart) and whose corrections start at `corr` (`n_sb` apart).
+    unsafe fn sums<const T: usize>(
+        codes: *const u8,
+        qs: *const i8,
+        k: usize,
+        corr: *const i32,
+        n_sb: usize,
+        s: usize,
+        steps: usize,
+    ) -> [[__m256i; T]; 2];
+}
+
+/// AVX2: `vpmaddubsw` products summed in i16 for `CHUNK` steps, widened once by `vpmaddwd`;
+/// Q8_0 (`SIGN`) by ggml's sign trick, whose sums need no correction.
+struct Maddubs<const CHUNK: usize, const SIGN: bool>;
+
+impl<const CHUNK: usize, const SIGN: bool> BlockSums for Maddubs<CHUNK, SIGN> {
+    #[inline(always)]
+    unsafe fn sums<const T: usize>(
+        codes: *const u8,
+        qs: *const i8,
+        k: usize,
+        corr: *const i32,
+        n_sb: usize,
+        s: usize,
+        steps: usize,
+    ) -> [[__m256i; T]; 2] {
+        // SAFETY: the caller's contract: AVX2, and a panel and activations of these sizes.
+        unsafe {
+            let ones = _mm256_set1_epi16(1);
+            let flip = _mm256_set1_epi8(-128);
             let mut acci = [[_mm256_setzero_si256(); T]; 2];
             if !SIGN {
                 for t in 0..T {
@@ -453,6 +459,77 @@ unsafe fn tile_u8<const T: usize, const MIN: bool, const CHUNK: usize, const SIG
                     }
                 }
             }
+            acci
+        }
+    }
+}
+
+/// AVX-VNNI: `vpdpbusd` adds 4 products per i32 lane straight into the sums, which start at the
+/// correction; every format, Q8_0 included (its panel codes are `q + 128`, its correction
+/// `-128 * sum(x)`).
+struct Dpbusd;
+
+impl BlockSums for Dpbusd {
+    #[inline(always)]
+    unsafe fn sums<const T: usize>(
+        codes: *const u8,
+        qs: *const i8,
+        k: usize,
+        corr: *const i32,
+        n_sb: usize,
+        s: usize,
+        steps: usize,
+    ) -> [[__m256i; T]; 2] {
+        // SAFETY: the caller's contract: AVX2 and AVX-VNNI, and a panel and activations of these
+        // sizes.
+        unsafe {
+            let mut acci = [[_mm256_setzero_si256(); T]; 2];
+            for t in 0..T {
+                let c = _mm256_set1_epi32(*corr.add(t * n_sb + s));
+                acci[0][t] = c;
+                acci[1][t] = c;
+            }
+            for k4 in s * steps..(s + 1) * steps {
+                let p = codes.add(k4 * 4 * NR);
+                let w = [_mm256_loadu_si256(p.cast()), _mm256_loadu_si256(p.add(32).cast())];
+                for t in 0..T {
+                    let xb = _mm256_set1_epi32(qs.add(t * k + 4 * k4).cast::<i32>().read_unaligned());
+                    for r in 0..2 {
+                        acci[r][t] = _mm256_dpbusd_avx_epi32(acci[r][t], w[r], xb);
+                    }
+                }
+            }
+            acci
+        }
+    }
+}
+
+/// One tile of `T` tokens from token `t0` against the `U8` panel: integer sums per scale block
+/// by `I`, then the float order of `crate::order`.
+#[inline(always)]
+unsafe fn tile_u8<const T: usize, const MIN: bool, I: BlockSums>(
+    panel: &Panel,
+    act: &ActBlocks<'_>,
+    t0: usize,
+    out: *mut f32,
+    out_stride: usize,
+    n_rows: usize,
+) {
+    // SAFETY: within this function's contract: the CPU has the target features its caller
+    // names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let (k, sb, n_sb) = (act.k, act.sblock, act.n_sb);
+        let codes = panel.bytes().as_ptr();
+        let (dw, mw) = (panel.dw.as_ptr(), panel.mw.as_ptr());
+        let qs = act.qs.as_ptr().add(t0 * k);
+        let (dx, corr) = (act.dx.as_ptr().add(t0 * n_sb), act.corr.as_ptr().add(t0 * n_sb));
+        let sx = act.sx.as_ptr().wrapping_add(t0 * n_sb);
+        // CHAINS float accumulators per output, scale block s adding into chain s % CHAINS (the
+        // GEMV's order too, where independent chains hide the FMA latency).
+        let mut chains = [[[_mm256_setzero_ps(); T]; 2]; CHAINS];
+        for s in 0..n_sb {
+            let accf = &mut chains[s % CHAINS];
+            let acci = I::sums::<T>(codes, qs, k, corr, n_sb, s, sb / 4);
             let dw0 = _mm256_loadu_ps(dw.add(s * NR));
             let dw1 = _mm256_loadu_ps(dw.add(s * NR + 8));
             for t in 0..T {
@@ -478,27 +555,43 @@ unsafe fn tile_u8<const T: usize, const MIN: bool, const CHUNK: usize, const SIG
 }
 
 /// Every token of `act` in tiles of up to [`TI`] tokens.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn gemm_tiles<const MIN: bool, const CHUNK: usize, const SIGN: bool>(
+#[inline(always)]
+unsafe fn gemm_tiles<const MIN: bool, I: BlockSums>(
     panel: &Panel,
     act: &ActBlocks<'_>,
     out: *mut f32,
     stride: usize,
     n_rows: usize,
 ) {
-    // SAFETY: within this function's contract: the CPU has the target features it (or its
-    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    // SAFETY: within this function's contract: the CPU has the target features its caller
+    // names, and the caller's pointers and lengths are valid for what it touches.
     unsafe {
         let mut t = 0;
         while t < act.n_tokens {
             let nt = (act.n_tokens - t).min(TI);
             match nt {
-                4 => tile_u8::<4, MIN, CHUNK, SIGN>(panel, act, t, out, stride, n_rows),
-                3 => tile_u8::<3, MIN, CHUNK, SIGN>(panel, act, t, out, stride, n_rows),
-                2 => tile_u8::<2, MIN, CHUNK, SIGN>(panel, act, t, out, stride, n_rows),
-                _ => tile_u8::<1, MIN, CHUNK, SIGN>(panel, act, t, out, stride, n_rows),
+                4 => tile_u8::<4, MIN, I>(panel, act, t, out, stride, n_rows),
+                3 => tile_u8::<3, MIN, I>(panel, act, t, out, stride, n_rows),
+                2 => tile_u8::<2, MIN, I>(panel, act, t, out, stride, n_rows),
+                _ => tile_u8::<1, MIN, I>(panel, act, t, out, stride, n_rows),
             }
             t += nt;
+        }
+    }
+}
+
+/// The AVX-VNNI integer micro-kernel over every token: [`gemm_u8`]'s tiles and float order with
+/// `vpdpbusd` sums (the same integers, so the same bits).
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+pub(crate) unsafe fn gemm_u8_vnni(panel: &Panel, act: &ActBlocks<'_>, out: *mut f32, stride: usize, n_rows: usize) {
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        debug_assert_eq!((panel.nr, panel.k, panel.kind), (NR, act.k, PanelKind::U8));
+        if panel.has_min {
+            gemm_tiles::<true, Dpbusd>(panel, act, out, stride, n_rows)
+        } else {
+            gemm_tiles::<false, Dpbusd>(panel, act, out, stride, n_rows)
         }
     }
 }
@@ -516,13 +609,13 @@ pub(crate) unsafe fn gemm_u8(panel: &Panel, act: &ActBlocks<'_>, out: *mut f32, 
         // Steps whose i16 sums cannot overflow: |pair| <= 2 * max_code * 128.
         let chunk = (32767 / (256 * usize::from(panel.max_code))).min(steps);
         match (panel.has_min, panel.max_code, chunk) {
-            (_, 255, _) => gemm_tiles::<false, 1, true>(panel, act, out, stride, n_rows),
-            (false, _, 8) => gemm_tiles::<false, 8, false>(panel, act, out, stride, n_rows),
-            (true, _, 8) => gemm_tiles::<true, 8, false>(panel, act, out, stride, n_rows),
-            (false, _, 4) => gemm_tiles::<false, 4, false>(panel, act, out, stride, n_rows),
-            (true, _, 4) => gemm_tiles::<true, 4, false>(panel, act, out, stride, n_rows),
-            (false, _, 2) => gemm_tiles::<false, 2, false>(panel, act, out, stride, n_rows),
-            (true, _, 2) => gemm_tiles::<true, 2, false>(panel, act, out, stride, n_rows),
+            (_, 255, _) => gemm_tiles::<false, Maddubs<1, true>>(panel, act, out, stride, n_rows),
+            (false, _, 8) => gemm_tiles::<false, Maddubs<8, false>>(panel, act, out, stride, n_rows),
+            (true, _, 8) => gemm_tiles::<true, Maddubs<8, false>>(panel, act, out, stride, n_rows),
+            (false, _, 4) => gemm_tiles::<false, Maddubs<4, false>>(panel, act, out, stride, n_rows),
+            (true, _, 4) => gemm_tiles::<true, Maddubs<4, false>>(panel, act, out, stride, n_rows),
+            (false, _, 2) => gemm_tiles::<false, Maddubs<2, false>>(panel, act, out, stride, n_rows),
+            (true, _, 2) => gemm_tiles::<true, Maddubs<2, false>>(panel, act, out, stride, n_rows),
             _ => unreachable!("no format has codes above 63 but Q8_0 (max {})", panel.max_code),
         }
     }

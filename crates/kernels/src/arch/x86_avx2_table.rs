@@ -1,31 +1,39 @@
-//! The AVX2 function table.
+//! The AVX2 function table, and the AVX-VNNI one: the same kernels with the integer GEMM
+//! micro-kernel on `vpdpbusd` (the same integer sums, so the same bits; the AVX2 GEMV, which
+//! sums in the GEMM's float order, serves one-token products on both). The AVX-VNNI table has
+//! not run on the machine that wrote it, which lacks AVX-VNNI.
 
 use super::x86_avx2 as k;
 use super::x86_avx2_gemm as g;
 use super::x86_avx2_gemv as v;
 use crate::dispatch::{Backend, Kernels};
 use crate::panel::PanelKind;
-use crate::table::{formats, gemv_table, unpack_table, ActLayout, GemmKernels, QuantKernels};
+use crate::table::{formats, gemv_table, unpack_table, ActLayout, GemmKernels, MicroI8Fn, QuantKernels};
 
-pub(crate) static KERNELS: Kernels = Kernels {
-    backend: Backend::Avx2,
-    quant: QuantKernels {
-        q8_0: k::quantize_q8_0,
-        q8_1: k::quantize_q8_1,
-        q8_k: k::quantize_q8_k,
-        layout: ActLayout::Blocks,
-        gemv_in_gemm_order: true,
-        gemv: formats!(gemv_table!(v)),
-    },
-    gemm: Some(GemmKernels {
-        nr: g::NR,
-        // Measured on a Zen 3 (124M, cold weights): two GEMVs and a GEMM of 2 tokens are even,
-        // a GEMM of 3 beats three GEMVs by a fifth.
-        min_tokens: 3,
-        int_kind: PanelKind::U8,
-        unpack: formats!(unpack_table!(g)),
-        micro_i8: g::gemm_u8,
-        micro_f32: k::gemm_f32,
-    }),
-    ops: k::FLOAT_OPS,
-};
+pub(crate) static KERNELS: Kernels = table(Backend::Avx2, g::gemm_u8);
+pub(crate) static VNNI_KERNELS: Kernels = table(Backend::AvxVnni, g::gemm_u8_vnni);
+
+const fn table(backend: Backend, micro_i8: MicroI8Fn) -> Kernels {
+    Kernels {
+        backend,
+        quant: QuantKernels {
+            q8_0: k::quantize_q8_0,
+            q8_1: k::quantize_q8_1,
+            q8_k: k::quantize_q8_k,
+            layout: ActLayout::Blocks,
+            gemv_in_gemm_order: true,
+            gemv: formats!(gemv_table!(v)),
+        },
+        gemm: Some(GemmKernels {
+            nr: g::NR,
+            // Measured on a Zen 3 (124M, cold weights): two GEMVs and a GEMM of 2 tokens are even,
+            // a GEMM of 3 beats three GEMVs by a fifth.
+            min_tokens: 3,
+            int_kind: PanelKind::U8,
+            unpack: formats!(unpack_table!(g)),
+            micro_i8,
+            micro_f32: k::gemm_f32,
+        }),
+        ops: k::FLOAT_OPS,
+    }
+}

@@ -86,6 +86,40 @@ pub(crate) fn run(k: &Kernels, w: &Matrix<'_>, x: &[f32], n_tokens: usize, out: 
     });
 }
 
+/// Float weights against a few tokens with the backend's panel-free kernel (`step`), rows split
+/// across threads in groups of `nr`; F16 weights multiply the F16-rounded activation, as in
+/// [`run`].
+pub(crate) fn run_float_step(
+    g: &crate::table::GemmKernels,
+    step: crate::table::StepF32Fn,
+    w: &Matrix<'_>,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    s: &mut MatmulScratch,
+) {
+    let (cols, rows, rb) = (w.cols, w.rows, w.row_bytes());
+    let x = if w.ty == GgmlType::F16 {
+        let (xh, xr) = crate::gemv::f16_rows(s, n_tokens, cols);
+        for (xt, rt) in x.chunks_exact(cols).zip(xr.chunks_exact_mut(cols)) {
+            crate::gemv::round_to_f16(xt, xh, rt);
+        }
+        &s.xr[..n_tokens * cols]
+    } else {
+        x
+    };
+    let optr = OutPtr(out.as_mut_ptr());
+    // A few tasks per thread, whole groups of rows each.
+    let per_task = rows.div_ceil(rayon::current_num_threads() * 4).next_multiple_of(g.nr).max(g.nr);
+    (0..rows.div_ceil(per_task)).into_par_iter().for_each(|i| {
+        let (r0, r1) = (i * per_task, ((i + 1) * per_task).min(rows));
+        // SAFETY: the table's kernel runs on this CPU; it gets whole rows r0..r1 and writes
+        // columns r0..r1 of the n_tokens rows of `out` (asserted by matmul), which no other
+        // task writes.
+        unsafe { step(w.ty, &w.data[r0 * rb..r1 * rb], rb, cols, x, n_tokens, optr.col(r0), rows) };
+    });
+}
+
 /// One panel per pool thread, all sized for this matmul now (so that no thread allocates inside
 /// the parallel loop, whichever panels it ends up taking).
 fn thread_panels<'p>(

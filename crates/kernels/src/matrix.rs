@@ -164,7 +164,10 @@ impl Kernels {
     /// ([`MatmulScratch::set_row_invariant`]) may still run one-token products as GEMV. True of
     /// tables without GEMM (every product is one GEMV per token).
     pub fn gemv_matches_gemm(&self, ty: GgmlType) -> bool {
-        self.gemm.is_none() || (quant_spec(ty).is_some() && self.quant.gemv_in_gemm_order)
+        match &self.gemm {
+            None => true,
+            Some(_) => quant_spec(ty).is_some() && self.quant.gemv_in_gemm_order,
+        }
     }
 
     /// [`matmul`] with this table's kernels.
@@ -173,6 +176,13 @@ impl Kernels {
         assert_eq!(out.len(), n_tokens * w.rows, "matmul: out has the wrong length");
         if n_tokens == 0 || w.rows == 0 {
             return;
+        }
+        // Row-invariant float products of a few tokens: the panel-free kernel in the GEMM's order
+        // (the float GEMV sums in another, faster order for one stream).
+        if let Some(g) = self.gemm.as_ref().filter(|_| is_float(w.ty) && scratch.row_invariant) {
+            if let Some(step) = g.step_f32.filter(|_| n_tokens <= g.step_f32_max) {
+                return crate::gemm::run_float_step(g, step, w, x, n_tokens, out, scratch);
+            }
         }
         let gemm_ok = (is_float(w.ty) || quant_spec(w.ty).is_some()) && self.gemm.is_some();
         let gemm_min = match &self.gemm {

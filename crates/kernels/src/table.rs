@@ -133,7 +133,26 @@ pub(crate) struct GemmKernels {
     pub unpack: UnpackKernels,
     pub micro_i8: MicroI8Fn,
     pub micro_f32: MicroF32Fn,
+    /// Float weights against up to [`GemmKernels::step_f32_max`] tokens without a panel, in
+    /// `micro_f32`'s order: row-invariant float products of a few tokens (a server's decode
+    /// step) run it instead of a GEMM over panels. The float GEMV sums in another order, at
+    /// twice its speed for one token, so it stays the non-invariant path.
+    pub step_f32: Option<StepF32Fn>,
+    pub step_f32_max: usize,
 }
+
+/// Float rows `w` (whole rows of `row_bytes`, `k` elements of `ty`) times `n_tokens` rows of `x`
+/// (`[n_tokens][k]`), into `out[t * stride + r]`. `out` is raw for the reason of [`MicroI8Fn`].
+pub(crate) type StepF32Fn = unsafe fn(
+    ty: GgmlType,
+    w: &[u8],
+    row_bytes: usize,
+    k: usize,
+    x: &[f32],
+    n_tokens: usize,
+    out: *mut f32,
+    stride: usize,
+);
 
 /// `out = (x - mean(x)) / sqrt(var(x) + eps) * w + b` over one row.
 pub(crate) type LayerNormFn = unsafe fn(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]);

@@ -363,6 +363,113 @@ float_unpackers! {
     unpack_bf16 => BF16,
 }
 
+/// Float weights (F32, F16, BF16) against up to 64 tokens without a panel: per 8 rows and 8
+/// columns, the weights are loaded, widened and transposed in registers (rows on lanes) and
+/// multiplied by each token's broadcast activations, each output one FMA chain over the columns
+/// in order from zero: the float GEMM micro-kernel's order exactly ([`k::gemm_f32`] over a
+/// panel), so that a token gets the same bits from both. Two groups of 8 rows are interleaved
+/// so that two chains per token hide the FMA latency. `x` is `[n_tokens][k]`; writes
+/// `out[t * stride + r]` for the `w.len() / row_bytes` rows of `w`.
+#[allow(clippy::too_many_arguments)] // the table's StepF32Fn
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn step_float(
+    ty: GgmlType,
+    w: &[u8],
+    row_bytes: usize,
+    k: usize,
+    x: &[f32],
+    n_tokens: usize,
+    out: *mut f32,
+    stride: usize,
+) {
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let n_rows = w.len() / row_bytes;
+        debug_assert!(x.len() >= n_tokens * k);
+        for r0 in (0..n_rows).step_by(NR) {
+            let rows = &w[r0 * row_bytes..(r0 + NR).min(n_rows) * row_bytes];
+            let mut t = 0;
+            while t < n_tokens {
+                let nt = (n_tokens - t).min(3);
+                let o = out.add(r0);
+                match nt {
+                    3 => ftile::<3>(ty, rows, row_bytes, k, x, t, o, stride),
+                    2 => ftile::<2>(ty, rows, row_bytes, k, x, t, o, stride),
+                    _ => ftile::<1>(ty, rows, row_bytes, k, x, t, o, stride),
+                }
+                t += nt;
+            }
+        }
+    }
+}
+
+/// One tile of [`step_float`]: the (up to) 16 rows of `w` and `T` tokens from `t0`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn ftile<const T: usize>(
+    ty: GgmlType,
+    w: &[u8],
+    row_bytes: usize,
+    k: usize,
+    x: &[f32],
+    t0: usize,
+    out: *mut f32,
+    stride: usize,
+) {
+    // SAFETY: within this function's contract: the CPU has the target features its caller
+    // names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let n_rows = w.len() / row_bytes;
+        let xs = x.as_ptr().add(t0 * k);
+        let mut acc = [[_mm256_setzero_ps(); T]; 2];
+        for c in 0..k / 8 {
+            for (half, acc) in acc.iter_mut().enumerate() {
+                let r: [__m256i; 8] = std::array::from_fn(|i| float8(ty, w, row_bytes, n_rows, 8 * half + i, 8 * c));
+                for (j, wj) in v::transpose8(r).into_iter().enumerate() {
+                    let wj = _mm256_castsi256_ps(wj);
+                    for t in 0..T {
+                        acc[t] = _mm256_fmadd_ps(wj, _mm256_set1_ps(*xs.add(t * k + 8 * c + j)), acc[t]);
+                    }
+                }
+            }
+        }
+        for i in k / 8 * 8..k {
+            for (half, acc) in acc.iter_mut().enumerate() {
+                let wi: [f32; 8] = std::array::from_fn(|l| float_at(ty, w, row_bytes, n_rows, 8 * half + l, i));
+                let wi = _mm256_loadu_ps(wi.as_ptr());
+                for t in 0..T {
+                    acc[t] = _mm256_fmadd_ps(wi, _mm256_set1_ps(*xs.add(t * k + i)), acc[t]);
+                }
+            }
+        }
+        for t in 0..T {
+            store_rows(out.add((t0 + t) * stride), [acc[0][t], acc[1][t]], n_rows);
+        }
+    }
+}
+
+/// Weight `c` of row `r` as f32 (zero past the matrix's rows).
+#[inline(always)]
+unsafe fn float_at(ty: GgmlType, w: &[u8], row_bytes: usize, n_rows: usize, r: usize, c: usize) -> f32 {
+    if r >= n_rows {
+        return 0.0;
+    }
+    // SAFETY: r < n_rows and c < k: inside the row.
+    let p = unsafe { w.as_ptr().add(r * row_bytes) };
+    let b = |i: usize, n: usize| {
+        let mut a = [0u8; 4];
+        // SAFETY: as above, n bytes of element c.
+        unsafe { std::ptr::copy_nonoverlapping(p.add(i), a.as_mut_ptr(), n) };
+        a
+    };
+    match ty {
+        GgmlType::F32 => f32::from_le_bytes(b(4 * c, 4)),
+        GgmlType::F16 => half::f16::from_le_bytes([b(2 * c, 2)[0], b(2 * c, 2)[1]]).to_f32(),
+        _ => f32::from_bits(u32::from(u16::from_le_bytes([b(2 * c, 2)[0], b(2 * c, 2)[1]])) << 16),
+    }
+}
+
 /// Stores one token's 16 row lanes into `out` (its first `n_rows`).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]

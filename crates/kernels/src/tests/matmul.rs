@@ -168,33 +168,42 @@ fn row_invariant_matmul_ignores_batch_and_threads() {
 }
 
 /// A decode step of any width: every token row of an m-row product (m = 1..=9, 16, 33, 64 and
-/// a prefill-sized 70, across the switch from one GEMV per token to GEMM) gets bit for bit what
-/// it gets alone, on every backend whose quantized GEMV sums in the GEMM's order
+/// a prefill-sized 70, across the switches from one GEMV per token or the panel-free float
+/// kernel to GEMM) gets bit for bit what it gets alone (row-invariant), for every weight format
+/// on every backend; and where a backend's one-token products sum in the GEMM's order, also
+/// what the plain GEMV gives it
 /// (`crate::order`), and matches the scalar reference within rounding on all of them. The
 /// activations are the same rows in every call, so the check is on the row, not the data.
 #[test]
 fn decode_steps_of_every_width_equal_each_row_alone() {
     let rows = 37;
     for ty in TYPES {
-        if crate::formats::is_float(ty) {
-            continue;
-        }
-        let cols = if ty.block_size() == 256 { 512 } else { 96 };
+        let cols = match ty.block_size() {
+            1 => 101,
+            32 => 96,
+            _ => 512,
+        };
         let mut rng = Rng::new(21);
         let w = random_matrix(ty, rows, cols, &mut rng);
         let m = Matrix::new(ty, rows, cols, &w).unwrap();
         let x = rng.activations(70 * cols);
         for k in simd_tables().into_iter().chain([scalar()]) {
-            if !k.gemv_matches_gemm(ty) {
-                continue;
+            let one = |t: usize, invariant: bool| {
+                let mut o = vec![f32::NAN; rows];
+                let mut s = MatmulScratch::new();
+                s.set_row_invariant(invariant);
+                k.matmul(&m, &x[t * cols..(t + 1) * cols], 1, &mut o, &mut s);
+                o
+            };
+            let alone: Vec<Vec<f32>> = (0..70).map(|t| one(t, true)).collect();
+            if k.gemv_matches_gemm(ty) {
+                // Then the plain one-token product (a single stream's decode) is the same too.
+                for t in [0, 33, 69] {
+                    let plain: Vec<u32> = one(t, false).iter().map(|v| v.to_bits()).collect();
+                    let inv: Vec<u32> = alone[t].iter().map(|v| v.to_bits()).collect();
+                    assert_eq!(plain, inv, "{:?} {ty}: token {t} alone, GEMV vs row-invariant", k.backend());
+                }
             }
-            let alone: Vec<Vec<f32>> = (0..70)
-                .map(|t| {
-                    let mut o = vec![f32::NAN; rows];
-                    k.matmul(&m, &x[t * cols..(t + 1) * cols], 1, &mut o, &mut MatmulScratch::new());
-                    o
-                })
-                .collect();
             for n in (1..=9).chain([16, 33, 64, 70]) {
                 let mut got = vec![f32::NAN; n * rows];
                 let mut s = MatmulScratch::new();

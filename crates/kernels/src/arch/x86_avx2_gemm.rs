@@ -43,9 +43,6 @@ const TI: usize = 4;
 trait PanelFmt {
     /// The 32 codes of elements `32c..32c + 32` of the row at `row`.
     unsafe fn codes32(row: *const u8, c: usize) -> __m256i;
-    /// The row's `n_sb` scales into `dw` and minimums into `mw` (formats with one).
-    unsafe fn scales(row: *const u8, n_sb: usize, dw: &mut [f32], mw: &mut [f32]);
-
     /// Elements `32c..32c + 32` of 8 rows in panel order: register `j` holds codes
     /// `4j..4j + 4` of every row (rows on dwords).
     #[inline(always)]
@@ -55,9 +52,7 @@ trait PanelFmt {
     }
 
     /// The scales (and minimums) of 8 rows, scale block `s` of all 8 at `dw[s * NR]` (and
-    /// `mw[s * NR]`); `tmp_dw` and `tmp_mw` hold `8 * n_sb` values. By default each row's own
-    /// [`PanelFmt::scales`], then 8x8 transposes (`n_sb` a multiple of 8, as for K-quants).
-    #[inline(always)]
+    /// `mw[s * NR]`); `tmp_dw` and `tmp_mw` hold `8 * n_sb` values for formats that need them.
     unsafe fn scales8(
         rows: &[*const u8; 8],
         n_sb: usize,
@@ -65,19 +60,37 @@ trait PanelFmt {
         mw: *mut f32,
         tmp_dw: &mut [f32],
         tmp_mw: &mut [f32],
-    ) {
-        // SAFETY: the caller's contract (AVX2; valid rows; dw and mw hold n_sb * NR values).
-        unsafe {
-            debug_assert!(n_sb.is_multiple_of(8));
-            for (i, &row) in rows.iter().enumerate() {
-                Self::scales(row, n_sb, &mut tmp_dw[i * n_sb..(i + 1) * n_sb], &mut tmp_mw[i * n_sb..(i + 1) * n_sb]);
-            }
-            for (tmp, dst) in [(&*tmp_dw, dw), (&*tmp_mw, mw)] {
-                for s0 in (0..n_sb).step_by(8) {
-                    let t = v::transpose8(std::array::from_fn(|i| v::ld(tmp.as_ptr().add(i * n_sb + s0).cast())));
-                    for (j, r) in t.into_iter().enumerate() {
-                        _mm256_storeu_si256(dst.add((s0 + j) * NR).cast(), r);
-                    }
+    );
+}
+
+/// A K-quant's scales one row at a time.
+trait RowScales {
+    /// The row's `n_sb` scales into `dw` and minimums into `mw` (formats with one).
+    unsafe fn scales(row: *const u8, n_sb: usize, dw: &mut [f32], mw: &mut [f32]);
+}
+
+/// [`PanelFmt::scales8`] from each row's own [`RowScales::scales`], then 8x8 transposes
+/// (`n_sb` a multiple of 8, as for K-quants).
+#[inline(always)]
+unsafe fn scales8_by_rows<F: RowScales>(
+    rows: &[*const u8; 8],
+    n_sb: usize,
+    dw: *mut f32,
+    mw: *mut f32,
+    tmp_dw: &mut [f32],
+    tmp_mw: &mut [f32],
+) {
+    // SAFETY: the caller's contract (AVX2; valid rows; dw and mw hold n_sb * NR values).
+    unsafe {
+        debug_assert!(n_sb.is_multiple_of(8));
+        for (i, &row) in rows.iter().enumerate() {
+            F::scales(row, n_sb, &mut tmp_dw[i * n_sb..(i + 1) * n_sb], &mut tmp_mw[i * n_sb..(i + 1) * n_sb]);
+        }
+        for (tmp, dst) in [(&*tmp_dw, dw), (&*tmp_mw, mw)] {
+            for s0 in (0..n_sb).step_by(8) {
+                let t = v::transpose8(std::array::from_fn(|i| v::ld(tmp.as_ptr().add(i * n_sb + s0).cast())));
+                for (j, r) in t.into_iter().enumerate() {
+                    _mm256_storeu_si256(dst.add((s0 + j) * NR).cast(), r);
                 }
             }
         }
@@ -110,21 +123,6 @@ impl<B: LegacyBlock> PanelFmt for LegacyPanel<B> {
                 _mm256_xor_si256(v::ld(b.add(B::QS)), _mm256_set1_epi8(-128))
             } else {
                 v::legacy_codes::<B>(b)
-            }
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn scales(row: *const u8, n_sb: usize, dw: &mut [f32], mw: &mut [f32]) {
-        // SAFETY: within this function's contract: the CPU has the target features it (or its
-        // caller) names, and the caller's pointers and lengths are valid for what it touches.
-        unsafe {
-            for s in 0..n_sb {
-                let b = row.add(s * B::BYTES);
-                dw[s] = v::f16_to_f32(v::rd16(b.add(B::D)));
-                if let Some(m) = B::M {
-                    mw[s] = v::f16_to_f32(v::rd16(b.add(m)));
-                }
             }
         }
     }
@@ -199,6 +197,21 @@ impl<const FIVE: bool> PanelFmt for K4Panel<FIVE> {
     }
 
     #[inline(always)]
+    unsafe fn scales8(
+        rows: &[*const u8; 8],
+        n_sb: usize,
+        dw: *mut f32,
+        mw: *mut f32,
+        tmp_dw: &mut [f32],
+        tmp_mw: &mut [f32],
+    ) {
+        // SAFETY: the caller's contract, which scales8_by_rows shares.
+        unsafe { scales8_by_rows::<Self>(rows, n_sb, dw, mw, tmp_dw, tmp_mw) }
+    }
+}
+
+impl<const FIVE: bool> RowScales for K4Panel<FIVE> {
+    #[inline(always)]
     unsafe fn scales(row: *const u8, n_sb: usize, dw: &mut [f32], mw: &mut [f32]) {
         // SAFETY: within this function's contract: the CPU has the target features it (or its
         // caller) names, and the caller's pointers and lengths are valid for what it touches.
@@ -226,6 +239,21 @@ impl PanelFmt for Q6KPanel {
         unsafe { v::q6k_codes(row.add(c / 8 * Q6K_BYTES), c % 8 / 4, c % 4) }
     }
 
+    #[inline(always)]
+    unsafe fn scales8(
+        rows: &[*const u8; 8],
+        n_sb: usize,
+        dw: *mut f32,
+        mw: *mut f32,
+        tmp_dw: &mut [f32],
+        tmp_mw: &mut [f32],
+    ) {
+        // SAFETY: the caller's contract, which scales8_by_rows shares.
+        unsafe { scales8_by_rows::<Self>(rows, n_sb, dw, mw, tmp_dw, tmp_mw) }
+    }
+}
+
+impl RowScales for Q6KPanel {
     #[inline(always)]
     unsafe fn scales(row: *const u8, n_sb: usize, dw: &mut [f32], _mw: &mut [f32]) {
         // SAFETY: within this function's contract: the CPU has the target features it (or its

@@ -45,15 +45,7 @@ pub(crate) fn run(k: &Kernels, w: &Matrix<'_>, x: &[f32], n_tokens: usize, out: 
     }
     // F16 weights multiply the F16-rounded activation, exactly as GEMV does (so that prefill
     // equals decodes).
-    let x = if w.ty == GgmlType::F16 {
-        let (xh, xr) = crate::gemv::f16_rows(s, n_tokens, cols);
-        for (xt, rt) in x.chunks_exact(cols).zip(xr.chunks_exact_mut(cols)) {
-            crate::gemv::round_to_f16(xt, xh, rt);
-        }
-        &s.xr[..n_tokens * cols]
-    } else {
-        x
-    };
+    let x = if w.ty == GgmlType::F16 { crate::gemv::f16_rounded(&mut s.xh, &mut s.xr, x, n_tokens, cols) } else { x };
     let MatmulScratch { q, qs, dx, corr, sx, panels, .. } = s;
     let panels = thread_panels(panels, kind, nr, cols, spec.as_ref());
     if is_float(w.ty) {
@@ -99,15 +91,7 @@ pub(crate) fn run_float_step(
     s: &mut MatmulScratch,
 ) {
     let (cols, rows, rb) = (w.cols, w.rows, w.row_bytes());
-    let x = if w.ty == GgmlType::F16 {
-        let (xh, xr) = crate::gemv::f16_rows(s, n_tokens, cols);
-        for (xt, rt) in x.chunks_exact(cols).zip(xr.chunks_exact_mut(cols)) {
-            crate::gemv::round_to_f16(xt, xh, rt);
-        }
-        &s.xr[..n_tokens * cols]
-    } else {
-        x
-    };
+    let x = if w.ty == GgmlType::F16 { crate::gemv::f16_rounded(&mut s.xh, &mut s.xr, x, n_tokens, cols) } else { x };
     let optr = OutPtr(out.as_mut_ptr());
     // A few tasks per thread, whole groups of rows each.
     let per_task = rows.div_ceil(rayon::current_num_threads() * 4).next_multiple_of(g.nr).max(g.nr);

@@ -51,6 +51,27 @@ pub(crate) fn f16_rows(s: &mut MatmulScratch, n_tokens: usize, cols: usize) -> (
     (&mut s.xh[..cols], &mut s.xr[..n_tokens * cols])
 }
 
+/// `x` (`n_tokens` rows of `cols`) rounded to F16 as f32, in `xr` (grown as needed, `xh` the
+/// bits of one row): the activation F16 weights multiply in every product kernel.
+pub(crate) fn f16_rounded<'s>(
+    xh: &mut Vec<u16>,
+    xr: &'s mut Vec<f32>,
+    x: &[f32],
+    n_tokens: usize,
+    cols: usize,
+) -> &'s [f32] {
+    if xh.len() < cols {
+        xh.resize(cols, 0);
+    }
+    if xr.len() < n_tokens * cols {
+        xr.resize(n_tokens * cols, 0.0);
+    }
+    for (xt, rt) in x.chunks_exact(cols).zip(xr.chunks_exact_mut(cols)) {
+        round_to_f16(xt, &mut xh[..cols], rt);
+    }
+    &xr[..n_tokens * cols]
+}
+
 /// Rounds `x` to F16 (to nearest, ties to even, as ggml's conversion): bits into `xh`, values
 /// into `xr`.
 pub(crate) fn round_to_f16(x: &[f32], xh: &mut [u16], xr: &mut [f32]) {

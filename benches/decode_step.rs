@@ -7,7 +7,8 @@
 //! The weights are the whole model (random codes, sane scales), so that a step streams them
 //! from memory as decode does; `QUILL_BENCH_HOT=1` runs one block's matrices over and over
 //! instead (cache-resident weights: the compute rate, beside the memory rate). Quantized models
-//! store the output projection as Q6_K, as llama-quantize's files do. `QUILL_BENCH_MODELS`
+//! store the output projection as Q6_K, as llama-quantize's files do (and, like them, fall back to
+//! legacy types where a row is not whole 256-element blocks). `QUILL_BENCH_MODELS`
 //! (`124M,1558M`), `QUILL_BENCH_TYPES` (`q4_0,q8_0,q4_k,f16`) and `QUILL_BENCH_M`
 //! (`1,2,4,8,16,32,64`) pick the sweep; `QUILL_KERNEL` the backend. Rows are row-invariant, as
 //! in the engine.
@@ -50,6 +51,17 @@ fn ty_of(name: &str) -> GgmlType {
     }
 }
 
+/// `ty`, or for rows that are not whole 256-element blocks (GPT-2 XL's 1600) the legacy type
+/// llama-quantize falls back to.
+fn fit(ty: GgmlType, cols: usize) -> GgmlType {
+    match ty {
+        GgmlType::Q4_K if cols % 256 != 0 => GgmlType::Q5_0,
+        GgmlType::Q5_K if cols % 256 != 0 => GgmlType::Q5_1,
+        GgmlType::Q6_K if cols % 256 != 0 => GgmlType::Q8_0,
+        ty => ty,
+    }
+}
+
 /// The matrices of one step: `(type, rows, cols, bytes)`, block by block, then the output.
 fn model_weights(ty: GgmlType, n: usize, layers: usize, hot: bool) -> Vec<(GgmlType, usize, usize, Vec<u8>)> {
     let shapes = [(3 * n, n), (n, n), (4 * n, n), (n, 4 * n)];
@@ -57,11 +69,13 @@ fn model_weights(ty: GgmlType, n: usize, layers: usize, hot: bool) -> Vec<(GgmlT
     let blocks = if hot { 1 } else { layers };
     for l in 0..blocks {
         for (i, &(rows, cols)) in shapes.iter().enumerate() {
+            let ty = fit(ty, cols);
             ws.push((ty, rows, cols, common::matrix_bytes(ty, rows, cols, 17 + (l * 4 + i) as u64)));
         }
     }
     if !hot {
-        let out_ty = if matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) { ty } else { GgmlType::Q6_K };
+        let out_ty =
+            if matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) { ty } else { fit(GgmlType::Q6_K, n) };
         ws.push((out_ty, 50257, n, common::matrix_bytes(out_ty, 50257, n, 5)));
     }
     ws

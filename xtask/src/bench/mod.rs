@@ -4,6 +4,7 @@ mod bandwidth;
 mod ct2;
 mod models;
 mod serve;
+mod step;
 mod svg;
 
 use std::path::{Path, PathBuf};
@@ -54,6 +55,9 @@ pub struct Args {
 pub enum What {
     /// Many concurrent streaming clients against `quill serve` (and `llama-server`).
     Serve(Box<serve::ServeArgs>),
+    /// One decode step's weight products at m = 1 to 64 token rows (`benches/decode_step.rs`),
+    /// with its table and curve in `bench/<kernels>/`.
+    Step(step::StepArgs),
 }
 
 /// Mean and standard deviation of a test, from a JSON row.
@@ -150,8 +154,10 @@ fn git(repo: &Path, args: &[&str]) -> String {
 }
 
 pub fn run(repo: &Path, args: Args) -> Result<()> {
-    if let Some(What::Serve(a)) = args.what {
-        return serve::run(repo, *a);
+    match args.what {
+        Some(What::Serve(a)) => return serve::run(repo, *a),
+        Some(What::Step(a)) => return step::run(repo, a),
+        None => {}
     }
     let started = Instant::now();
     let log = |msg: &str| eprintln!("[{:>6.1}s] {msg}", started.elapsed().as_secs_f64());

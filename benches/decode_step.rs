@@ -55,9 +55,9 @@ fn ty_of(name: &str) -> GgmlType {
 /// llama-quantize falls back to.
 fn fit(ty: GgmlType, cols: usize) -> GgmlType {
     match ty {
-        GgmlType::Q4_K if cols % 256 != 0 => GgmlType::Q5_0,
-        GgmlType::Q5_K if cols % 256 != 0 => GgmlType::Q5_1,
-        GgmlType::Q6_K if cols % 256 != 0 => GgmlType::Q8_0,
+        GgmlType::Q4_K if !cols.is_multiple_of(256) => GgmlType::Q5_0,
+        GgmlType::Q5_K if !cols.is_multiple_of(256) => GgmlType::Q5_1,
+        GgmlType::Q6_K if !cols.is_multiple_of(256) => GgmlType::Q8_0,
         ty => ty,
     }
 }

@@ -540,6 +540,14 @@ trait BlockSums {
     ) -> [[__m256i; T]; 2];
 }
 
+/// Integer sums that start at each token's correction of scale block `s` (`corr` `n_sb` apart).
+#[inline(always)]
+unsafe fn corr_start<const T: usize>(corr: *const i32, n_sb: usize, s: usize) -> [[__m256i; T]; 2] {
+    // SAFETY: the caller's contract: AVX2, `corr` holds T tokens' corrections of n_sb blocks.
+    let c: [__m256i; T] = std::array::from_fn(|t| unsafe { _mm256_set1_epi32(*corr.add(t * n_sb + s)) });
+    [c, c]
+}
+
 /// AVX2: `vpmaddubsw` products summed in i16 for `CHUNK` steps, widened once by `vpmaddwd`;
 /// Q8_0 (`SIGN`) by ggml's sign trick, whose sums need no correction.
 struct Maddubs<const CHUNK: usize, const SIGN: bool>;
@@ -559,14 +567,7 @@ impl<const CHUNK: usize, const SIGN: bool> BlockSums for Maddubs<CHUNK, SIGN> {
         unsafe {
             let ones = _mm256_set1_epi16(1);
             let flip = _mm256_set1_epi8(-128);
-            let mut acci = [[_mm256_setzero_si256(); T]; 2];
-            if !SIGN {
-                for t in 0..T {
-                    let c = _mm256_set1_epi32(*corr.add(t * n_sb + s));
-                    acci[0][t] = c;
-                    acci[1][t] = c;
-                }
-            }
+            let mut acci = if SIGN { [[_mm256_setzero_si256(); T]; 2] } else { corr_start::<T>(corr, n_sb, s) };
             for k4 in (s * steps..(s + 1) * steps).step_by(CHUNK) {
                 let mut a16 = [[_mm256_setzero_si256(); T]; 2];
                 // Long chunks get a run-time trip count: fully unrolled, the compiler hoists the
@@ -618,12 +619,7 @@ impl BlockSums for Dpbusd {
         // SAFETY: the caller's contract: AVX2 and AVX-VNNI, and a panel and activations of these
         // sizes.
         unsafe {
-            let mut acci = [[_mm256_setzero_si256(); T]; 2];
-            for t in 0..T {
-                let c = _mm256_set1_epi32(*corr.add(t * n_sb + s));
-                acci[0][t] = c;
-                acci[1][t] = c;
-            }
+            let mut acci = corr_start::<T>(corr, n_sb, s);
             for k4 in s * steps..(s + 1) * steps {
                 let p = codes.add(k4 * 4 * NR);
                 let w = [_mm256_loadu_si256(p.cast()), _mm256_loadu_si256(p.add(32).cast())];

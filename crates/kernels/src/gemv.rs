@@ -42,13 +42,23 @@ pub(crate) fn quantize_rows(k: &Kernels, ty: GgmlType, x: &[f32], cols: usize, q
 /// The scratch's F16 activation buffers for `n_tokens` rows of `cols`: F16 bits (one row) and
 /// the rounded values as f32 (every row). Grown on first use, so warm calls allocate nothing.
 pub(crate) fn f16_rows(s: &mut MatmulScratch, n_tokens: usize, cols: usize) -> (&mut [u16], &mut [f32]) {
-    if s.xh.len() < cols {
-        s.xh.resize(cols, 0);
+    f16_buffers(&mut s.xh, &mut s.xr, n_tokens, cols)
+}
+
+/// [`f16_rows`] on the two buffers themselves (so that the rest of the scratch stays free).
+fn f16_buffers<'h, 'r>(
+    xh: &'h mut Vec<u16>,
+    xr: &'r mut Vec<f32>,
+    n_tokens: usize,
+    cols: usize,
+) -> (&'h mut [u16], &'r mut [f32]) {
+    if xh.len() < cols {
+        xh.resize(cols, 0);
     }
-    if s.xr.len() < n_tokens * cols {
-        s.xr.resize(n_tokens * cols, 0.0);
+    if xr.len() < n_tokens * cols {
+        xr.resize(n_tokens * cols, 0.0);
     }
-    (&mut s.xh[..cols], &mut s.xr[..n_tokens * cols])
+    (&mut xh[..cols], &mut xr[..n_tokens * cols])
 }
 
 /// `x` (`n_tokens` rows of `cols`) rounded to F16 as f32, in `xr` (grown as needed, `xh` the
@@ -60,16 +70,11 @@ pub(crate) fn f16_rounded<'s>(
     n_tokens: usize,
     cols: usize,
 ) -> &'s [f32] {
-    if xh.len() < cols {
-        xh.resize(cols, 0);
+    let (xh, rows) = f16_buffers(xh, xr, n_tokens, cols);
+    for (xt, rt) in x.chunks_exact(cols).zip(rows.chunks_exact_mut(cols)) {
+        round_to_f16(xt, xh, rt);
     }
-    if xr.len() < n_tokens * cols {
-        xr.resize(n_tokens * cols, 0.0);
-    }
-    for (xt, rt) in x.chunks_exact(cols).zip(xr.chunks_exact_mut(cols)) {
-        round_to_f16(xt, &mut xh[..cols], rt);
-    }
-    &xr[..n_tokens * cols]
+    rows
 }
 
 /// Rounds `x` to F16 (to nearest, ties to even, as ggml's conversion): bits into `xh`, values

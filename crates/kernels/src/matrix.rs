@@ -164,10 +164,7 @@ impl Kernels {
     /// ([`MatmulScratch::set_row_invariant`]) may still run one-token products as GEMV. True of
     /// tables without GEMM (every product is one GEMV per token).
     pub fn gemv_matches_gemm(&self, ty: GgmlType) -> bool {
-        match &self.gemm {
-            None => true,
-            Some(_) => quant_spec(ty).is_some() && self.quant.gemv_in_gemm_order,
-        }
+        self.gemm.is_none() || (quant_spec(ty).is_some() && self.quant.gemv_in_gemm_order)
     }
 
     /// [`matmul`] with this table's kernels.

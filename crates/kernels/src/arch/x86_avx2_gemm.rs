@@ -480,21 +480,18 @@ unsafe fn ftile<const T: usize>(
 /// Weight `c` of row `r` as f32 (zero past the matrix's rows).
 #[inline(always)]
 unsafe fn float_at(ty: GgmlType, w: &[u8], row_bytes: usize, n_rows: usize, r: usize, c: usize) -> f32 {
+    use crate::simd::float_mm::{Bf16, FloatElem};
     if r >= n_rows {
         return 0.0;
     }
-    // SAFETY: r < n_rows and c < k: inside the row.
-    let p = unsafe { w.as_ptr().add(r * row_bytes) };
-    let b = |i: usize, n: usize| {
-        let mut a = [0u8; 4];
-        // SAFETY: as above, n bytes of element c.
-        unsafe { std::ptr::copy_nonoverlapping(p.add(i), a.as_mut_ptr(), n) };
-        a
-    };
-    match ty {
-        GgmlType::F32 => f32::from_le_bytes(b(4 * c, 4)),
-        GgmlType::F16 => half::f16::from_le_bytes([b(2 * c, 2)[0], b(2 * c, 2)[1]]).to_f32(),
-        _ => f32::from_bits(u32::from(u16::from_le_bytes([b(2 * c, 2)[0], b(2 * c, 2)[1]])) << 16),
+    // SAFETY: r < n_rows and c < k (the caller's): element c of row r is inside `w`.
+    unsafe {
+        let p = w.as_ptr().add(r * row_bytes);
+        match ty {
+            GgmlType::F32 => <f32 as FloatElem>::one(p.add(4 * c)),
+            GgmlType::F16 => <half::f16 as FloatElem>::one(p.add(2 * c)),
+            _ => Bf16::one(p.add(2 * c)),
+        }
     }
 }
 

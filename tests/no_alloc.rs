@@ -58,7 +58,14 @@ fn an_engine_step_allocates_nothing() {
             let file = GgufFile::open(&path).unwrap();
             let model = Gpt2Model::load(&file).unwrap();
             let (client, inbox) = queue(16);
-            let cfg = EngineConfig { n_parallel: 8, n_ctx: 64, chunk: 8, max_queue: 16, kv_type: KvType::F16 };
+            let cfg = EngineConfig {
+                n_parallel: 8,
+                n_ctx: 64,
+                chunk: 8,
+                max_queue: 16,
+                kv_type: KvType::F16,
+                row_invariant: true,
+            };
             let mut engine = Engine::new(&model, cfg, &inbox).unwrap();
             let prompt = model.tokenizer.encode("It was the best of times").unwrap();
             let reqs: Vec<Request> = (0..8)
@@ -73,6 +80,7 @@ fn an_engine_step_allocates_nothing() {
                     logprobs: (i % 2 == 0).then_some(5),
                     prompt_logprobs: false,
                     ignore_eos: true,
+                    end_tokens: None,
                 })
                 .collect();
             let streams = client.submit(reqs).unwrap();

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use quill_generate::{GenerateOptions, Generator, Stop};
-use quill_gpt2::{Gpt2Model, SessionOptions};
+use quill_engine::{EngineConfig, Finish, Generation, Job, Request};
+use quill_gpt2::Gpt2Model;
 use quill_sampler::SamplerConfig;
 use serde_json::json;
 
@@ -121,13 +121,25 @@ pub fn run(args: Args) -> Result<()> {
     let load_secs = loaded.elapsed();
     let ids = model.tokenizer.encode(&prompt)?;
     let n_ctx = args.context_for(&model, ids.len())?;
-    // Batch buffers sized for this prompt (at most 512 rows): decode needs one.
-    let opts = SessionOptions { n_ctx, n_batch: ids.len().min(512), kv_type: args.kv_type.into() };
-    let session = model.session(opts)?;
-    let limit = if args.n_predict < 0 { None } else { Some(args.n_predict as usize) };
-    let gen_opts =
-        GenerateOptions { max_tokens: limit, stop: args.stop.clone(), ignore_eos: args.ignore_eos, end_tokens: None };
-    let mut g = Generator::new(&model, session, sampler_cfg, ids, &gen_opts)?;
+    let n_prompt = ids.len();
+    // One sequence alone: one slot, prompt batches as long as the prompt (at most 512), and
+    // the fastest one-row kernels (no other sequence to be invariant to).
+    let cfg = EngineConfig {
+        n_parallel: 1,
+        n_ctx,
+        chunk: n_prompt.min(512),
+        max_queue: 1,
+        kv_type: args.kv_type.into(),
+        row_invariant: false,
+    };
+    let request = Request {
+        prompt: ids.clone(),
+        max_tokens: if args.n_predict < 0 { usize::MAX } else { args.n_predict as usize },
+        samplers: vec![sampler_cfg.clone()],
+        ignore_eos: args.ignore_eos,
+        ..Request::default()
+    };
+    let mut g = Generation::new(&model, cfg, vec![Job { request, stop: args.stop.clone() }])?;
 
     let mut stdout = io::stdout().lock();
     if !args.json && !args.no_echo {
@@ -140,7 +152,10 @@ pub fn run(args: Args) -> Result<()> {
         Err(e) if e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) => return Ok(()),
         Err(e) => return Err(e),
     };
-    let report = Report { load_secs, g: &g, text: &text, rss: rss.get() };
+    if let Some(Finish::Aborted(why)) = g.finish(0) {
+        bail!("generation failed: {why}");
+    }
+    let report = Report { load_secs, g: &g, prompt_ids: &ids, sampling: &sampler_cfg, text: &text, rss: rss.get() };
     if args.json {
         report.json(&mut stdout)
     } else {
@@ -197,7 +212,7 @@ impl Args {
 /// Runs the generation to its end, streaming the text to `out` when `echo`, sampling memory
 /// now and then; returns the whole text.
 fn stream(
-    g: &mut Generator<'_, '_>,
+    g: &mut Generation<'_, '_>,
     echo: bool,
     interrupted: &AtomicBool,
     rss: &mut RssTracker,
@@ -207,10 +222,11 @@ fn stream(
     loop {
         piece.clear();
         if interrupted.load(Ordering::SeqCst) {
-            g.interrupt(&mut piece);
+            g.interrupt(&mut |_, p| piece.push_str(p));
         }
-        let running = g.step(&mut piece)?;
-        if g.ids().len() <= 1 || g.ids().len() % 32 == 0 {
+        let running = g.step(&mut |_, p| piece.push_str(p))?;
+        let n = g.text(0).ids().len();
+        if n <= 1 || n.is_multiple_of(32) {
             rss.sample();
         }
         text.push_str(&piece);
@@ -228,7 +244,9 @@ fn stream(
 /// The figures printed after a generation.
 struct Report<'r, 'm, 'a> {
     load_secs: f64,
-    g: &'r Generator<'m, 'a>,
+    g: &'r Generation<'m, 'a>,
+    prompt_ids: &'r [u32],
+    sampling: &'r SamplerConfig,
     text: &'r str,
     rss: Rss,
 }
@@ -241,27 +259,34 @@ fn tps(n: usize, s: f64) -> f64 {
     }
 }
 
+/// Decode steps, as llama.cpp reports them: one per generated token but the first (which
+/// the prompt's evaluation gives), at least one when any was generated.
+fn decode_steps(n: usize) -> usize {
+    n.saturating_sub(1).max(usize::from(n > 0))
+}
+
 impl Report<'_, '_, '_> {
     /// One JSON object on stdout (`--json`).
     fn json(&self, out: &mut impl Write) -> Result<()> {
-        let (g, m, n_prompt) = (self.g, self.rss, self.g.prompt().len());
+        let (g, m, n_prompt) = (self.g, self.rss, self.prompt_ids.len());
+        let ids = g.text(0).ids();
         let doc = json!({
             "text": self.text,
-            "prompt_ids": g.prompt(),
-            "ids": g.ids(),
+            "prompt_ids": self.prompt_ids,
+            "ids": ids,
             "stop": stop_name(g),
-            "seed": g.sampler().seed(),
+            "seed": g.seed(0),
             "load_ms": self.load_secs * 1e3,
             "prompt_tokens": n_prompt,
             "prompt_ms": g.prompt_secs() * 1e3,
             "prompt_tps": tps(n_prompt, g.prompt_secs()),
-            "gen_tokens": g.ids().len(),
+            "gen_tokens": ids.len(),
             "gen_ms": g.gen_secs() * 1e3,
-            "gen_tps": tps(g.decode_steps(), g.gen_secs()),
+            "gen_tps": tps(decode_steps(ids.len()), g.gen_secs()),
             "peak_rss_bytes": m.peak,
             "rss_file_bytes": m.file,
             "rss_anon_bytes": m.anon,
-            "kv_cache_bytes": g.session().kv_bytes(),
+            "kv_cache_bytes": g.kv_bytes(),
         });
         serde_json::to_writer(&mut *out, &doc)?;
         writeln!(out)?;
@@ -270,12 +295,13 @@ impl Report<'_, '_, '_> {
 
     /// Ends the streamed text, then llama.cpp-style timings on stderr.
     fn text(&self, out: &mut impl Write, n_ctx: usize) -> Result<()> {
-        let (g, m, n_prompt, steps) = (self.g, self.rss, self.g.prompt().len(), self.g.decode_steps());
+        let (g, m, n_prompt) = (self.g, self.rss, self.prompt_ids.len());
+        let steps = decode_steps(g.text(0).ids().len());
         writeln!(out)?;
         out.flush()?;
-        match g.stop() {
-            Some(Stop::Context) => eprintln!("quill: stopped: the context of {n_ctx} tokens is full"),
-            Some(Stop::Interrupted) => eprintln!("quill: interrupted"),
+        match g.finish(0) {
+            Some(Finish::Context) => eprintln!("quill: stopped: the context of {n_ctx} tokens is full"),
+            Some(Finish::Interrupted) => eprintln!("quill: interrupted"),
             _ => {}
         }
         eprintln!();
@@ -299,14 +325,13 @@ impl Report<'_, '_, '_> {
             mib(m.peak),
             mib(m.file),
             mib(m.anon),
-            mib(g.session().kv_bytes() as u64)
+            mib(g.kv_bytes() as u64)
         );
-        let s = g.sampler();
-        eprintln!("sampling      = seed {}, {}, stop: {}", s.seed(), s.config().describe_chain(), stop_name(g));
+        eprintln!("sampling      = seed {}, {}, stop: {}", g.seed(0), self.sampling.describe_chain(), stop_name(g));
         Ok(())
     }
 }
 
-fn stop_name(g: &Generator<'_, '_>) -> &'static str {
-    g.stop().map_or("", Stop::name)
+fn stop_name(g: &Generation<'_, '_>) -> &'static str {
+    g.finish(0).map_or("", Finish::name)
 }

@@ -72,6 +72,7 @@ pub fn run(args: Args) -> Result<()> {
             chunk: args.chunk,
             max_queue: args.queue,
             kv_type: args.kv_type.into(),
+            row_invariant: true,
         },
         api_key: args.api_key,
         max_body: args.max_body,

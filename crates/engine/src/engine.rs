@@ -30,11 +30,15 @@ pub struct EngineConfig {
     /// Prompts that may wait for a slot (`--queue`).
     pub max_queue: usize,
     pub kv_type: KvType,
+    /// Row-invariant weight products: a sequence's numbers do not depend on the others in a
+    /// step (batch invariance). Off only where one sequence runs alone (`quill generate`),
+    /// which may then take the fastest one-row kernels.
+    pub row_invariant: bool,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { n_parallel: 4, n_ctx: 0, chunk: 256, max_queue: 64, kv_type: KvType::F16 }
+        EngineConfig { n_parallel: 4, n_ctx: 0, chunk: 256, max_queue: 64, kv_type: KvType::F16, row_invariant: true }
     }
 }
 
@@ -64,7 +68,8 @@ struct Seq {
     generated: usize,
     max_tokens: usize,
     logprobs: Option<usize>,
-    ignore_eos: bool,
+    /// The tokens that end it (masked when the request ignores them).
+    end_tokens: Vec<u32>,
     /// Row of this step's logits block to sample from.
     row: Option<usize>,
     finish: Option<Finish>,
@@ -105,7 +110,6 @@ pub struct Engine<'m, 'a> {
     prefills: VecDeque<Prefill>,
     batch: Batch,
     rows: Vec<Row>,
-    eos: Option<u32>,
 }
 
 impl<'m, 'a> Engine<'m, 'a> {
@@ -130,7 +134,7 @@ impl<'m, 'a> Engine<'m, 'a> {
             n_batch,
             logit_rows: cfg.n_parallel.max(16),
             kv_type: cfg.kv_type,
-            row_invariant: true,
+            row_invariant: cfg.row_invariant,
         })?;
         inbox.set_limits(Limits {
             n_parallel: cfg.n_parallel,
@@ -148,7 +152,6 @@ impl<'m, 'a> Engine<'m, 'a> {
             prefills: VecDeque::with_capacity(cfg.n_parallel),
             batch: Batch::with_capacity(n_batch, cfg.n_parallel),
             rows: Vec::with_capacity(n_batch),
-            eos: model.tokenizer.eos(),
         })
     }
 
@@ -211,7 +214,7 @@ impl<'m, 'a> Engine<'m, 'a> {
         stats.prompt_tokens.fetch_add(prompt_tokens as u64, Ordering::Relaxed);
         let n_tokens = self.batch.n_tokens();
         let v = self.model.config.n_vocab;
-        let k = Consts { eos: self.eos, n_ctx: self.cfg.n_ctx, n_vocab: v };
+        let k = Consts { n_ctx: self.cfg.n_ctx, n_vocab: v };
         let (rows, prefills, slots) = (&self.rows, &mut self.prefills, &mut self.slots);
         let result = self.session.forward(&self.batch, &mut |first, block| {
             on_logits(rows, prefills, slots, k, first, block);
@@ -233,7 +236,14 @@ impl<'m, 'a> Engine<'m, 'a> {
         let Group { req, streams } = g;
         let n = streams.len();
         let members: Vec<usize> = (0..n).map(|_| self.free.pop().expect("pop_if checked the free slots")).collect();
-        for ((&slot, stream), cfg) in members.iter().zip(streams).zip(req.samplers) {
+        let end_tokens = match &req.end_tokens {
+            Some(ids) => ids.clone(),
+            None => self.model.tokenizer.eos().into_iter().collect(),
+        };
+        for ((&slot, stream), mut cfg) in members.iter().zip(streams).zip(req.samplers) {
+            if req.ignore_eos {
+                cfg.logit_bias.extend(end_tokens.iter().map(|&id| (id, f32::NEG_INFINITY)));
+            }
             let mut sampler = match Sampler::new(cfg, self.model.config.n_vocab) {
                 Ok(s) => s,
                 Err(e) => {
@@ -256,7 +266,7 @@ impl<'m, 'a> Engine<'m, 'a> {
                 generated: 0,
                 max_tokens: req.max_tokens,
                 logprobs: req.logprobs,
-                ignore_eos: req.ignore_eos,
+                end_tokens: end_tokens.clone(),
                 row: None,
                 finish: None,
                 out: TokenOut::new(0),
@@ -409,7 +419,6 @@ impl<'m, 'a> Engine<'m, 'a> {
 /// What sampling needs to know of the model and the slots.
 #[derive(Clone, Copy)]
 struct Consts {
-    eos: Option<u32>,
     n_ctx: usize,
     n_vocab: usize,
 }
@@ -425,7 +434,7 @@ fn on_logits(
     first: usize,
     block: &[f32],
 ) {
-    let Consts { eos, n_ctx, n_vocab: v } = k;
+    let Consts { n_ctx, n_vocab: v } = k;
     let m = block.len() / v;
     for (r, row) in rows[first..first + m].iter().enumerate() {
         match *row {
@@ -467,12 +476,12 @@ fn on_logits(
     }
     slots.par_iter_mut().flatten().filter(|s| s.row.is_some() && s.finish.is_none()).for_each(|s| {
         let r = s.row.expect("filtered");
-        sample(s, &block[r * v..(r + 1) * v], eos, n_ctx);
+        sample(s, &block[r * v..(r + 1) * v], n_ctx);
     });
 }
 
 /// Samples a sequence's next token from its logits row and queues it, or ends the sequence.
-fn sample(s: &mut Seq, logits: &[f32], eos: Option<u32>, n_ctx: usize) {
+fn sample(s: &mut Seq, logits: &[f32], n_ctx: usize) {
     let id = match s.sampler.sample(logits) {
         Ok(id) => id,
         Err(e) => {
@@ -481,8 +490,8 @@ fn sample(s: &mut Seq, logits: &[f32], eos: Option<u32>, n_ctx: usize) {
         }
     };
     s.sampler.accept(id);
-    if Some(id) == eos && !s.ignore_eos {
-        s.finish = Some(Finish::Eos);
+    if s.end_tokens.contains(&id) {
+        s.finish = Some(Finish::Eos(id));
         return;
     }
     s.out = TokenOut::new(id);
@@ -491,12 +500,8 @@ fn sample(s: &mut Seq, logits: &[f32], eos: Option<u32>, n_ctx: usize) {
     }
     s.stream.send(Event::Token(s.out));
     s.generated += 1;
-    if s.generated >= s.max_tokens {
-        s.finish = Some(Finish::Length);
-    } else if s.pos >= n_ctx {
-        // No position left to evaluate the token at.
-        s.finish = Some(Finish::Context);
-    } else {
+    s.finish = Finish::after_token(s.generated, s.max_tokens, s.pos, n_ctx);
+    if s.finish.is_none() {
         s.next = Some(id);
     }
 }

@@ -17,9 +17,7 @@
 //!     prompt,
 //!     max_tokens: 16,
 //!     samplers: vec![quill_sampler::SamplerConfig::greedy()],
-//!     logprobs: None,
-//!     prompt_logprobs: false,
-//!     ignore_eos: false,
+//!     ..Request::default()
 //! };
 //! let mut streams = client.submit(vec![req])?;
 //! while engine.step(&inbox) {}
@@ -32,10 +30,14 @@
 //! ```
 
 mod engine;
+mod generation;
 mod logprobs;
 mod queue;
 mod stream;
+mod text;
 
 pub use engine::{Engine, EngineConfig, EngineError};
+pub use generation::{GenerateError, Generation, Job};
 pub use queue::{queue, Client, Inbox, Limits, Request, Stats, SubmitError};
 pub use stream::{Event, Finish, RecvMany, SeqStream, TokenOut, MAX_TOP_LOGPROBS};
+pub use text::SeqText;

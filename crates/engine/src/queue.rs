@@ -12,7 +12,7 @@ use crate::stream::{SeqStream, Shared, MAX_TOP_LOGPROBS};
 
 /// One prompt and how to continue it: `samplers.len()` completions (OpenAI's `n`), which share
 /// the prompt's evaluation.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Request {
     /// Token ids, at least one.
     pub prompt: Vec<u32>,
@@ -25,8 +25,12 @@ pub struct Request {
     pub logprobs: Option<usize>,
     /// Score the prompt too: its tokens come back as [`crate::Event::Prompt`] first.
     pub prompt_logprobs: bool,
-    /// Go on past the end-of-text token.
+    /// Never end at an end token: their logits are set to `-inf`, so they are never sampled
+    /// (llama.cpp's `ignore_eos`).
     pub ignore_eos: bool,
+    /// The tokens that end a completion ([`crate::Finish::Eos`]; not sent as tokens).
+    /// `None`: the model's end-of-text token.
+    pub end_tokens: Option<Vec<u32>>,
 }
 
 /// What the engine accepts, known once it runs.
@@ -54,7 +58,7 @@ pub enum SubmitError {
     QueueFull { waiting: usize, max: usize },
     #[error("{n} prompts in one request, more than can ever wait at once ({max}, --queue)")]
     TooManyPrompts { n: usize, max: usize },
-    #[error("the prompt is empty")]
+    #[error("the prompt is empty: it has no tokens")]
     EmptyPrompt,
     #[error("the prompt has {n} tokens, more than the context of {n_ctx}")]
     PromptTooLong { n: usize, n_ctx: usize },
@@ -222,6 +226,9 @@ fn check(r: &Request, lim: &Limits) -> Result<(), SubmitError> {
     }
     if n > lim.n_parallel {
         return Err(SubmitError::TooManyChoices { n, max: lim.n_parallel });
+    }
+    if let Some(&id) = r.end_tokens.iter().flatten().find(|&&id| id as usize >= lim.n_vocab) {
+        return Err(SubmitError::BadToken { id, n_vocab: lim.n_vocab });
     }
     if let Some(k) = r.logprobs.filter(|&k| k > MAX_TOP_LOGPROBS) {
         return Err(SubmitError::TooManyLogprobs { n: k, max: MAX_TOP_LOGPROBS });

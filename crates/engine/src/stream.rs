@@ -49,17 +49,60 @@ pub enum Event {
     Done(Finish),
 }
 
-/// Why a sequence ended.
+/// Why a sequence ended. The engine sends `Eos`, `Length`, `Context` and `Aborted`; the
+/// reader's [`crate::SeqText`] ends it at a stop string (`Stop`) or when told to (`Interrupted`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Finish {
-    /// The model produced its end-of-text token (not sent as a token).
-    Eos,
+    /// The model produced one of the request's end tokens, by default end-of-text (not sent
+    /// as a token).
+    Eos(u32),
+    /// The text reached a stop string (cut before it).
+    Stop,
     /// `max_tokens` were generated.
     Length,
     /// The sequence's context is full.
     Context,
+    /// The reader ended it.
+    Interrupted,
     /// The engine stopped it (shutting down) or could not run it; the message says why.
     Aborted(String),
+}
+
+impl Finish {
+    /// Its name, as `quill generate --json` and the Python package report it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Finish::Eos(_) => "eos",
+            Finish::Stop => "stop",
+            Finish::Length => "length",
+            Finish::Context => "context",
+            Finish::Interrupted => "interrupted",
+            Finish::Aborted(_) => "aborted",
+        }
+    }
+
+    /// OpenAI's `finish_reason`: `"stop"` (an end token or a stop string) or `"length"`
+    /// (`max_tokens` or a full context); `None` for an interruption or an error.
+    pub fn openai(&self) -> Option<&'static str> {
+        match self {
+            Finish::Eos(_) | Finish::Stop => Some("stop"),
+            Finish::Length | Finish::Context => Some("length"),
+            Finish::Interrupted | Finish::Aborted(_) => None,
+        }
+    }
+
+    /// How a sequence that has just generated its `generated`-th token, at `pos` positions
+    /// of `n_ctx`, ends (if it does): `max_tokens` first, then a full context.
+    pub(crate) fn after_token(generated: usize, max_tokens: usize, pos: usize, n_ctx: usize) -> Option<Finish> {
+        if generated >= max_tokens {
+            Some(Finish::Length)
+        } else if pos >= n_ctx {
+            // No position left to evaluate the token at.
+            Some(Finish::Context)
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Default)]

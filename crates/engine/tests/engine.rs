@@ -52,6 +52,7 @@ fn requests(model: &Gpt2Model<'_>) -> Vec<Request> {
                 logprobs: (i % 3 == 0).then_some(3),
                 prompt_logprobs: i == 9,
                 ignore_eos: i % 2 == 0,
+                end_tokens: None,
             }
         })
         .collect()
@@ -59,7 +60,7 @@ fn requests(model: &Gpt2Model<'_>) -> Vec<Request> {
 
 fn config(n_parallel: usize) -> EngineConfig {
     // A small chunk, so that the longer prompts run in several chunks.
-    EngineConfig { n_parallel, n_ctx: 0, chunk: 16, max_queue: 64, kv_type: KvType::F16 }
+    EngineConfig { n_parallel, n_ctx: 0, chunk: 16, max_queue: 64, kv_type: KvType::F16, row_invariant: true }
 }
 
 /// Every completion's events, per request.
@@ -192,6 +193,7 @@ fn finished_and_cancelled_sequences_free_their_slot_in_the_same_step() {
         logprobs: None,
         prompt_logprobs: false,
         ignore_eos: true,
+        end_tokens: None,
     };
     let mut short = client.submit(vec![req(2)]).unwrap().pop().unwrap().pop().unwrap();
     let long = client.submit(vec![req(1000)]).unwrap().pop().unwrap().pop().unwrap();
@@ -231,6 +233,7 @@ fn the_queue_is_bounded_and_requests_are_checked() {
         logprobs: None,
         prompt_logprobs: false,
         ignore_eos: false,
+        end_tokens: None,
     };
     assert_eq!(client.submit(vec![req.clone()]).err(), Some(SubmitError::Loading));
     let mut engine = Engine::new(&model, config(1), &inbox).unwrap();
@@ -238,7 +241,7 @@ fn the_queue_is_bounded_and_requests_are_checked() {
     assert!(matches!(client.submit(vec![req.clone()]), Err(SubmitError::QueueFull { waiting: 2, max: 2 })));
     let n_vocab = model.config.n_vocab as u32;
     let bad = |r: Request| client.submit(vec![r]).err().unwrap().to_string();
-    assert_eq!(bad(Request { prompt: vec![], ..req.clone() }), "the prompt is empty");
+    assert_eq!(bad(Request { prompt: vec![], ..req.clone() }), "the prompt is empty: it has no tokens");
     assert_eq!(
         client.submit(vec![req.clone(); 3]).err().unwrap().to_string(),
         "3 prompts in one request, more than can ever wait at once (2, --queue)"

@@ -2,6 +2,7 @@
 //! Python half (`python/quill`) re-exports it and adds `quill.transformers`.
 
 mod errors;
+mod gen;
 mod model;
 mod stream;
 mod tokenizer;

@@ -11,13 +11,14 @@ use numpy::{PyArray1, PyArray2};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use quill_convert::hf::HfCheckpoint;
-use quill_generate::{GenerateError, GenerateOptions, Generator};
+use quill_engine::Finish;
 use quill_gpt2::score::Scorer;
 use quill_gpt2::{Gpt2Model, KvType, SessionOptions};
 use quill_sampler::SamplerConfig;
 use self_cell::self_cell;
 
-use crate::errors::{sampler_message, to_py, value_error, IntoPy};
+use crate::errors::{value_error, IntoPy};
+use crate::gen::{run_to_end, shape, Args, Plan, Prompts, Stops};
 use crate::stream::TextStream;
 
 /// What the model's views borrow: the file (mapped), and the temporary folder of a GGUF
@@ -41,7 +42,7 @@ pub(crate) struct Inner {
     /// The model's own threads (`threads=N`); `None`: rayon's global pool, all cores.
     pool: Option<rayon::ThreadPool>,
     /// The context of the sessions it makes.
-    n_ctx: usize,
+    pub(crate) n_ctx: usize,
     path: PathBuf,
 }
 
@@ -164,107 +165,6 @@ fn load(path: PathBuf, threads: Option<usize>, ctx: Option<usize>) -> PyResult<I
 #[pyclass(module = "quill", frozen)]
 pub struct Model {
     pub(crate) inner: Arc<Inner>,
-}
-
-/// Sampling and stopping settings shared by `generate` and `generate_ids`.
-pub(crate) struct GenSettings {
-    pub sampling: SamplerConfig,
-    pub opts: GenerateOptions,
-    pub kv_type: KvType,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn settings(
-    max_tokens: Option<i64>,
-    temperature: f32,
-    top_k: i32,
-    top_p: f32,
-    min_p: f32,
-    repeat_penalty: f32,
-    seed: Option<u64>,
-    stop: Option<Stops>,
-    typical_p: f32,
-    repeat_last_n: usize,
-    frequency_penalty: f32,
-    presence_penalty: f32,
-    ignore_eos: bool,
-    kv_type: &str,
-) -> PyResult<GenSettings> {
-    let kv_type = match kv_type {
-        "f16" => KvType::F16,
-        "f32" => KvType::F32,
-        other => return Err(value_error(format!("kv_type must be 'f16' or 'f32', got '{other}'"))),
-    };
-    let sampling = SamplerConfig {
-        temperature,
-        top_k,
-        top_p,
-        min_p,
-        typical_p,
-        repeat_penalty,
-        frequency_penalty,
-        presence_penalty,
-        repeat_last_n,
-        seed,
-        ..SamplerConfig::default()
-    };
-    sampling.validate().map_err(|e| value_error(sampler_message(&e)))?;
-    let max_tokens = match max_tokens {
-        None => None,
-        Some(n) if n < 0 => return Err(value_error(format!("max_tokens must be at least 0 or None, got {n}"))),
-        Some(n) => Some(n as usize),
-    };
-    let stop = match stop {
-        None => Vec::new(),
-        Some(Stops::One(s)) => vec![s],
-        Some(Stops::Many(v)) => v,
-    };
-    if stop.iter().any(String::is_empty) {
-        return Err(value_error("stop strings must not be empty"));
-    }
-    Ok(GenSettings { sampling, opts: GenerateOptions { max_tokens, stop, ignore_eos, end_tokens: None }, kv_type })
-}
-
-/// `stop=`: one string or several.
-#[derive(FromPyObject)]
-pub(crate) enum Stops {
-    One(String),
-    Many(Vec<String>),
-}
-
-pub(crate) fn generate_error(e: GenerateError) -> PyErr {
-    match e {
-        GenerateError::Sampler(s) => value_error(sampler_message(&s)),
-        e => to_py(&e),
-    }
-}
-
-impl Model {
-    /// A generation of `ids` as `quill generate` runs it: a session of the model's context
-    /// (or `ctx`), batches as long as the prompt (at most 512), F16 KV cache unless asked.
-    pub(crate) fn generator<'m>(inner: &'m Inner, ids: Vec<u32>, s: &GenSettings) -> PyResult<Generator<'m, 'm>> {
-        let model = inner.model();
-        if ids.is_empty() {
-            return Err(value_error("the prompt is empty: it has no tokens"));
-        }
-        let opts = SessionOptions { n_ctx: inner.n_ctx, n_batch: ids.len().min(512), kv_type: s.kv_type };
-        let session = model.session(opts).py()?;
-        Generator::new(model, session, s.sampling.clone(), ids, &s.opts).map_err(generate_error)
-    }
-
-    /// Runs a generation to its end, the GIL released for each step; Ctrl-C raises
-    /// `KeyboardInterrupt` between steps.
-    fn run_to_end(&self, py: Python<'_>, g: &mut Generator<'_, '_>) -> PyResult<String> {
-        let inner = &*self.inner;
-        let mut text = String::new();
-        loop {
-            let running = py.detach(|| inner.compute(|| g.step(&mut text))).map_err(generate_error)?;
-            if !running {
-                return Ok(text);
-            }
-            py.check_signals()?;
-        }
-    }
 }
 
 #[pymethods]
@@ -458,6 +358,14 @@ impl Model {
     /// Continues ``prompt`` (a string or token ids) and returns the text generated (without
     /// the prompt), or with ``stream=True`` an iterator of text pieces as they come.
     ///
+    /// A list of prompts (and ``n`` completions of each) run together on Quill's engine, as
+    /// ``quill serve`` runs them (continuous batching, ``parallel`` at a time, default 16):
+    /// the result is a list with one entry per prompt, a text (``n=1``) or a list of ``n``
+    /// texts; one prompt with ``n > 1`` gives a list of ``n`` texts. Streamed, they yield
+    /// ``(index, piece)``, index ``i * n + c`` for prompt ``i``'s completion ``c``. With a
+    /// ``seed``, that completion is seeded ``seed + i * n + c``; each completion's tokens do
+    /// not depend on what runs beside it.
+    ///
     /// The defaults and the tokens are ``quill generate``'s (llama.cpp's sampler chain:
     /// penalties, top-k, typical, top-p, min-p, temperature; ``temperature=0`` is greedy):
     /// the same seed and settings give the same text. ``max_tokens=None`` runs until
@@ -466,15 +374,15 @@ impl Model {
     /// ``"f32"``). Ctrl-C raises ``KeyboardInterrupt`` within a token.
     #[pyo3(signature = (
         prompt, max_tokens=Some(128), temperature=0.8, top_k=40, top_p=0.95, min_p=0.05,
-        repeat_penalty=1.0, seed=None, stop=None, stream=false, *, typical_p=1.0,
-        repeat_last_n=64, frequency_penalty=0.0, presence_penalty=0.0, ignore_eos=false,
-        kv_type="f16"
+        repeat_penalty=1.0, seed=None, stop=None, stream=false, *, n=1, parallel=None,
+        typical_p=1.0, repeat_last_n=64, frequency_penalty=0.0, presence_penalty=0.0,
+        ignore_eos=false, kv_type="f16"
     ))]
     #[allow(clippy::too_many_arguments)]
-    fn generate(
+    fn generate<'py>(
         &self,
-        py: Python<'_>,
-        prompt: Input,
+        py: Python<'py>,
+        prompt: Prompts,
         max_tokens: Option<i64>,
         temperature: f32,
         top_k: i32,
@@ -484,53 +392,56 @@ impl Model {
         seed: Option<u64>,
         stop: Option<Stops>,
         stream: bool,
+        n: usize,
+        parallel: Option<usize>,
         typical_p: f32,
         repeat_last_n: usize,
         frequency_penalty: f32,
         presence_penalty: f32,
         ignore_eos: bool,
         kv_type: &str,
-    ) -> PyResult<Py<PyAny>> {
-        let s = settings(
-            max_tokens,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let sampling = SamplerConfig {
             temperature,
             top_k,
             top_p,
             min_p,
-            repeat_penalty,
-            seed,
-            stop,
             typical_p,
-            repeat_last_n,
+            repeat_penalty,
             frequency_penalty,
             presence_penalty,
-            ignore_eos,
-            kv_type,
-        )?;
-        let ids = py.detach(|| prompt.ids(self.inner.model(), "prompt"))?;
+            repeat_last_n,
+            seed,
+            ..SamplerConfig::default()
+        };
+        let s = Args { max_tokens, sampling, stop, ignore_eos, kv_type: kv_type.to_owned(), n, parallel }.settings()?;
+        let inner = &*self.inner;
+        let plan = py.detach(|| Plan::new(inner, prompt))?;
         if stream {
-            let stream = TextStream::new(self.inner.clone(), ids, &s)?;
-            return Ok(Py::new(py, stream)?.into_any());
+            let stream = TextStream::new(self.inner.clone(), &plan, &s)?;
+            return Ok(Py::new(py, stream)?.into_bound(py).into_any());
         }
-        let mut g = Model::generator(&self.inner, ids, &s)?;
-        Ok(self.run_to_end(py, &mut g)?.into_pyobject(py)?.into_any().unbind())
+        let mut g = plan.start(inner, &s)?;
+        let texts = run_to_end(py, inner, &mut g)?;
+        shape(py, plan.single, s.n, texts)
     }
 
     /// ``generate`` at the level of tokens: returns the generated ids (without the prompt or
     /// the end token), why it ended (``"eos"``, ``"stop"``, ``"length"``, ``"context"``) and
-    /// the end token that ended it, if one did. ``end_ids``: the tokens that end it (default:
+    /// the end token that ended it, if one did; for a list of prompts or ``n > 1``, a list of
+    /// these as ``generate`` gives texts. ``end_ids``: the tokens that end it (default:
     /// ``<|endoftext|>``).
     #[pyo3(signature = (
         prompt, max_tokens=Some(128), temperature=0.8, top_k=40, top_p=0.95, min_p=0.05,
-        repeat_penalty=1.0, seed=None, stop=None, *, typical_p=1.0,
+        repeat_penalty=1.0, seed=None, stop=None, *, n=1, parallel=None, typical_p=1.0,
         repeat_last_n=64, frequency_penalty=0.0, presence_penalty=0.0, ignore_eos=false,
         end_ids=None, kv_type="f16"
     ))]
     #[allow(clippy::too_many_arguments)]
-    fn generate_ids(
+    fn generate_ids<'py>(
         &self,
-        py: Python<'_>,
-        prompt: Input,
+        py: Python<'py>,
+        prompt: Prompts,
         max_tokens: Option<i64>,
         temperature: f32,
         top_k: i32,
@@ -539,6 +450,8 @@ impl Model {
         repeat_penalty: f32,
         seed: Option<u64>,
         stop: Option<Stops>,
+        n: usize,
+        parallel: Option<usize>,
         typical_p: f32,
         repeat_last_n: usize,
         frequency_penalty: f32,
@@ -546,30 +459,35 @@ impl Model {
         ignore_eos: bool,
         end_ids: Option<Vec<i64>>,
         kv_type: &str,
-    ) -> PyResult<(Vec<u32>, &'static str, Option<u32>)> {
-        let mut s = settings(
-            max_tokens,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let sampling = SamplerConfig {
             temperature,
             top_k,
             top_p,
             min_p,
-            repeat_penalty,
-            seed,
-            stop,
             typical_p,
-            repeat_last_n,
+            repeat_penalty,
             frequency_penalty,
             presence_penalty,
-            ignore_eos,
-            kv_type,
-        )?;
-        let model = self.inner.model();
+            repeat_last_n,
+            seed,
+            ..SamplerConfig::default()
+        };
+        let mut s =
+            Args { max_tokens, sampling, stop, ignore_eos, kv_type: kv_type.to_owned(), n, parallel }.settings()?;
+        let inner = &*self.inner;
         if let Some(ids) = end_ids {
-            s.opts.end_tokens = Some(Input::Ids(ids).ids(model, "end_ids")?);
+            s.end_tokens = Some(Input::Ids(ids).ids(inner.model(), "end_ids")?);
         }
-        let ids = py.detach(|| prompt.ids(model, "prompt"))?;
-        let mut g = Model::generator(&self.inner, ids, &s)?;
-        self.run_to_end(py, &mut g)?;
-        Ok((g.ids().to_vec(), g.stop().map_or("", |s| s.name()), g.end_token()))
+        let plan = py.detach(|| Plan::new(inner, prompt))?;
+        let mut g = plan.start(inner, &s)?;
+        run_to_end(py, inner, &mut g)?;
+        let items: Vec<(Vec<u32>, &'static str, Option<u32>)> = (0..g.len())
+            .map(|i| {
+                let t = g.text(i);
+                (t.ids().to_vec(), t.finish().map_or("", Finish::name), t.end_token())
+            })
+            .collect();
+        shape(py, plan.single, s.n, items)
     }
 }

@@ -1,16 +1,18 @@
 //! `Model.generate(..., stream=True)`: an iterator of text pieces that runs the generation one
-//! token at a time, as Python asks for them.
+//! engine step at a time, as Python asks for them.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use quill_generate::Generator;
+use quill_engine::{Finish, Generation};
 use self_cell::self_cell;
 
-use crate::model::{generate_error, GenSettings, Inner, Model};
+use crate::gen::{generate_error, shape, GenSettings, Plan};
+use crate::model::Inner;
 
-type Gen<'a> = Generator<'a, 'a>;
+type Gen<'a> = Generation<'a, 'a>;
 
 self_cell!(
     /// A generation and the model it runs on (kept alive by the `Arc`).
@@ -21,27 +23,50 @@ self_cell!(
     }
 );
 
-/// An iterator of the text pieces of a generation (``Model.generate(..., stream=True)``).
+/// A generation being read, and the pieces that came and are not yet handed out.
+struct State {
+    cell: StreamCell,
+    ready: VecDeque<(usize, String)>,
+    running: bool,
+}
+
+/// An iterator of the text pieces of a generation (``Model.generate(..., stream=True)``): text
+/// pieces for one prompt, ``(index, piece)`` for a list of prompts or ``n > 1``.
 ///
 /// Each step releases the GIL; Ctrl-C raises ``KeyboardInterrupt`` from ``next()``. After the
 /// last piece, ``stop_reason`` says why it ended (``"eos"``, ``"stop"``, ``"length"``,
 /// ``"context"``, or ``"interrupted"`` after ``close()``) and ``ids`` holds the generated
-/// tokens.
+/// tokens (lists of them, one per completion, for several).
 #[pyclass(module = "quill")]
 pub struct TextStream {
-    cell: Mutex<StreamCell>,
+    state: Mutex<State>,
+    single: bool,
+    n: usize,
 }
 
 impl TextStream {
-    pub(crate) fn new(inner: Arc<Inner>, ids: Vec<u32>, s: &GenSettings) -> PyResult<Self> {
-        let cell = StreamCell::try_new(inner, |inner| Model::generator(inner, ids, s))?;
-        Ok(TextStream { cell: Mutex::new(cell) })
+    pub(crate) fn new(inner: Arc<Inner>, plan: &Plan, s: &GenSettings) -> PyResult<Self> {
+        let cell = StreamCell::try_new(inner, |inner| plan.start(inner, s))?;
+        let single = plan.single && s.n == 1;
+        Ok(TextStream { state: Mutex::new(State { cell, ready: VecDeque::new(), running: true }), single, n: s.n })
     }
 
-    fn lock(&self) -> PyResult<MutexGuard<'_, StreamCell>> {
+    fn lock(&self) -> PyResult<MutexGuard<'_, State>> {
         // Only `next()` holds the lock across computation, with the GIL released; another
         // thread asking at the same time is told so rather than made to wait.
-        self.cell.try_lock().map_err(|_| PyRuntimeError::new_err("the stream is being read by another thread"))
+        self.state.try_lock().map_err(|_| PyRuntimeError::new_err("the stream is being read by another thread"))
+    }
+
+    fn item<'py>(&self, py: Python<'py>, (i, piece): (usize, String)) -> PyResult<Bound<'py, PyAny>> {
+        if self.single {
+            return Ok(piece.into_pyobject(py)?.into_any());
+        }
+        Ok((i, piece).into_pyobject(py)?.into_any())
+    }
+
+    /// Per completion, from the generation.
+    fn each<T>(&self, f: impl Fn(&Gen<'_>, usize) -> T) -> PyResult<Vec<T>> {
+        Ok(self.lock()?.cell.with_dependent(|_, g| (0..g.len()).map(|i| f(g, i)).collect()))
     }
 }
 
@@ -51,24 +76,32 @@ impl TextStream {
         slf
     }
 
-    fn __next__(&self, py: Python<'_>) -> PyResult<Option<String>> {
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         let mut guard = self.lock()?;
-        let cell: &mut StreamCell = &mut guard;
+        let st: &mut State = &mut guard;
         loop {
-            let mut piece = String::new();
-            let running = py
+            if let Some(item) = st.ready.pop_front() {
+                return self.item(py, item).map(Some);
+            }
+            if !st.running {
+                return Ok(None);
+            }
+            let (cell, ready) = (&mut st.cell, &mut st.ready);
+            st.running = py
                 .detach(|| {
                     cell.with_dependent_mut(|inner, g| {
-                        let piece = &mut piece;
-                        inner.compute(move || g.step(piece))
+                        inner.compute(move || g.step(&mut |i, p| ready.push_back((i, p.to_owned()))))
                     })
                 })
                 .map_err(generate_error)?;
-            if !piece.is_empty() {
-                return Ok(Some(piece));
-            }
-            if !running {
-                return Ok(None);
+            if let Some(why) = st.cell.with_dependent(|_, g| {
+                (0..g.len()).find_map(|i| match g.finish(i) {
+                    Some(Finish::Aborted(why)) => Some(why.clone()),
+                    _ => None,
+                })
+            }) {
+                st.running = false;
+                return Err(PyRuntimeError::new_err(format!("generation failed: {why}")));
             }
             py.check_signals()?;
         }
@@ -78,19 +111,30 @@ impl TextStream {
     /// already decided is dropped.
     fn close(&self) -> PyResult<()> {
         let mut guard = self.lock()?;
-        guard.with_dependent_mut(|_, g| g.interrupt(&mut String::new()));
+        guard.cell.with_dependent_mut(|_, g| g.interrupt(&mut |_, _| ()));
+        guard.ready.clear();
+        guard.running = false;
         Ok(())
     }
 
-    /// Why the generation ended; ``None`` while it runs.
+    /// Why the generation ended; ``None`` while it runs (a list, one per completion, for
+    /// several).
     #[getter]
-    fn stop_reason(&self) -> PyResult<Option<&'static str>> {
-        Ok(self.lock()?.with_dependent(|_, g| g.stop().map(|s| s.name())))
+    fn stop_reason<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let v = self.each(|g, i| g.finish(i).map(Finish::name))?;
+        if self.single {
+            return Ok(v[0].into_pyobject(py)?.into_any());
+        }
+        shape(py, false, self.n, v)
     }
 
-    /// The tokens generated so far (without the prompt or ``<|endoftext|>``).
+    /// The tokens generated so far (without the prompt or the end token).
     #[getter]
-    fn ids(&self) -> PyResult<Vec<u32>> {
-        Ok(self.lock()?.with_dependent(|_, g| g.ids().to_vec()))
+    fn ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let v = self.each(|g, i| g.text(i).ids().to_vec())?;
+        if self.single {
+            return Ok(v[0].clone().into_pyobject(py)?.into_any());
+        }
+        shape(py, false, self.n, v)
     }
 }

@@ -34,5 +34,5 @@ pub use candidates::{Candidate, Candidates};
 pub use config::{SamplerConfig, MAX_REPEAT_LAST_N};
 pub use error::SamplerError;
 pub use rng::{SplitMix64, Xoshiro256StarStar};
-pub use sampler::Sampler;
+pub use sampler::{fresh_seed, Sampler};
 pub use stages::{Penalties, PenaltyHistory};

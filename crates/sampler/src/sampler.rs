@@ -190,7 +190,7 @@ fn argmax(row: &[f32]) -> Option<(u32, f32)> {
 }
 
 /// A seed nobody chose: the process's random hash keys (from the OS) mixed with the clock.
-fn fresh_seed() -> u64 {
+pub fn fresh_seed() -> u64 {
     let mut h = RandomState::new().build_hasher();
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     h.write_u128(nanos);

@@ -10,8 +10,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::{join_all, poll_fn};
 use futures_util::stream;
-use quill_engine::{Event, Finish, Request, SeqStream, SubmitError, TokenOut};
-use quill_gpt2::{StopFilter, StreamDecoder, Tokenizer};
+use quill_engine::{Event, Finish, Request, SeqStream, SeqText, SubmitError, TokenOut};
+use quill_gpt2::Tokenizer;
 use quill_sampler::SamplerConfig;
 use serde_json::{json, Map, Value};
 
@@ -73,12 +73,11 @@ fn finite(x: f32) -> Value {
     }
 }
 
-/// One completion being received: its stream, detokenizer and stop-string filter.
+/// One completion being received: its stream and its text (detokenizer, stop strings).
 struct Choice {
     index: usize,
     seq: Option<SeqStream>,
-    decoder: StreamDecoder,
-    filter: StopFilter,
+    seq_text: SeqText,
     /// Prompt text still to send first (`echo`).
     echo: Option<String>,
     want_logprobs: bool,
@@ -134,9 +133,7 @@ impl Choice {
                     self.logprobs.push(tok, t, self.offset, false);
                 }
                 self.offset += token_str(tok, t.id).chars().count();
-                let mut piece = String::new();
-                self.decoder.push(tok.token_bytes(t.id), &mut piece);
-                if self.filter.push(&piece, &mut self.text) {
+                if self.seq_text.apply(tok, ev, &mut self.text) {
                     self.finish = Some("stop");
                     // The rest is not wanted: the engine frees the slot at its next step.
                     self.seq = None;
@@ -144,14 +141,11 @@ impl Choice {
                 self.tokens == 1
             }
             Event::Done(f) => {
+                self.seq_text.apply(tok, ev, &mut self.text);
                 match f {
-                    Finish::Eos => self.finish = Some("stop"),
-                    Finish::Length | Finish::Context => self.finish = Some("length"),
                     Finish::Aborted(msg) => self.error = Some(msg.clone()),
+                    f => self.finish = Some(f.openai().unwrap_or("stop")),
                 }
-                let rest = self.decoder.finish();
-                self.filter.push(&rest, &mut self.text);
-                self.filter.finish(&mut self.text);
                 self.seq = None;
                 false
             }
@@ -232,6 +226,7 @@ async fn run(st: &Arc<AppState>, body: Bytes, arrived: Instant) -> Result<Respon
             logprobs: p.logprobs,
             prompt_logprobs: p.echo && p.logprobs.is_some(),
             ignore_eos: p.ignore_eos,
+            end_tokens: None,
         })
         .collect();
     let streams = st.client.submit(reqs).map_err(submit_error)?;
@@ -243,8 +238,7 @@ async fn run(st: &Arc<AppState>, body: Bytes, arrived: Instant) -> Result<Respon
             choices.push(Choice {
                 index: i * p.n + c,
                 seq: Some(seq),
-                decoder: StreamDecoder::new(),
-                filter: StopFilter::new(&p.stop),
+                seq_text: SeqText::new(&p.stop),
                 echo: p.echo.then(|| pr.text.clone()),
                 want_logprobs: p.logprobs.is_some(),
                 offset: 0,

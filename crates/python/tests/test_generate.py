@@ -75,3 +75,59 @@ def test_smaller_context(default_path):
     assert m.n_ctx == 16 and m.n_ctx_train == 256
     out, stop, _ = m.generate_ids("To be", max_tokens=None, temperature=0, ignore_eos=True)
     assert stop == "context" and len(out) == 15
+
+
+BATCH = ["To be, or not to be", "HAMLET.\n", "O", "Friends, Romans, countrymen, lend me your ears;"]
+
+
+def test_a_list_of_prompts_runs_together_and_each_gets_its_own_tokens(model):
+    texts = model.generate(BATCH, max_tokens=24, seed=10)
+    assert isinstance(texts, list) and len(texts) == len(BATCH)
+    # Each completion's tokens do not depend on what ran beside it (prompt i seeded 10 + i),
+    # nor on how many run at once.
+    for i, p in enumerate(BATCH):
+        assert texts[i] == model.generate([p], max_tokens=24, seed=10 + i)[0]
+    assert model.generate(BATCH, max_tokens=24, seed=10, parallel=1) == texts
+    ids = model.generate_ids(BATCH, max_tokens=24, seed=10)
+    assert [model.detokenize(t[0]) for t in ids] == texts
+    assert all(reason in ("length", "eos") for _, reason, _ in ids)
+    # Greedy: a batch gives each prompt's tokens alone, as `quill generate` does.
+    greedy = model.generate_ids(BATCH, max_tokens=16, temperature=0.0)
+    for p, (got, _, _) in zip(BATCH, greedy):
+        assert got == model.generate_ids(p, max_tokens=16, temperature=0.0)[0]
+
+
+def test_n_completions_share_a_prompt_and_are_seeded_apart(model):
+    one = model.generate("HAMLET.\n", max_tokens=16, seed=3, n=3)
+    assert isinstance(one, list) and len(one) == 3 and len(set(one)) > 1
+    assert one[1] == model.generate(["HAMLET.\n"], max_tokens=16, seed=4)[0]
+    many = model.generate(["HAMLET.\n", "O"], max_tokens=16, seed=3, n=3)
+    assert [len(x) for x in many] == [3, 3] and many[0] == one
+    ids = model.generate_ids(BATCH[:2], max_tokens=8, seed=3, n=2, stop="\n")
+    assert [len(x) for x in ids] == [2, 2] and all(r in ("length", "stop", "eos") for x in ids for _, r, _ in x)
+
+
+def test_a_streamed_batch_yields_indexed_pieces(model):
+    stream = model.generate(BATCH, max_tokens=20, seed=5, n=2, stream=True)
+    texts = [""] * (len(BATCH) * 2)
+    for i, piece in stream:
+        texts[i] += piece
+    whole = model.generate(BATCH, max_tokens=20, seed=5, n=2)
+    assert texts == [t for group in whole for t in group]
+    assert stream.stop_reason == [[r for _, r, _ in g] for g in model.generate_ids(BATCH, max_tokens=20, seed=5, n=2)]
+    assert [[len(x) for x in g] for g in stream.ids] == [[20, 20]] * len(BATCH) or any(
+        r == "eos" for g in stream.stop_reason for r in g
+    )
+
+
+def test_batch_arguments_are_checked(model):
+    with pytest.raises(ValueError, match="n must be at least 1"):
+        model.generate(BATCH, n=0)
+    with pytest.raises(ValueError, match="parallel must be at least 1"):
+        model.generate(BATCH, parallel=0)
+    with pytest.raises(ValueError, match="is empty"):  # no prompt, or a prompt of no tokens
+        model.generate([])
+    with pytest.raises(ValueError, match=r"the prompt is empty: it has no tokens \(prompt\[1\]\)"):
+        model.generate(["To be", ""])
+    with pytest.raises(ValueError, match=r"prompt\[1\]: token id 99999 is outside"):
+        model.generate_ids([[1, 2], [99999]])

@@ -132,3 +132,41 @@ def test_hub_ids_resolve_from_the_local_cache(tmp_path, monkeypatch):
     model = GPT2LMHeadModel.from_pretrained("someone/tiny")
     tok = GPT2Tokenizer.from_pretrained("someone/tiny")
     assert model.config.vocab_size == 320 and len(tok) == 320
+
+
+def test_rows_and_their_sequences_run_together_as_each_alone(default_path):
+    model = GPT2LMHeadModel.from_pretrained(default_path)
+    tok = GPT2Tokenizer.from_pretrained(default_path)
+    tok.pad_token, tok.padding_side = tok.eos_token, "left"
+    texts = ["To be, or not to be", "HAMLET.", "Friends, Romans, countrymen, lend me"]
+    enc = tok(texts, padding=True, return_tensors="np")
+    out = model.generate(**enc, max_new_tokens=12, do_sample=True, num_return_sequences=2, seed=40)
+    assert out.shape[0] == 6
+    width = enc["input_ids"].shape[1]
+    for k in range(6):
+        row = enc["input_ids"][k // 2 : k // 2 + 1]
+        mask = enc["attention_mask"][k // 2 : k // 2 + 1]
+        # Sequence k alone, seeded as it was in the batch.
+        alone = model.generate(input_ids=row, attention_mask=mask, max_new_tokens=12, do_sample=True, seed=40 + k)
+        n = alone.shape[1]
+        assert out[k, :n].tolist() == alone[0].tolist()
+        assert all(t == tok.eos_token_id for t in out[k, n:])
+    assert out[:, :width].tolist() == np.repeat(enc["input_ids"], 2, axis=0).tolist()
+
+
+def test_the_text_generation_pipeline(default_path):
+    from quill.transformers import pipeline
+
+    pipe = pipeline("text-generation", model=str(default_path))
+    model, tok = pipe.model, pipe.tokenizer
+    ids = tok.encode("To be, or not to be", return_tensors="np")
+    ref = tok.decode(model.generate(ids, max_new_tokens=10)[0], skip_special_tokens=True)
+    assert pipe("To be, or not to be", max_new_tokens=10) == [{"generated_text": ref}]
+    cont = pipe(["To be, or not to be", "KING."], max_new_tokens=10, return_full_text=False)
+    assert cont[0] == [{"generated_text": ref[len("To be, or not to be"):]}] and len(cont[1]) == 1
+    many = pipe("HAMLET.", max_new_tokens=8, do_sample=True, num_return_sequences=3, batch_size=2)
+    assert len(many) == 3 and all(m["generated_text"].startswith("HAMLET.") for m in many)
+    with pytest.raises(ValueError, match="text-generation only"):
+        pipeline("summarization", model=str(default_path))
+    with pytest.raises(TypeError, match="num_beam_groups"):
+        pipe("KING.", num_beam_groups=2)

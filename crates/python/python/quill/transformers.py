@@ -29,6 +29,8 @@ from quill._quill import Model, Tokenizer, default_model_path
 
 __all__ = [
     "AutoModelForCausalLM",
+    "TextGenerationPipeline",
+    "pipeline",
     "AutoTokenizer",
     "BatchEncoding",
     "CausalLMOutput",
@@ -520,19 +522,14 @@ class GPT2LMHeadModel:
                 kwargs.pop(key)
         if kwargs:
             raise TypeError(f"generate() got arguments Quill does not support: {sorted(kwargs)}")
-        gc = dict(self.generation_config.to_dict())
-        if generation_config is not None:
-            gc.update({k: v for k, v in (generation_config.to_dict() if hasattr(generation_config, "to_dict") else dict(generation_config)).items() if v is not None})
         given = {
             "max_length": max_length, "max_new_tokens": max_new_tokens, "do_sample": do_sample,
             "num_return_sequences": num_return_sequences, "temperature": temperature, "top_k": top_k,
             "top_p": top_p, "min_p": min_p, "typical_p": typical_p, "repetition_penalty": repetition_penalty,
             "eos_token_id": eos_token_id, "pad_token_id": pad_token_id, "bos_token_id": bos_token_id,
-            "num_beams": num_beams,
+            "num_beams": num_beams, "seed": seed,
         }
-        gc.update({k: v for k, v in given.items() if v is not None})
-        if (gc.get("num_beams") or 1) != 1:
-            raise ValueError("num_beams > 1: beam search is not supported by Quill")
+        gen = _Generate(self, given, generation_config)
         ids = input_ids if input_ids is not None else inputs
         if ids is None:
             raise ValueError("generate() needs input_ids (an unconditional start is not supported)")
@@ -541,51 +538,44 @@ class GPT2LMHeadModel:
         masks = _to_rows(attention_mask) if attention_mask is not None else [[1] * len(r) for r in rows]
         if len(masks) != len(rows) or any(len(m) != len(r) for m, r in zip(masks, rows)):
             raise ValueError("attention_mask must have the shape of input_ids")
-
-        eos = gc.get("eos_token_id")
-        end_ids = [] if eos is None else [eos] if isinstance(eos, int) else [int(e) for e in eos]
-        pad = gc.get("pad_token_id")
-        if pad is None:
-            pad = end_ids[0] if end_ids else 0
-        n_seq = int(gc.get("num_return_sequences") or 1)
-        if n_seq < 1:
-            raise ValueError(f"num_return_sequences must be at least 1, got {n_seq}")
-        sample = bool(gc.get("do_sample"))
-        if n_seq > 1 and not sample:
-            raise ValueError(
-                f"greedy generation (do_sample=False) gives one sequence: num_return_sequences must be 1, got {n_seq} "
-                "(as in transformers)"
-            )
-        opts: Dict[str, Any] = {
-            "repeat_penalty": float(gc.get("repetition_penalty") or 1.0),
-            "repeat_last_n": self.model.n_ctx,
-            "min_p": float(gc.get("min_p") or 0.0),
-            "typical_p": 1.0,
-            "frequency_penalty": 0.0,
-            "presence_penalty": 0.0,
-            "kv_type": "f32",  # transformers keeps its cache in float32
-        }
-        if sample:
-            opts.update(
-                temperature=float(1.0 if gc.get("temperature") is None else gc["temperature"]),
-                top_k=int(50 if gc.get("top_k") is None else gc["top_k"]),
-                top_p=float(1.0 if gc.get("top_p") is None else gc["top_p"]),
-                typical_p=float(gc.get("typical_p") or 1.0),
-            )
-        else:
-            opts.update(temperature=0.0, top_k=0, top_p=1.0, min_p=0.0)
-
+        n_seq, pad = gen.n_seq, gen.pad
+        prompts = [[t for t, m in zip(row, mask) if m] for row, mask in zip(rows, masks)]
+        news = self._run(prompts, [gen.n_new(len(r)) for r in rows], n_seq, gen.end_ids, gen.seed, gen.opts)
         out: List[List[int]] = []
-        for row, mask in zip(rows, masks):
-            prompt = [t for t, m in zip(row, mask) if m]
-            n_new = self._new_tokens(gc, len(row))
-            for _ in range(n_seq):
-                s = None if seed is None else seed + len(out)
-                new, _, end = self.model.generate_ids(prompt, max_tokens=n_new, seed=s, end_ids=end_ids, **opts)
-                out.append(row + new + ([end] if end is not None else []))
+        for k, (new, _, end) in enumerate(news):
+            out.append(rows[k // n_seq] + new + ([end] if end is not None else []))
         width = max(map(len, out))
         out = [r + [pad] * (width - len(r)) for r in out]
         return _tensor(out, kind)
+
+    def _run(
+        self,
+        prompts: List[List[int]],
+        n_new: List[int],
+        n_seq: int,
+        end_ids: List[int],
+        seed: Optional[int],
+        opts: Dict[str, Any],
+        parallel: Optional[int] = None,
+    ) -> List[Any]:
+        """Every prompt's ``n_seq`` sequences on Quill's engine, all at once (each prompt
+        evaluated once and shared by its sequences); ``(new ids, reason, end id)`` per
+        sequence, prompt-major. Sequence ``k`` is seeded ``seed + k``. Prompts asking for
+        different numbers of new tokens run in one call per number."""
+        if not prompts:
+            return []
+        out: List[Any] = [None] * (len(prompts) * n_seq)
+        for n in sorted(set(n_new)):
+            which = [i for i, m in enumerate(n_new) if m == n]
+            s = None if seed is None else seed + which[0] * n_seq
+            got = self.model.generate_ids(
+                [prompts[i] for i in which], max_tokens=n, seed=s, end_ids=end_ids, n=n_seq,
+                parallel=parallel or min(len(which) * n_seq, 64), **opts,
+            )
+            for i, res in zip(which, got):
+                for c, r in enumerate(res if n_seq > 1 else [res]):
+                    out[i * n_seq + c] = r
+        return out
 
     def _new_tokens(self, gc: Dict[str, Any], n_input: int) -> int:
         """How many tokens to generate at most: ``max_new_tokens``, else ``max_length`` minus the
@@ -605,3 +595,123 @@ class GPT2LMHeadModel:
 
 
 AutoModelForCausalLM = GPT2LMHeadModel
+
+
+_GENERATE_KEYS = (
+    "max_length", "max_new_tokens", "do_sample", "num_return_sequences", "temperature", "top_k",
+    "top_p", "min_p", "typical_p", "repetition_penalty", "eos_token_id", "pad_token_id",
+    "bos_token_id", "num_beams", "seed",
+)
+
+
+class _Generate:
+    """A call's generation settings, ``transformers``' way: the model's generation config,
+    then ``generation_config``, then the keyword arguments given (``None``: not given)."""
+
+    def __init__(self, lm: "GPT2LMHeadModel", given: Dict[str, Any], generation_config: Any = None):
+        gc = dict(lm.generation_config.to_dict())
+        if generation_config is not None:
+            gc.update({k: v for k, v in (generation_config.to_dict() if hasattr(generation_config, "to_dict") else dict(generation_config)).items() if v is not None})
+        gc.update({k: v for k, v in given.items() if v is not None and k != "seed"})
+        if (gc.get("num_beams") or 1) != 1:
+            raise ValueError("num_beams > 1: beam search is not supported by Quill")
+        self._lm, self._gc, self.seed = lm, gc, given.get("seed")
+        eos = gc.get("eos_token_id")
+        self.end_ids = [] if eos is None else [eos] if isinstance(eos, int) else [int(e) for e in eos]
+        pad = gc.get("pad_token_id")
+        self.pad = pad if pad is not None else self.end_ids[0] if self.end_ids else 0
+        self.n_seq = int(gc.get("num_return_sequences") or 1)
+        if self.n_seq < 1:
+            raise ValueError(f"num_return_sequences must be at least 1, got {self.n_seq}")
+        sample = bool(gc.get("do_sample"))
+        if self.n_seq > 1 and not sample:
+            raise ValueError(
+                f"greedy generation (do_sample=False) gives one sequence: num_return_sequences must be 1, got {self.n_seq} "
+                "(as in transformers)"
+            )
+        self.opts: Dict[str, Any] = {
+            "repeat_penalty": float(gc.get("repetition_penalty") or 1.0),
+            "repeat_last_n": lm.model.n_ctx,
+            "min_p": float(gc.get("min_p") or 0.0),
+            "typical_p": 1.0,
+            "frequency_penalty": 0.0,
+            "presence_penalty": 0.0,
+            "kv_type": "f32",  # transformers keeps its cache in float32
+        }
+        if sample:
+            self.opts.update(
+                temperature=float(1.0 if gc.get("temperature") is None else gc["temperature"]),
+                top_k=int(50 if gc.get("top_k") is None else gc["top_k"]),
+                top_p=float(1.0 if gc.get("top_p") is None else gc["top_p"]),
+                typical_p=float(gc.get("typical_p") or 1.0),
+            )
+        else:
+            self.opts.update(temperature=0.0, top_k=0, top_p=1.0, min_p=0.0)
+
+    def n_new(self, n_input: int) -> int:
+        return self._lm._new_tokens(self._gc, n_input)
+
+
+class TextGenerationPipeline:
+    """``transformers``' text-generation pipeline on Quill: ``pipe(text or texts,
+    max_new_tokens=..., do_sample=..., num_return_sequences=..., return_full_text=...)``
+    gives ``[{"generated_text": ...}]`` per text (a list of those for a list of texts). All
+    texts and their sequences run together on Quill's engine; ``batch_size`` is how many
+    sequences at once (default: all, at most 64)."""
+
+    def __init__(self, model: GPT2LMHeadModel, tokenizer: GPT2Tokenizer, **defaults: Any):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.task = "text-generation"
+        self._defaults = defaults
+
+    def __call__(self, text_inputs: Union[str, Sequence[str]], **kwargs: Any) -> Any:
+        kwargs = {**self._defaults, **kwargs}
+        return_full_text = kwargs.pop("return_full_text", True)
+        return_text = kwargs.pop("return_text", True)
+        clean = kwargs.pop("clean_up_tokenization_spaces", False)
+        batch_size = kwargs.pop("batch_size", None)
+        kwargs.pop("prefix", None)
+        if kwargs.pop("return_tensors", False) or not return_text:
+            raise ValueError("return_tensors: Quill's pipeline returns text only")
+        single = isinstance(text_inputs, str)
+        texts = [text_inputs] if single else list(text_inputs)
+        if not all(isinstance(t, str) for t in texts):
+            raise TypeError("text_inputs must be a string or a list of strings")
+        prompts = [self.tokenizer.encode(t) for t in texts]
+        if any(not p for p in prompts):
+            raise ValueError("the prompt is empty: it has no tokens")
+        unknown = sorted(k for k in kwargs if k not in _GENERATE_KEYS and k not in _HARMLESS)
+        if unknown:
+            raise TypeError(f"pipeline() got generation arguments Quill does not support: {unknown}")
+        gen = _Generate(self.model, {k: v for k, v in kwargs.items() if k in _GENERATE_KEYS})
+        news = self.model._run(prompts, [gen.n_new(len(p)) for p in prompts], gen.n_seq, gen.end_ids, gen.seed, gen.opts, batch_size)
+        out = []
+        for i, text in enumerate(texts):
+            seqs = []
+            for new, _, _ in news[i * gen.n_seq:(i + 1) * gen.n_seq]:
+                cont = self.tokenizer.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=clean)
+                seqs.append({"generated_text": text + cont if return_full_text else cont})
+            out.append(seqs)
+        return out[0] if single else out
+
+
+def pipeline(task: str = "text-generation", model: Any = None, tokenizer: Any = None, **kwargs: Any) -> TextGenerationPipeline:
+    """``transformers.pipeline`` for ``"text-generation"``: ``model`` is a GGUF file, a
+    checkpoint folder, a cached model id or a ``GPT2LMHeadModel``; ``tokenizer`` defaults to
+    the model's. Other keyword arguments become the pipeline's generation defaults."""
+    if task != "text-generation":
+        raise ValueError(f"task {task!r}: Quill's pipeline does text-generation only")
+    for key in ("device", "device_map", "torch_dtype", "dtype", "framework", "trust_remote_code"):
+        kwargs.pop(key, None)
+    if model is None:
+        model = default_model_path()
+        if model is None:
+            raise ValueError("pipeline() needs a model: a GGUF file, a checkpoint folder or a GPT2LMHeadModel")
+    if not isinstance(model, GPT2LMHeadModel):
+        model = GPT2LMHeadModel.from_pretrained(model)
+    if tokenizer is None:
+        tokenizer = GPT2Tokenizer.from_pretrained(model.name_or_path)
+    elif not isinstance(tokenizer, GPT2Tokenizer):
+        tokenizer = GPT2Tokenizer.from_pretrained(tokenizer)
+    return TextGenerationPipeline(model, tokenizer, **kwargs)

@@ -12,6 +12,8 @@ use quill_sampler::SamplerConfig;
 use serde_json::json;
 
 use crate::common::{KvTypeArg, ModelArgs};
+
+mod batch;
 use crate::mem::{mib, Rss, RssTracker};
 
 #[derive(clap::Args)]
@@ -20,11 +22,21 @@ pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
     /// The prompt (else --file, else standard input).
-    #[arg(short, long, conflicts_with = "file")]
+    #[arg(short, long, conflicts_with_all = ["file", "batch"])]
     prompt: Option<String>,
     /// Read the prompt from this file.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "batch")]
     file: Option<PathBuf>,
+    /// Many prompts from this file ('-': standard input), run together: one prompt per line,
+    /// or per line a JSON object with `/v1/completions`' fields (`prompt`, `max_tokens`, `n`,
+    /// `temperature`, `seed`, `stop`...; the flags give the rest). Writes one JSON line per
+    /// completion, in order.
+    #[arg(long, value_name = "FILE")]
+    batch: Option<PathBuf>,
+    /// With --batch: sequences run at once (KV slots; each token step reads the weights once
+    /// for all of them).
+    #[arg(long, default_value_t = 16, requires = "batch")]
+    parallel: usize,
     /// Tokens to generate (-1: until end of text or the context is full).
     #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
     n_predict: i64,
@@ -79,7 +91,7 @@ pub struct Args {
 }
 
 impl Args {
-    fn sampler_config(&self) -> SamplerConfig {
+    pub(crate) fn sampler_config(&self) -> SamplerConfig {
         SamplerConfig {
             temperature: self.temperature,
             top_k: self.top_k,
@@ -112,6 +124,9 @@ impl Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if args.batch.is_some() {
+        return batch::run(&args);
+    }
     let interrupted = ctrl_c_flag();
     let (prompt, sampler_cfg) = args.validate()?;
     args.model.init_threads()?;
@@ -164,7 +179,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// A flag set by Ctrl-C; a second Ctrl-C while stopping exits at once.
-fn ctrl_c_flag() -> Arc<AtomicBool> {
+pub(crate) fn ctrl_c_flag() -> Arc<AtomicBool> {
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     let _ = ctrlc::set_handler(move || {

@@ -113,9 +113,11 @@ impl MatmulScratch {
     /// call and the number of threads. A multi-sequence engine needs this so that a sequence's
     /// tokens do not depend on which other sequences share its batch.
     ///
-    /// GEMM gives each token the same sequence of float operations whatever tile it lands in, and
-    /// rows are split across threads whole; a backend whose GEMV does not follow GEMM's order
-    /// bit for bit ([`Kernels::gemv_matches_gemm`]) then runs one-token products as GEMM too.
+    /// Quantized weights: GEMM gives each token the same sequence of float operations whatever
+    /// tile it lands in, and rows are split across threads whole; a backend whose GEMV does not
+    /// follow GEMM's order bit for bit ([`Kernels::gemv_matches_gemm`]) then runs one-token
+    /// products as GEMM too. Float weights: every width runs the panel-free kernel in the float
+    /// GEMV's order (`GemmKernels::step_f32`), so one token's product is the plain GEMV's.
     pub fn set_row_invariant(&mut self, on: bool) {
         self.row_invariant = on;
     }
@@ -167,6 +169,14 @@ impl Kernels {
         self.gemm.is_none() || (quant_spec(ty).is_some() && self.quant.gemv_in_gemm_order)
     }
 
+    /// Whether a one-token product gives the same bits row-invariant (a server's decode step)
+    /// as plain (`quill generate`'s decode): where the GEMV matches the GEMM, and for float
+    /// weights on every table (their row-invariant kernel sums in the GEMV's order; their plain
+    /// prompt products, GEMMs over panels, do not).
+    pub fn one_token_matches(&self, ty: GgmlType) -> bool {
+        self.gemv_matches_gemm(ty) || is_float(ty)
+    }
+
     /// [`matmul`] with this table's kernels.
     pub fn matmul(&self, w: &Matrix<'_>, x: &[f32], n_tokens: usize, out: &mut [f32], scratch: &mut MatmulScratch) {
         assert_eq!(x.len(), n_tokens * w.cols, "matmul: x has the wrong length");
@@ -174,12 +184,9 @@ impl Kernels {
         if n_tokens == 0 || w.rows == 0 {
             return;
         }
-        // Row-invariant float products of a few tokens: the panel-free kernel in the GEMM's order
-        // (the float GEMV sums in another, faster order for one stream).
+        // Row-invariant float products: the panel-free kernel in the GEMV's order, at every width.
         if let Some(g) = self.gemm.as_ref().filter(|_| is_float(w.ty) && scratch.row_invariant) {
-            if let Some(step) = g.step_f32.filter(|_| n_tokens <= g.step_f32_max) {
-                return crate::gemm::run_float_step(g, step, w, x, n_tokens, out, scratch);
-            }
+            return crate::gemm::run_float_step(g, g.step_f32, w, x, n_tokens, out, scratch);
         }
         let gemm_ok = (is_float(w.ty) || quant_spec(w.ty).is_some()) && self.gemm.is_some();
         let gemm_min = match &self.gemm {

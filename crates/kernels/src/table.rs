@@ -133,12 +133,11 @@ pub(crate) struct GemmKernels {
     pub unpack: UnpackKernels,
     pub micro_i8: MicroI8Fn,
     pub micro_f32: MicroF32Fn,
-    /// Float weights against up to [`GemmKernels::step_f32_max`] tokens without a panel, in
-    /// `micro_f32`'s order: row-invariant float products of a few tokens (a server's decode
-    /// step) run it instead of a GEMM over panels. The float GEMV sums in another order, at
-    /// twice its speed for one token, so it stays the non-invariant path.
-    pub step_f32: Option<StepF32Fn>,
-    pub step_f32_max: usize,
+    /// Float weights against any number of tokens without a panel, each (row, token) in the
+    /// float GEMV's order: every row-invariant float product (the server's and batched
+    /// generation's steps and prompt chunks) runs it, so that one token's product is the
+    /// GEMV's, bit for bit and at its speed, whatever else is in the step.
+    pub step_f32: StepF32Fn,
 }
 
 /// Float rows `w` (whole rows of `row_bytes`, `k` elements of `ty`) times `n_tokens` rows of `x`

@@ -9,7 +9,7 @@
 mod completions;
 mod error;
 mod metrics;
-mod params;
+pub mod params;
 mod routes;
 mod state;
 

@@ -165,8 +165,49 @@ pub fn prompts(v: Option<&Value>, tok: &Tokenizer, n_vocab: usize) -> Result<Vec
     Ok(out)
 }
 
-/// Reads and checks every field of a completion request.
+/// What a request gets for a field it does not give: OpenAI's defaults for the server,
+/// `quill generate`'s flags for `quill generate --batch`.
+#[derive(Clone, Debug)]
+pub struct Defaults {
+    pub sampler: SamplerConfig,
+    pub max_tokens: usize,
+    pub stop: Vec<String>,
+    pub ignore_eos: bool,
+}
+
+impl Defaults {
+    /// OpenAI's: temperature 1, top-p 1, no top-k, no min-p, 16 tokens.
+    pub fn openai() -> Defaults {
+        let sampler = SamplerConfig {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            typical_p: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            logit_bias: Vec::new(),
+            min_keep: 0,
+            seed: None,
+        };
+        Defaults { sampler, max_tokens: 16, stop: Vec::new(), ignore_eos: false }
+    }
+}
+
+/// Reads and checks every field of a completion request (OpenAI's defaults).
 pub fn completion(body: &Value, tok: &Tokenizer, n_vocab: usize) -> Result<CompletionParams, ApiError> {
+    completion_with(body, tok, n_vocab, &Defaults::openai())
+}
+
+/// Reads and checks every field of a completion request; a field not given takes `d`'s value.
+pub fn completion_with(
+    body: &Value,
+    tok: &Tokenizer,
+    n_vocab: usize,
+    d: &Defaults,
+) -> Result<CompletionParams, ApiError> {
     let Value::Object(o) = body else {
         return Err(ApiError::bad_request(format!("the request body must be a JSON object, got {}", type_name(body))));
     };
@@ -180,7 +221,7 @@ pub fn completion(body: &Value, tok: &Tokenizer, n_vocab: usize) -> Result<Compl
     }
     let prompts = prompts(o.get("prompt"), tok, n_vocab)?;
     let max_tokens = match integer(o, "max_tokens")? {
-        None => 16,
+        None => d.max_tokens,
         Some(m) if m >= 0 => m as usize,
         Some(m) => return Err(ApiError::field("max_tokens", format!("max_tokens must be an integer >= 0, got {m}"))),
     };
@@ -205,7 +246,7 @@ pub fn completion(body: &Value, tok: &Tokenizer, n_vocab: usize) -> Result<Compl
         }
     };
     let stop = match o.get("stop") {
-        None | Some(Value::Null) => Vec::new(),
+        None | Some(Value::Null) => d.stop.clone(),
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(a)) => a
             .iter()
@@ -238,13 +279,14 @@ pub fn completion(body: &Value, tok: &Tokenizer, n_vocab: usize) -> Result<Compl
         }
     };
     let top_k = match integer(o, "top_k")? {
-        None | Some(-1) => 0, // -1: vLLM's "off"
+        None => d.sampler.top_k,
+        Some(-1) => 0, // vLLM's "off"
         Some(k) if (0..=i32::MAX as i64).contains(&k) => k as i32,
         Some(k) => {
             return Err(ApiError::field("top_k", format!("top_k must be an integer >= 0 (0 or -1: off), got {k}")))
         }
     };
-    let mut logit_bias = Vec::new();
+    let mut logit_bias = d.sampler.logit_bias.clone();
     match o.get("logit_bias") {
         None | Some(Value::Null) => {}
         Some(Value::Object(m)) => {
@@ -266,38 +308,39 @@ pub fn completion(body: &Value, tok: &Tokenizer, n_vocab: usize) -> Result<Compl
         }
     }
     let sampler = SamplerConfig {
-        temperature: ranged(o, "temperature", 0.0, 100.0, "a number in [0, 100]")?.unwrap_or(1.0),
+        temperature: ranged(o, "temperature", 0.0, 100.0, "a number in [0, 100]")?.unwrap_or(d.sampler.temperature),
         top_k,
         top_p: match number(o, "top_p")? {
-            None => 1.0,
+            None => d.sampler.top_p,
             Some(p) if p > 0.0 && p <= 1.0 => p as f32,
             Some(p) => return Err(ApiError::field("top_p", format!("top_p must be in (0, 1], got {p}"))),
         },
-        min_p: ranged(o, "min_p", 0.0, 1.0, "in [0, 1]")?.unwrap_or(0.0),
+        min_p: ranged(o, "min_p", 0.0, 1.0, "in [0, 1]")?.unwrap_or(d.sampler.min_p),
         typical_p: match number(o, "typical_p")? {
-            None => 1.0,
+            None => d.sampler.typical_p,
             Some(p) if p > 0.0 && p <= 1.0 => p as f32,
             Some(p) => return Err(ApiError::field("typical_p", format!("typical_p must be in (0, 1], got {p}"))),
         },
-        presence_penalty: ranged(o, "presence_penalty", -2.0, 2.0, "in [-2, 2]")?.unwrap_or(0.0),
-        frequency_penalty: ranged(o, "frequency_penalty", -2.0, 2.0, "in [-2, 2]")?.unwrap_or(0.0),
+        presence_penalty: ranged(o, "presence_penalty", -2.0, 2.0, "in [-2, 2]")?.unwrap_or(d.sampler.presence_penalty),
+        frequency_penalty: ranged(o, "frequency_penalty", -2.0, 2.0, "in [-2, 2]")?
+            .unwrap_or(d.sampler.frequency_penalty),
         repeat_penalty: match number(o, "repeat_penalty")? {
-            None => 1.0,
+            None => d.sampler.repeat_penalty,
             Some(r) if r > 0.0 && r <= 100.0 => r as f32,
             Some(r) => {
                 return Err(ApiError::field("repeat_penalty", format!("repeat_penalty must be in (0, 100], got {r}")))
             }
         },
         repeat_last_n: match integer(o, "repeat_last_n")? {
-            None => 64,
+            None => d.sampler.repeat_last_n,
             Some(r) if (0..=1 << 20).contains(&r) => r as usize,
             Some(r) => {
                 return Err(ApiError::field("repeat_last_n", format!("repeat_last_n must be in 0..=1048576, got {r}")))
             }
         },
         logit_bias,
-        min_keep: 0,
-        seed: integer(o, "seed")?.map(|s| s as u64),
+        min_keep: d.sampler.min_keep,
+        seed: integer(o, "seed")?.map(|s| s as u64).or(d.sampler.seed),
     };
     Ok(CompletionParams {
         prompts,
@@ -308,7 +351,7 @@ pub fn completion(body: &Value, tok: &Tokenizer, n_vocab: usize) -> Result<Compl
         echo: boolean(o, "echo")?.unwrap_or(false),
         logprobs,
         stop,
-        ignore_eos: boolean(o, "ignore_eos")?.unwrap_or(false),
+        ignore_eos: boolean(o, "ignore_eos")?.unwrap_or(d.ignore_eos),
         sampler,
     })
 }

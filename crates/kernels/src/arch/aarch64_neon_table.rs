@@ -23,8 +23,7 @@ pub(crate) static KERNELS: Kernels = Kernels {
         unpack: formats!(unpack_table!(g)),
         micro_i8: g::gemm_sdot,
         micro_f32: k::gemm_f32,
-        step_f32: None,
-        step_f32_max: 0,
+        step_f32: k::step_float,
     }),
     ops: k::FLOAT_OPS,
 };

@@ -33,10 +33,7 @@ const fn table(backend: Backend, micro_i8: MicroI8Fn) -> Kernels {
             unpack: formats!(unpack_table!(g)),
             micro_i8,
             micro_f32: k::gemm_f32,
-            step_f32: Some(g::step_float),
-            // Measured on a Zen 3 (124M F16 step, cold): 1 token 16.5 ms against 27.6 as a GEMM, 3
-            // tokens 21 ms against 29, even at 4.
-            step_f32_max: 3,
+            step_f32: k::step_float,
         }),
         ops: k::FLOAT_OPS,
     }

@@ -98,6 +98,91 @@ unsafe fn gemv_rows<S: Simd, W: FloatElem, X: FloatElem>(w: &[u8], rb: usize, k:
     }
 }
 
+/// Tokens of `x` whose rows stay in L2 while every weight row of a task passes over them.
+const STEP_TOKEN_BLOCK: usize = 24;
+/// Weight rows that pass over one group of tokens before the next group.
+const STEP_ROW_BLOCK: usize = 4;
+
+/// `T` tokens from `xs` (rows `k` apart) against one weight row at `p`, each (row, token) in
+/// exactly [`gemv_rows`]' order (four chains, the same sum, the same tail), the weight loaded
+/// once for all `T`: `out[t * stride]`.
+#[inline(always)]
+unsafe fn dot_tokens<S: Simd, W: FloatElem, const T: usize>(
+    p: *const u8,
+    k: usize,
+    xs: *const f32,
+    out: *mut f32,
+    stride: usize,
+) {
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let step = 4 * S::LANES;
+        let full = k / step;
+        let mut acc = [[S::zero(); 4]; T];
+        for i in 0..full {
+            for j in 0..4 {
+                let e = step * i + S::LANES * j;
+                let w = W::load::<S>(p.add(e * W::BYTES));
+                for t in 0..T {
+                    acc[t][j] = S::fma(w, S::load(xs.add(t * k + e)), acc[t][j]);
+                }
+            }
+        }
+        for t in 0..T {
+            let a = acc[t];
+            let mut sum = S::hsum(S::add(S::add(a[0], a[1]), S::add(a[2], a[3])));
+            for e in step * full..k {
+                sum += W::one(p.add(e * W::BYTES)) * *xs.add(t * k + e);
+            }
+            *out.add(t * stride) = sum;
+        }
+    }
+}
+
+/// Float rows `w` against `n_tokens` rows of `x` without a panel, every (row, token) summed as
+/// the GEMV sums it: bit for bit the one-token product whatever `n_tokens` is (row-invariant
+/// by construction), each weight loaded once per three tokens. `x` is the activation the GEMV
+/// multiplies (F16-rounded for F16 weights). Writes `out[t * stride + r]`.
+#[inline(always)]
+pub(crate) unsafe fn gemv_tokens<S: Simd, W: FloatElem>(
+    w: &[u8],
+    rb: usize,
+    k: usize,
+    x: &[f32],
+    n_tokens: usize,
+    out: *mut f32,
+    stride: usize,
+) {
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        debug_assert!(x.len() >= n_tokens * k);
+        let n_rows = w.len() / rb;
+        for b0 in (0..n_tokens).step_by(STEP_TOKEN_BLOCK) {
+            let b1 = (b0 + STEP_TOKEN_BLOCK).min(n_tokens);
+            // A few rows at a time, so that both they and a group's activations stay in L1
+            // while every group of the block passes over them.
+            for r0 in (0..n_rows).step_by(STEP_ROW_BLOCK) {
+                let r1 = (r0 + STEP_ROW_BLOCK).min(n_rows);
+                let mut t = b0;
+                while t < b1 {
+                    let nt = (b1 - t).min(3);
+                    for r in r0..r1 {
+                        let (p, xs, o) = (w.as_ptr().add(r * rb), x.as_ptr().add(t * k), out.add(t * stride + r));
+                        match nt {
+                            3 => dot_tokens::<S, W, 3>(p, k, xs, o, stride),
+                            2 => dot_tokens::<S, W, 2>(p, k, xs, o, stride),
+                            _ => dot_tokens::<S, W, 1>(p, k, xs, o, stride),
+                        }
+                    }
+                    t += nt;
+                }
+            }
+        }
+    }
+}
+
 /// Float rows against the f32 activation.
 #[inline(always)]
 pub(crate) unsafe fn gemv<S: Simd, W: FloatElem>(w: &[u8], rb: usize, k: usize, x: &[f32], out: &mut [f32]) {

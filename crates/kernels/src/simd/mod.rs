@@ -286,6 +286,31 @@ macro_rules! float_kernels {
                 // caller) names, and the caller's pointers and lengths are valid for what it touches.
                 unsafe { float_mm::gemv::<S, float_mm::Bf16>(w, rb, k, act.x, out) }
             }
+            /// Float weights against many tokens in the GEMV's order ([`crate::table::StepF32Fn`]).
+            #[allow(clippy::too_many_arguments)]
+            #[target_feature(enable = $features)]
+            pub(crate) unsafe fn step_float(
+                ty: quill_quant::GgmlType,
+                w: &[u8],
+                rb: usize,
+                k: usize,
+                x: &[f32],
+                n_tokens: usize,
+                out: *mut f32,
+                stride: usize,
+            ) {
+                use quill_quant::GgmlType as G;
+                // SAFETY: within this function's contract: the CPU has the target features it (or its
+                // caller) names, and the caller's pointers and lengths are valid for what it touches.
+                unsafe {
+                    match ty {
+                        G::F32 => float_mm::gemv_tokens::<S, f32>(w, rb, k, x, n_tokens, out, stride),
+                        G::F16 => float_mm::gemv_tokens::<S, f16>(w, rb, k, x, n_tokens, out, stride),
+                        G::BF16 => float_mm::gemv_tokens::<S, float_mm::Bf16>(w, rb, k, x, n_tokens, out, stride),
+                        _ => unreachable!("step_float: {ty:?} is not a float type"),
+                    }
+                }
+            }
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn gemm_f32(
                 panel: &crate::panel::Panel,

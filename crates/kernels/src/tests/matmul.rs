@@ -196,7 +196,7 @@ fn decode_steps_of_every_width_equal_each_row_alone() {
                 o
             };
             let alone: Vec<Vec<f32>> = (0..70).map(|t| one(t, true)).collect();
-            if k.gemv_matches_gemm(ty) {
+            if k.one_token_matches(ty) {
                 // Then the plain one-token product (a single stream's decode) is the same too.
                 for t in [0, 33, 69] {
                     let plain: Vec<u32> = one(t, false).iter().map(|v| v.to_bits()).collect();

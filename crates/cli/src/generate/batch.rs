@@ -1,0 +1,168 @@
+//! `quill generate --batch FILE`: many prompts run together on the engine (llama.cpp's
+//! `llama-parallel` as one command), one JSON line out per completion, in input order, each
+//! written as soon as it and every one before it have ended.
+
+use std::io::{self, BufRead, Write};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use quill_engine::{EngineConfig, Finish, Generation, Job, Request};
+use quill_gpt2::Gpt2Model;
+use quill_sampler::SamplerConfig;
+use quill_server::params::{self, Defaults};
+use serde_json::{json, Value};
+
+use super::{ctrl_c_flag, Args};
+
+/// One line of the file: its prompts' jobs and what to report with them.
+struct Line {
+    /// 1-based line number.
+    number: usize,
+    prompts: Vec<String>,
+    n: usize,
+}
+
+/// Reads the batch file ('-': standard input): every line checked before any work, an error
+/// naming the file, the line and the field.
+fn read_lines(args: &Args, model: &Gpt2Model<'_>, defaults: &Defaults) -> Result<(Vec<Line>, Vec<Job>)> {
+    let path = args.batch.as_ref().expect("batch mode");
+    let name = path.display().to_string();
+    let reader: Box<dyn BufRead> = if name == "-" {
+        Box::new(io::stdin().lock())
+    } else {
+        Box::new(io::BufReader::new(std::fs::File::open(path).with_context(|| name.clone())?))
+    };
+    let (mut lines, mut jobs) = (Vec::new(), Vec::new());
+    let n_vocab = model.config.n_vocab;
+    for (i, text) in reader.lines().enumerate() {
+        let text = text.with_context(|| name.clone())?;
+        let at = format!("{name}:{}", i + 1);
+        if text.trim().is_empty() {
+            continue;
+        }
+        let body = if text.trim_start().starts_with('{') {
+            serde_json::from_str::<Value>(&text).with_context(|| format!("{at}: not a JSON object"))?
+        } else {
+            json!({ "prompt": text })
+        };
+        let p = params::completion_with(&body, &model.tokenizer, n_vocab, defaults)
+            .map_err(|e| anyhow::anyhow!("{at}: {}", e.message))?;
+        for pr in &p.prompts {
+            if pr.ids.is_empty() {
+                bail!("{at}: the prompt is empty: it has no tokens");
+            }
+            let samplers = (0..p.n as u64)
+                .map(|c| SamplerConfig { seed: p.sampler.seed.map(|s| s.wrapping_add(c)), ..p.sampler.clone() })
+                .collect();
+            let request = Request {
+                prompt: pr.ids.clone(),
+                max_tokens: p.max_tokens,
+                samplers,
+                ignore_eos: p.ignore_eos,
+                ..Request::default()
+            };
+            jobs.push(Job { request, stop: p.stop.clone() });
+        }
+        lines.push(Line { number: i + 1, prompts: p.prompts.iter().map(|pr| pr.text.clone()).collect(), n: p.n });
+    }
+    if jobs.is_empty() {
+        bail!("{name}: no prompts (one per line, or JSON objects with a \"prompt\")");
+    }
+    Ok((lines, jobs))
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let interrupted = ctrl_c_flag();
+    if args.parallel == 0 {
+        bail!("--parallel must be at least 1");
+    }
+    let sampler = args.sampler_config();
+    sampler.validate()?;
+    if args.n_predict < -1 {
+        bail!("-n must be -1 (no limit) or at least 0, got {}", args.n_predict);
+    }
+    args.model.init_threads()?;
+    let loaded = args.model.load()?;
+    let model = loaded.model()?;
+    let max_tokens = if args.n_predict < 0 { usize::MAX } else { args.n_predict as usize };
+    let defaults = Defaults { sampler, max_tokens, stop: args.stop.clone(), ignore_eos: args.ignore_eos };
+    let (lines, jobs) = read_lines(args, &model, &defaults)?;
+    let n_ctx = if args.ctx == 0 { model.config.n_ctx } else { args.ctx };
+    let completions: usize = jobs.iter().map(|j| j.request.samplers.len()).sum();
+    let widest = jobs.iter().map(|j| j.request.samplers.len()).max().unwrap_or(1);
+    let cfg = EngineConfig {
+        n_parallel: args.parallel.min(completions).max(widest),
+        n_ctx,
+        max_queue: jobs.len(),
+        kv_type: args.kv_type.into(),
+        ..EngineConfig::default()
+    };
+    let n_prompt: usize = jobs.iter().map(|j| j.request.prompt.len()).sum();
+    let mut g = Generation::new(&model, cfg, jobs)?;
+    let t0 = Instant::now();
+    let mut out = io::stdout().lock();
+    let mut texts = vec![String::new(); g.len()];
+    let mut written = 0;
+    loop {
+        if interrupted.load(Ordering::SeqCst) {
+            g.interrupt(&mut |i, p| texts[i].push_str(p));
+        }
+        let running = g.step(&mut |i, p| texts[i].push_str(p))?;
+        while written < g.len() && g.finish(written).is_some() {
+            write_one(&mut out, &g, &lines, written, &texts[written])?;
+            written += 1;
+        }
+        if !running {
+            break;
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let generated: usize = (0..g.len()).map(|i| g.text(i).ids().len()).sum();
+    eprintln!(
+        "quill: {} completions of {} prompts ({n_prompt} prompt tokens, {generated} generated) in {secs:.2} s: {:.1} generated tokens per second, {} at once",
+        g.len(),
+        lines.iter().map(|l| l.prompts.len()).sum::<usize>(),
+        generated as f64 / secs.max(1e-9),
+        g.config().n_parallel
+    );
+    if let Some(why) = (0..g.len()).find_map(|i| match g.finish(i) {
+        Some(Finish::Aborted(why)) => Some(why.clone()),
+        _ => None,
+    }) {
+        bail!("generation failed: {why}");
+    }
+    Ok(())
+}
+
+/// Completion `i` as one JSON line: where it came from (`line`, `prompt_index` within the
+/// line, `index` among its `n`), the prompt, the text, the tokens, why it ended, its seed.
+fn write_one(out: &mut impl Write, g: &Generation<'_, '_>, lines: &[Line], i: usize, text: &str) -> Result<()> {
+    let job = g.job_of(i);
+    let (mut first_job, mut line) = (0, &lines[0]);
+    for l in lines {
+        if job < first_job + l.prompts.len() {
+            line = l;
+            break;
+        }
+        first_job += l.prompts.len();
+    }
+    let prompt_index = job - first_job;
+    let first_completion = (0..i).rev().take_while(|&k| g.job_of(k) == job).count();
+    let doc = json!({
+        "line": line.number,
+        "prompt_index": prompt_index,
+        "index": first_completion,
+        "prompt": line.prompts[prompt_index],
+        "text": text,
+        "ids": g.text(i).ids(),
+        "stop": g.finish(i).map_or("", Finish::name),
+        "seed": g.seed(i),
+        "prompt_tokens": g.prompt_tokens(job),
+    });
+    debug_assert!(first_completion < line.n);
+    serde_json::to_writer(&mut *out, &doc)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}

@@ -195,3 +195,49 @@ fn without_a_model_the_shipped_default_model_runs() {
     let n = j["ids"].as_array().unwrap().len();
     assert!(n == 12 || (j["stop"] == "eos" && n < 12), "{j}");
 }
+
+#[test]
+fn a_batch_file_runs_every_prompt_and_writes_json_lines_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = tiny_gguf(dir.path(), "q8_0");
+    let m = m.to_str().unwrap();
+    let file = dir.path().join("prompts.txt");
+    std::fs::write(
+        &file,
+        "To be, or not to be\nShall I\n\n{\"prompt\": [\"Rough winds\", \"O\"], \"n\": 2, \"max_tokens\": 5, \"seed\": 3, \"temperature\": 0.9}\n",
+    )
+    .unwrap();
+    let o =
+        quill(&["generate", "-m", m, "--batch", file.to_str().unwrap(), "-n", "12", "--temp", "0", "--parallel", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out: Vec<serde_json::Value> =
+        String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(out.len(), 6);
+    let key: Vec<(u64, u64, u64)> = out
+        .iter()
+        .map(|v| (v["line"].as_u64().unwrap(), v["prompt_index"].as_u64().unwrap(), v["index"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(key, [(1, 0, 0), (2, 0, 0), (4, 0, 0), (4, 0, 1), (4, 1, 0), (4, 1, 1)]);
+    // A plain line is what `quill generate` gives for it with the same flags (greedy here).
+    for (v, prompt) in out.iter().zip(["To be, or not to be", "Shall I"]) {
+        let alone = gen_json(&["-m", m, "-p", prompt, "-n", "12", "--temp", "0"]);
+        assert_eq!(v["ids"], alone["ids"], "{prompt}");
+        assert_eq!(v["text"], alone["text"]);
+        assert_eq!(v["prompt"], prompt);
+    }
+    // The JSON line's settings: 5 tokens, completion c seeded 3 + c.
+    assert!(out[2..].iter().all(|v| v["ids"].as_array().unwrap().len() <= 5));
+    assert_eq!((out[2]["seed"].as_u64(), out[3]["seed"].as_u64()), (Some(3), Some(4)));
+
+    // Every line is checked first; errors name the file, the line and the field.
+    std::fs::write(&file, "fine\n{\"prompt\": \"x\", \"top_p\": 7}\n").unwrap();
+    let o = quill(&["generate", "-m", m, "--batch", file.to_str().unwrap()]);
+    assert_fails_with(&o, &["prompts.txt:2", "top_p must be in (0, 1]"]);
+    std::fs::write(&file, "{not json\n").unwrap();
+    assert_fails_with(
+        &quill(&["generate", "-m", m, "--batch", file.to_str().unwrap()]),
+        &["prompts.txt:1", "not a JSON object"],
+    );
+    std::fs::write(&file, "\n\n").unwrap();
+    assert_fails_with(&quill(&["generate", "-m", m, "--batch", file.to_str().unwrap()]), &["no prompts"]);
+}

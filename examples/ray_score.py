@@ -54,9 +54,14 @@ class Continuer:
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, Any]:
         texts = [str(t) for t in batch["text"]]
         out = dict(batch)
-        out["continuation"] = np.array(
-            [self.model.generate(t, max_tokens=self.max_tokens, seed=self.seed) if t else "" for t in texts], dtype=object
-        )
+        # The batch's lines run together on the engine (one weight read per step for all of
+        # them); each line is seeded alike, so its text does not depend on its batch.
+        todo = [i for i, t in enumerate(texts) if t]
+        got = self.model.generate([texts[i] for i in todo], max_tokens=self.max_tokens, seed=self.seed) if todo else []
+        cont = [""] * len(texts)
+        for i, text in zip(todo, got):
+            cont[i] = text
+        out["continuation"] = np.array(cont, dtype=object)
         return out
 
 

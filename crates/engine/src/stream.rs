@@ -183,6 +183,20 @@ impl SeqStream {
         }
     }
 
+    /// Waits up to `timeout` for an event; returns whether one is queued (or the stream has
+    /// ended), so that a caller can check for interruptions between waits.
+    pub fn wait_timeout(&self, timeout: std::time::Duration) -> bool {
+        if self.ended {
+            return true;
+        }
+        let st = self.shared.lock();
+        if !st.events.is_empty() {
+            return true;
+        }
+        let (st, _) = self.shared.ready.wait_timeout(st, timeout).unwrap_or_else(|e| e.into_inner());
+        !st.events.is_empty()
+    }
+
     /// Moves every queued event into `out` and returns how many; 0 means none yet.
     pub fn drain_into(&mut self, out: &mut Vec<Event>) -> usize {
         let mut st = self.shared.lock();

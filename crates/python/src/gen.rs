@@ -28,6 +28,26 @@ pub(crate) struct GenSettings {
     pub n: usize,
     /// Completions at once (`None`: up to [`DEFAULT_PARALLEL`]).
     pub parallel: Option<usize>,
+    /// One seed per prompt (`seed=[...]`), instead of `sampling.seed` for every prompt.
+    pub seeds: Option<Vec<u64>>,
+}
+
+/// `seed=`: one for every prompt, or one per prompt.
+#[derive(FromPyObject)]
+pub(crate) enum Seeds {
+    One(u64),
+    Many(Vec<u64>),
+}
+
+impl Seeds {
+    /// The sampler's seed and the per-prompt list.
+    pub(crate) fn split(seed: Option<Seeds>) -> (Option<u64>, Option<Vec<u64>>) {
+        match seed {
+            None => (None, None),
+            Some(Seeds::One(s)) => (Some(s), None),
+            Some(Seeds::Many(v)) => (None, Some(v)),
+        }
+    }
 }
 
 /// `stop=`: one string or several.
@@ -53,15 +73,12 @@ pub(crate) struct Args {
     pub kv_type: String,
     pub n: usize,
     pub parallel: Option<usize>,
+    pub seeds: Option<Vec<u64>>,
 }
 
 impl Args {
     pub(crate) fn settings(self) -> PyResult<GenSettings> {
-        let kv_type = match self.kv_type.as_str() {
-            "f16" => KvType::F16,
-            "f32" => KvType::F32,
-            other => return Err(value_error(format!("kv_type must be 'f16' or 'f32', got '{other}'"))),
-        };
+        let kv_type = kv_type(&self.kv_type)?;
         self.sampling.validate().map_err(|e| value_error(sampler_message(&e)))?;
         let max_tokens = match self.max_tokens {
             None => None,
@@ -91,7 +108,17 @@ impl Args {
             kv_type,
             n: self.n,
             parallel: self.parallel,
+            seeds: self.seeds,
         })
+    }
+}
+
+/// `kv_type=`.
+pub(crate) fn kv_type(name: &str) -> PyResult<KvType> {
+    match name {
+        "f16" => Ok(KvType::F16),
+        "f32" => Ok(KvType::F32),
+        other => Err(value_error(format!("kv_type must be 'f16' or 'f32', got '{other}'"))),
     }
 }
 
@@ -136,18 +163,29 @@ impl Plan {
         self.single && s.n == 1
     }
 
-    /// The jobs: prompt `i`'s completion `c` is seeded `seed + i * n + c` (a fresh seed each
-    /// when none is given).
-    fn jobs(&self, s: &GenSettings) -> Vec<Job> {
+    /// The seed of each prompt: `seeds[i]`, else `seed` for every prompt (as the server and
+    /// vLLM seed a list of prompts).
+    pub(crate) fn check_seeds(&self, s: &GenSettings) -> PyResult<()> {
+        match &s.seeds {
+            Some(v) if v.len() != self.prompts.len() => Err(value_error(format!(
+                "seed: a list of {} seeds for {} prompts (give one per prompt, or one int)",
+                v.len(),
+                self.prompts.len()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The jobs: prompt `i`'s completion `c` is seeded `seed_i + c` (a fresh seed each when
+    /// none is given).
+    pub(crate) fn jobs(&self, s: &GenSettings) -> Vec<Job> {
         self.prompts
             .iter()
             .enumerate()
             .map(|(i, ids)| {
+                let seed = s.seeds.as_ref().map(|v| v[i]).or(s.sampling.seed);
                 let samplers = (0..s.n as u64)
-                    .map(|c| SamplerConfig {
-                        seed: s.sampling.seed.map(|seed| seed.wrapping_add(i as u64 * s.n as u64 + c)),
-                        ..s.sampling.clone()
-                    })
+                    .map(|c| SamplerConfig { seed: seed.map(|seed| seed.wrapping_add(c)), ..s.sampling.clone() })
                     .collect();
                 let request = Request {
                     prompt: ids.clone(),
@@ -204,6 +242,7 @@ impl Plan {
 
     /// The generation, ready to step.
     pub(crate) fn start<'m>(&self, inner: &'m Inner, s: &GenSettings) -> PyResult<Generation<'m, 'm>> {
+        self.check_seeds(s)?;
         let cfg = self.config(inner, s)?;
         Generation::new(inner.model(), cfg, self.jobs(s)).map_err(generate_error)
     }

@@ -1,6 +1,7 @@
 //! `quill._quill`: the native half of the `quill` Python package (PyO3, stable ABI). The
 //! Python half (`python/quill`) re-exports it and adds `quill.transformers`.
 
+mod engine;
 mod errors;
 mod gen;
 mod model;
@@ -114,6 +115,8 @@ fn kernel_backend() -> PyResult<String> {
 #[pymodule]
 fn _quill(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::Model>()?;
+    m.add_class::<engine::Engine>()?;
+    m.add_class::<engine::Request>()?;
     m.add_class::<stream::TextStream>()?;
     m.add_class::<tokenizer::Tokenizer>()?;
     m.add_function(wrap_pyfunction!(quantize, m)?)?;

@@ -18,7 +18,7 @@ use quill_sampler::SamplerConfig;
 use self_cell::self_cell;
 
 use crate::errors::{value_error, IntoPy};
-use crate::gen::{run_to_end, shape, Args, Plan, Prompts, Stops};
+use crate::gen::{run_to_end, shape, Args, Plan, Prompts, Seeds, Stops};
 use crate::stream::TextStream;
 
 /// What the model's views borrow: the file (mapped), and the temporary folder of a GGUF
@@ -362,9 +362,10 @@ impl Model {
     /// ``quill serve`` runs them (continuous batching, ``parallel`` at a time, default 16):
     /// the result is a list with one entry per prompt, a text (``n=1``) or a list of ``n``
     /// texts; one prompt with ``n > 1`` gives a list of ``n`` texts. Streamed, they yield
-    /// ``(index, piece)``, index ``i * n + c`` for prompt ``i``'s completion ``c``. With a
-    /// ``seed``, that completion is seeded ``seed + i * n + c``; each completion's tokens do
-    /// not depend on what runs beside it.
+    /// ``(index, piece)``, index ``i * n + c`` for prompt ``i``'s completion ``c``. A ``seed``
+    /// seeds every prompt's completion ``c`` with ``seed + c`` (as the server and vLLM do); a
+    /// list of seeds, one per prompt, seeds prompt ``i``'s with ``seed[i] + c``. Each
+    /// completion's tokens do not depend on what runs beside it.
     ///
     /// The defaults and the tokens are ``quill generate``'s (llama.cpp's sampler chain:
     /// penalties, top-k, typical, top-p, min-p, temperature; ``temperature=0`` is greedy):
@@ -389,7 +390,7 @@ impl Model {
         top_p: f32,
         min_p: f32,
         repeat_penalty: f32,
-        seed: Option<u64>,
+        seed: Option<Seeds>,
         stop: Option<Stops>,
         stream: bool,
         n: usize,
@@ -411,10 +412,13 @@ impl Model {
             frequency_penalty,
             presence_penalty,
             repeat_last_n,
-            seed,
+            seed: None,
             ..SamplerConfig::default()
         };
-        let s = Args { max_tokens, sampling, stop, ignore_eos, kv_type: kv_type.to_owned(), n, parallel }.settings()?;
+        let (one_seed, seeds) = Seeds::split(seed);
+        let sampling = SamplerConfig { seed: one_seed, ..sampling };
+        let s = Args { max_tokens, sampling, stop, ignore_eos, kv_type: kv_type.to_owned(), n, parallel, seeds }
+            .settings()?;
         let inner = &*self.inner;
         let plan = py.detach(|| Plan::new(inner, prompt))?;
         if stream {
@@ -448,7 +452,7 @@ impl Model {
         top_p: f32,
         min_p: f32,
         repeat_penalty: f32,
-        seed: Option<u64>,
+        seed: Option<Seeds>,
         stop: Option<Stops>,
         n: usize,
         parallel: Option<usize>,
@@ -470,11 +474,13 @@ impl Model {
             frequency_penalty,
             presence_penalty,
             repeat_last_n,
-            seed,
+            seed: None,
             ..SamplerConfig::default()
         };
-        let mut s =
-            Args { max_tokens, sampling, stop, ignore_eos, kv_type: kv_type.to_owned(), n, parallel }.settings()?;
+        let (one_seed, seeds) = Seeds::split(seed);
+        let sampling = SamplerConfig { seed: one_seed, ..sampling };
+        let mut s = Args { max_tokens, sampling, stop, ignore_eos, kv_type: kv_type.to_owned(), n, parallel, seeds }
+            .settings()?;
         let inner = &*self.inner;
         if let Some(ids) = end_ids {
             s.end_tokens = Some(Input::Ids(ids).ids(inner.model(), "end_ids")?);

@@ -81,14 +81,18 @@ BATCH = ["To be, or not to be", "HAMLET.\n", "O", "Friends, Romans, countrymen, 
 
 
 def test_a_list_of_prompts_runs_together_and_each_gets_its_own_tokens(model):
-    texts = model.generate(BATCH, max_tokens=24, seed=10)
+    texts = model.generate(BATCH, max_tokens=24, seed=[10, 11, 12, 13])
     assert isinstance(texts, list) and len(texts) == len(BATCH)
-    # Each completion's tokens do not depend on what ran beside it (prompt i seeded 10 + i),
-    # nor on how many run at once.
+    # Each completion's tokens do not depend on what ran beside it, nor on how many run at once.
     for i, p in enumerate(BATCH):
         assert texts[i] == model.generate([p], max_tokens=24, seed=10 + i)[0]
-    assert model.generate(BATCH, max_tokens=24, seed=10, parallel=1) == texts
-    ids = model.generate_ids(BATCH, max_tokens=24, seed=10)
+    assert model.generate(BATCH, max_tokens=24, seed=[10, 11, 12, 13], parallel=1) == texts
+    # One seed seeds every prompt (as the server and vLLM do).
+    same = model.generate([BATCH[0], BATCH[0]], max_tokens=24, seed=10)
+    assert same == [texts[0], texts[0]]
+    with pytest.raises(ValueError, match="a list of 2 seeds for 4 prompts"):
+        model.generate(BATCH, seed=[1, 2])
+    ids = model.generate_ids(BATCH, max_tokens=24, seed=[10, 11, 12, 13])
     assert [model.detokenize(t[0]) for t in ids] == texts
     assert all(reason in ("length", "eos") for _, reason, _ in ids)
     # Greedy: a batch gives each prompt's tokens alone, as `quill generate` does.
@@ -115,6 +119,7 @@ def test_a_streamed_batch_yields_indexed_pieces(model):
     whole = model.generate(BATCH, max_tokens=20, seed=5, n=2)
     assert texts == [t for group in whole for t in group]
     assert stream.stop_reason == [[r for _, r, _ in g] for g in model.generate_ids(BATCH, max_tokens=20, seed=5, n=2)]
+    assert texts[0] == texts[2 * BATCH.index(BATCH[0])]
     assert [[len(x) for x in g] for g in stream.ids] == [[20, 20]] * len(BATCH) or any(
         r == "eos" for g in stream.stop_reason for r in g
     )

@@ -9,7 +9,9 @@
 Hugging Face ``transformers``.
 """
 from quill._quill import (
+    Engine,
     Model,
+    Request,
     TextStream,
     Tokenizer,
     __version__,
@@ -20,7 +22,9 @@ from quill._quill import (
 )
 
 __all__ = [
+    "Engine",
     "Model",
+    "Request",
     "TextStream",
     "Tokenizer",
     "__version__",

@@ -1,7 +1,7 @@
 """Type stubs of quill._quill, the native half of the quill package."""
 import os
 import pathlib
-from typing import Iterator, List, Mapping, Literal, Optional, Sequence, Tuple, TypedDict, Union, overload
+from typing import Any, AsyncIterator, Awaitable, Iterator, List, Mapping, Literal, Optional, Sequence, Tuple, TypedDict, Union, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -127,6 +127,8 @@ class Model:
         stop: Union[str, Sequence[str], None] = None,
         stream: Literal[False] = False,
         *,
+        n: Literal[1] = 1,
+        parallel: Optional[int] = None,
         typical_p: float = 1.0,
         repeat_last_n: int = 64,
         frequency_penalty: float = 0.0,
@@ -137,7 +139,32 @@ class Model:
     @overload
     def generate(
         self,
-        prompt: TextOrIds,
+        prompt: Union[TextOrIds, Sequence[TextOrIds]],
+        max_tokens: Optional[int] = 128,
+        temperature: float = 0.8,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        seed: Optional[int] = None,
+        stop: Union[str, Sequence[str], None] = None,
+        stream: Literal[False] = False,
+        *,
+        n: int = 1,
+        parallel: Optional[int] = None,
+        typical_p: float = 1.0,
+        repeat_last_n: int = 64,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        ignore_eos: bool = False,
+        kv_type: Literal["f16", "f32"] = "f16",
+    ) -> List[Union[str, List[str]]]:
+        """A list of prompts (or ``n > 1``): all run together on the engine; one entry per
+        prompt (a text, or a list of ``n``), or the ``n`` texts of one prompt."""
+    @overload
+    def generate(
+        self,
+        prompt: Union[TextOrIds, Sequence[TextOrIds]],
         max_tokens: Optional[int] = 128,
         temperature: float = 0.8,
         top_k: int = 40,
@@ -148,14 +175,68 @@ class Model:
         stop: Union[str, Sequence[str], None] = None,
         *,
         stream: Literal[True],
+        n: int = 1,
+        parallel: Optional[int] = None,
         typical_p: float = 1.0,
         repeat_last_n: int = 64,
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
         ignore_eos: bool = False,
         kv_type: Literal["f16", "f32"] = "f16",
-    ) -> TextStream: ...
+    ) -> TextStream:
+        """Streamed: text pieces for one prompt, ``(index, piece)`` for a list or ``n > 1``."""
     def generate_ids(
+        self,
+        prompt: Union[TextOrIds, Sequence[TextOrIds]],
+        max_tokens: Optional[int] = 128,
+        temperature: float = 0.8,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        seed: Optional[int] = None,
+        stop: Union[str, Sequence[str], None] = None,
+        *,
+        n: int = 1,
+        parallel: Optional[int] = None,
+        typical_p: float = 1.0,
+        repeat_last_n: int = 64,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        ignore_eos: bool = False,
+        end_ids: Optional[Sequence[int]] = None,
+        kv_type: Literal["f16", "f32"] = "f16",
+    ) -> Union[Tuple[List[int], str, Optional[int]], List[Tuple[List[int], str, Optional[int]]], List[List[Tuple[List[int], str, Optional[int]]]]]:
+        """``generate`` for token ids: the generated ids (without the prompt or the end token),
+        why it ended, and the end token that ended it (``end_ids``, default ``<|endoftext|>``);
+        shaped as ``generate``'s texts for a list of prompts or ``n > 1``."""
+
+class Request(Iterator[Union[str, Tuple[int, str]]], AsyncIterator[Union[str, Tuple[int, str]]]):
+    """A request on an ``Engine``: its text pieces as they come (``(index, piece)`` with
+    ``n > 1``), by ``for`` or ``async for``. Dropping it cancels it."""
+
+    def __iter__(self) -> "Request": ...
+    def __next__(self) -> Union[str, Tuple[int, str]]: ...
+    def __aiter__(self) -> "Request": ...
+    def __anext__(self) -> Awaitable[Union[str, Tuple[int, str]]]: ...
+    def poll(self) -> Any:
+        """The next piece if one has come, ``None`` once ended, ``...`` while nothing has come."""
+    def cancel(self) -> None:
+        """Ends it now; ``stop_reason`` becomes ``"interrupted"``."""
+    @property
+    def stop_reason(self) -> Union[Optional[str], List[Optional[str]]]: ...
+    @property
+    def ids(self) -> Union[List[int], List[List[int]]]: ...
+    @property
+    def done(self) -> bool: ...
+
+class Engine:
+    """``quill serve``'s continuous-batching engine in this process: ``submit`` from any thread
+    or asyncio task, read each request as it comes; ``close()`` or a ``with`` block ends it."""
+
+    def __init__(self, model: Model, *, parallel: int = 8, ctx: Optional[int] = None,
+                 kv_type: Literal["f16", "f32"] = "f16", queue: int = 1024) -> None: ...
+    def submit(
         self,
         prompt: TextOrIds,
         max_tokens: Optional[int] = 128,
@@ -167,16 +248,19 @@ class Model:
         seed: Optional[int] = None,
         stop: Union[str, Sequence[str], None] = None,
         *,
+        n: int = 1,
         typical_p: float = 1.0,
         repeat_last_n: int = 64,
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
         ignore_eos: bool = False,
         end_ids: Optional[Sequence[int]] = None,
-        kv_type: Literal["f16", "f32"] = "f16",
-    ) -> Tuple[List[int], str, Optional[int]]:
-        """``generate`` for token ids: the generated ids (without the prompt or the end token),
-        why it ended, and the end token that ended it (``end_ids``, default ``<|endoftext|>``)."""
+    ) -> Request: ...
+    def stats(self) -> Mapping[str, int]:
+        """running, waiting, steps, generated_tokens, prompt_tokens, finished, cancelled."""
+    def close(self, *, abort: bool = False) -> None: ...
+    def __enter__(self) -> "Engine": ...
+    def __exit__(self, *exc: object) -> bool: ...
 
 class QuantizeReport(TypedDict):
     n_tensors: int

@@ -560,16 +560,16 @@ class GPT2LMHeadModel:
     ) -> List[Any]:
         """Every prompt's ``n_seq`` sequences on Quill's engine, all at once (each prompt
         evaluated once and shared by its sequences); ``(new ids, reason, end id)`` per
-        sequence, prompt-major. Sequence ``k`` is seeded ``seed + k``. Prompts asking for
-        different numbers of new tokens run in one call per number."""
+        sequence, prompt-major. Sequence ``k`` is seeded ``seed + k`` wherever it runs. Prompts
+        asking for different numbers of new tokens run in one call per number."""
         if not prompts:
             return []
         out: List[Any] = [None] * (len(prompts) * n_seq)
         for n in sorted(set(n_new)):
             which = [i for i, m in enumerate(n_new) if m == n]
-            s = None if seed is None else seed + which[0] * n_seq
+            seeds = None if seed is None else [seed + i * n_seq for i in which]
             got = self.model.generate_ids(
-                [prompts[i] for i in which], max_tokens=n, seed=s, end_ids=end_ids, n=n_seq,
+                [prompts[i] for i in which], max_tokens=n, seed=seeds, end_ids=end_ids, n=n_seq,
                 parallel=parallel or min(len(which) * n_seq, 64), **opts,
             )
             for i, res in zip(which, got):

@@ -148,6 +148,29 @@ impl<'m, 'a> BatchSession<'m, 'a> {
         Ok(())
     }
 
+    /// Whether `ids` may be evaluated in `slot` from position `pos` on (in as many batches as
+    /// they need): not empty, in the vocabulary, within the context.
+    pub fn check_span(&self, slot: usize, pos: usize, ids: &[u32]) -> Result<(), ModelError> {
+        if ids.is_empty() {
+            return Err(ModelError::EmptyInput);
+        }
+        let n_vocab = self.model.config.n_vocab;
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= n_vocab) {
+            return Err(ModelError::BadToken { id, n_vocab });
+        }
+        if slot >= self.len.len() {
+            return Err(ModelError::BadBatch(format!(
+                "slot {slot} does not exist (the session has {})",
+                self.len.len()
+            )));
+        }
+        let needed = pos + ids.len();
+        if needed > self.n_ctx {
+            return Err(ModelError::ContextFull { needed, n_ctx: self.n_ctx, max: self.model.config.n_ctx });
+        }
+        Ok(())
+    }
+
     fn check(&mut self, batch: &Batch) -> Result<(), ModelError> {
         let bad = |msg: String| Err(ModelError::BadBatch(msg));
         if batch.ids.is_empty() {
@@ -155,10 +178,6 @@ impl<'m, 'a> BatchSession<'m, 'a> {
         }
         if batch.ids.len() > self.n_batch {
             return bad(format!("{} tokens, the session takes at most {}", batch.ids.len(), self.n_batch));
-        }
-        let n_vocab = self.model.config.n_vocab;
-        if let Some(&id) = batch.ids.iter().find(|&&id| id as usize >= n_vocab) {
-            return Err(ModelError::BadToken { id, n_vocab });
         }
         self.seen.fill(false);
         for sp in &batch.spans {
@@ -177,12 +196,25 @@ impl<'m, 'a> BatchSession<'m, 'a> {
                     sp.slot, self.len[sp.slot], sp.pos
                 ));
             }
-            let needed = sp.pos + sp.len;
-            if needed > self.n_ctx {
-                return Err(ModelError::ContextFull { needed, n_ctx: self.n_ctx, max: self.model.config.n_ctx });
-            }
+            self.check_span(sp.slot, sp.pos, &batch.ids[sp.start..sp.start + sp.len])?;
         }
         Ok(())
+    }
+
+    /// The first row of logits of the last `forward` (a one-sequence session's last token).
+    pub(crate) fn first_logits(&self) -> &[f32] {
+        &self.s.logits[..self.model.config.n_vocab]
+    }
+
+    /// Moves row `t` of the last `forward`'s last block of logits to the front.
+    pub(crate) fn keep_logits_row(&mut self, t: usize) {
+        let v = self.model.config.n_vocab;
+        self.s.logits.copy_within(t * v..(t + 1) * v, 0);
+    }
+
+    /// Computes logits for up to `rows` rows at once from now on.
+    pub(crate) fn set_logit_rows(&mut self, rows: usize) {
+        self.s.set_logit_rows(self.model, rows);
     }
 
     /// Makes slot `dst` hold the first `n` positions of slot `src` (sequences that share a

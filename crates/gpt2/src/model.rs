@@ -1,10 +1,8 @@
 //! The model (config + weights + tokenizer) and the session that runs it.
 
 use gguf_file::GgufFile;
-use quill_kernels as k;
 
-use crate::forward::{self, KvCache, RunState, Span};
-use crate::{BatchOptions, BatchSession, Gpt2Config, Gpt2Weights, ModelError, Tokenizer};
+use crate::{Batch, BatchOptions, BatchSession, Gpt2Config, Gpt2Weights, ModelError, SpanLogits, Tokenizer};
 
 /// A loaded GPT-2: weights are views into `file`, which must outlive it.
 pub struct Gpt2Model<'a> {
@@ -77,69 +75,48 @@ impl Default for SessionOptions {
 /// 50257-wide rows would be 100 MB).
 const LOGIT_ROWS: usize = 32;
 
-/// A run of the model over one sequence: position, KV cache and buffers. The forward pass is
-/// the batched one ([`crate::BatchSession`]) with a single span in a single slot.
+/// A run of the model over one sequence: the one-sequence case of [`crate::BatchSession`]
+/// (one slot, the fastest one-row kernels), fed a prompt in batches of `n_batch` tokens.
 pub struct Session<'m, 'a> {
-    model: &'m Gpt2Model<'a>,
-    s: RunState,
-    kv: KvCache,
-    n_ctx: usize,
-    n_batch: usize,
-    pos: usize,
+    inner: BatchSession<'m, 'a>,
+    batch: Batch,
 }
 
 impl<'m, 'a> Session<'m, 'a> {
     fn new(model: &'m Gpt2Model<'a>, opts: SessionOptions) -> Result<Self, ModelError> {
-        let c = &model.config;
-        let n_ctx = if opts.n_ctx == 0 { c.n_ctx } else { opts.n_ctx };
-        if n_ctx > c.n_ctx {
-            return Err(ModelError::ContextTooLarge { requested: n_ctx, max: c.n_ctx });
-        }
-        let n_batch = opts.n_batch.clamp(1, n_ctx);
-        // Refuse up front, with the figure, what would not fit: never an allocation failure.
-        let kv = (2 * (c.n_layer * n_ctx * c.n_embd) as u128) * KvCache::elem_bytes(opts.kv_type) as u128;
-        let needed = kv + RunState::bytes_needed(model, n_batch, 1, n_ctx, 1);
-        if let Some(available) = quill_sysinfo::mem_available() {
-            if needed > u128::from(available) {
-                return Err(ModelError::OutOfMemory { needed: needed as u64, available, n_ctx });
-            }
-        }
-        let s = RunState::new(model, n_batch, 1, n_ctx, 1);
-        let kv = KvCache::new(opts.kv_type, 1, c.n_layer, n_ctx, c.n_embd);
-        Ok(Session { model, s, kv, n_ctx, n_batch, pos: 0 })
+        let n_ctx = if opts.n_ctx == 0 { model.config.n_ctx } else { opts.n_ctx };
+        let n_batch = opts.n_batch.clamp(1, n_ctx.max(1));
+        let inner = BatchSession::new(
+            model,
+            BatchOptions { n_seq: 1, n_ctx, n_batch, logit_rows: 1, kv_type: opts.kv_type, row_invariant: false },
+        )?;
+        Ok(Session { inner, batch: Batch::with_capacity(n_batch, 1) })
     }
 
     /// Tokens evaluated so far (the next token's position).
     pub fn pos(&self) -> usize {
-        self.pos
+        self.inner.seq_len(0)
     }
 
     /// The session's context length.
     pub fn n_ctx(&self) -> usize {
-        self.n_ctx
+        self.inner.n_ctx()
     }
 
     /// Forgets all tokens (the cache is overwritten as new ones come).
     pub fn reset(&mut self) {
-        self.pos = 0;
+        self.inner.clear_seq(0);
     }
 
     /// Bytes held by the KV cache.
     pub fn kv_bytes(&self) -> usize {
-        self.kv.bytes()
+        self.inner.kv_bytes()
     }
 
     /// Evaluates a prompt in batches and returns the logits of its last token.
     pub fn prefill(&mut self, ids: &[u32]) -> Result<&[f32], ModelError> {
-        self.check(ids)?;
-        let n_batch = self.n_batch;
-        // On a pool thread the kernels split their work without blocking hand-offs.
-        k::in_pool(|| {
-            for chunk in ids.chunks(n_batch) {
-                self.forward(chunk, chunk.len() - 1, &mut |_, _| {});
-            }
-        });
-        Ok(&self.s.logits[..self.model.config.n_vocab])
+        self.eval(ids, usize::MAX, &mut |_, _| {})?;
+        Ok(self.inner.first_logits())
     }
 
     /// Evaluates one token and returns its logits.
@@ -155,52 +132,36 @@ impl<'m, 'a> Session<'m, 'a> {
         from: usize,
         f: &mut (dyn FnMut(usize, &[f32]) + Send),
     ) -> Result<(), ModelError> {
-        self.check(ids)?;
-        let n_batch = self.n_batch;
-        let v = self.model.config.n_vocab;
-        self.s.set_logit_rows(self.model, LOGIT_ROWS);
-        // On a pool thread the kernels split their work without blocking hand-offs.
-        k::in_pool(|| {
-            for (c, chunk) in ids.chunks(n_batch).enumerate() {
-                let base = c * n_batch;
-                let from_here = from.saturating_sub(base).min(chunk.len() - 1);
-                let mut last = 0;
-                self.forward(chunk, from_here, &mut |first, rows| {
-                    for (t, row) in rows.chunks_exact(v).enumerate() {
-                        let i = from_here + first + t;
-                        if base + i >= from {
-                            f(base + i, row);
-                        }
-                        last = t;
+        self.inner.set_logit_rows(LOGIT_ROWS);
+        self.eval(ids, from, f)
+    }
+
+    /// `ids` in batches of `n_batch`, the whole checked first; rows from `from` on go to `f`
+    /// (`usize::MAX`: only the last row's logits are computed, left first in the buffer).
+    fn eval(&mut self, ids: &[u32], from: usize, f: &mut (dyn FnMut(usize, &[f32]) + Send)) -> Result<(), ModelError> {
+        self.inner.check_span(0, self.pos(), ids)?;
+        let n_batch = self.inner.n_batch();
+        for (c, chunk) in ids.chunks(n_batch).enumerate() {
+            let base = c * n_batch;
+            let last = chunk.len() - 1;
+            let from_here = from.saturating_sub(base).min(last);
+            self.batch.clear();
+            let logits = if from == usize::MAX { SpanLogits::Last } else { SpanLogits::From(from_here) };
+            self.batch.push(0, self.pos(), chunk, logits);
+            let v = self.inner.model().config.n_vocab;
+            let mut rows_seen = 0;
+            self.inner.forward(&self.batch, &mut |first, rows| {
+                for (t, row) in rows.chunks_exact(v).enumerate() {
+                    let i = base + from_here + first + t;
+                    if from != usize::MAX && i >= from {
+                        f(i, row);
                     }
-                });
-                // The last position's logits first in the buffer, as after `prefill`.
-                self.s.logits.copy_within(last * v..(last + 1) * v, 0);
-            }
-        });
-        Ok(())
-    }
-
-    fn check(&self, ids: &[u32]) -> Result<(), ModelError> {
-        if ids.is_empty() {
-            return Err(ModelError::EmptyInput);
-        }
-        let needed = self.pos + ids.len();
-        if needed > self.n_ctx {
-            return Err(ModelError::ContextFull { needed, n_ctx: self.n_ctx, max: self.model.config.n_ctx });
-        }
-        let n_vocab = self.model.config.n_vocab;
-        if let Some(&id) = ids.iter().find(|&&id| id as usize >= n_vocab) {
-            return Err(ModelError::BadToken { id, n_vocab });
+                    rows_seen = t;
+                }
+            })?;
+            // The last position's logits first in the buffer, as after `prefill`.
+            self.inner.keep_logits_row(rows_seen);
         }
         Ok(())
-    }
-
-    /// One batch (`ids.len() <= n_batch`, checked by the callers) at positions `pos..`, with
-    /// the logits of rows `logits_from..` handed to `f`.
-    fn forward(&mut self, ids: &[u32], logits_from: usize, f: &mut dyn FnMut(usize, &[f32])) {
-        let span = Span { slot: 0, pos: self.pos, start: 0, len: ids.len(), logits_from };
-        forward::forward(self.model, &mut self.s, &mut self.kv, ids, &[span], f);
-        self.pos += ids.len();
     }
 }

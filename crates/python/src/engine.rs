@@ -13,10 +13,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3::IntoPyObjectExt;
 use quill_engine::{queue, Client, EngineConfig, Event, Finish, SeqStream, SeqText, SubmitError};
-use quill_sampler::SamplerConfig;
 
 use crate::errors::{sampler_message, value_error};
-use crate::gen::{Args, Plan, Prompts, Seeds, Stops};
+use crate::gen::{sampler, Args, Plan, Prompts, Seeds, Stops};
 use crate::model::{Inner, Input, Model};
 
 /// How long a blocking read waits before it looks for Ctrl-C again.
@@ -129,7 +128,7 @@ impl Engine {
         ignore_eos: bool,
         end_ids: Option<Vec<i64>>,
     ) -> PyResult<Request> {
-        let sampling = SamplerConfig {
+        let (sampling, seeds) = sampler(
             temperature,
             top_k,
             top_p,
@@ -139,11 +138,8 @@ impl Engine {
             frequency_penalty,
             presence_penalty,
             repeat_last_n,
-            seed: None,
-            ..SamplerConfig::default()
-        };
-        let (one_seed, seeds) = Seeds::split(seed);
-        let sampling = SamplerConfig { seed: one_seed, ..sampling };
+            seed,
+        );
         let args = Args { max_tokens, sampling, stop, ignore_eos, kv_type: "f16".into(), n, parallel: None, seeds };
         let mut s = args.settings()?;
         let inner = &*self.inner;

@@ -39,15 +39,40 @@ pub(crate) enum Seeds {
     Many(Vec<u64>),
 }
 
-impl Seeds {
-    /// The sampler's seed and the per-prompt list.
-    pub(crate) fn split(seed: Option<Seeds>) -> (Option<u64>, Option<Vec<u64>>) {
-        match seed {
-            None => (None, None),
-            Some(Seeds::One(s)) => (Some(s), None),
-            Some(Seeds::Many(v)) => (None, Some(v)),
-        }
-    }
+/// The sampler of the keyword arguments every generating method takes (`generate`,
+/// `generate_ids`, `Engine.submit`), and the per-prompt seeds when a list was given.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sampler(
+    temperature: f32,
+    top_k: i32,
+    top_p: f32,
+    min_p: f32,
+    typical_p: f32,
+    repeat_penalty: f32,
+    frequency_penalty: f32,
+    presence_penalty: f32,
+    repeat_last_n: usize,
+    seed: Option<Seeds>,
+) -> (SamplerConfig, Option<Vec<u64>>) {
+    let (seed, seeds) = match seed {
+        None => (None, None),
+        Some(Seeds::One(s)) => (Some(s), None),
+        Some(Seeds::Many(v)) => (None, Some(v)),
+    };
+    let cfg = SamplerConfig {
+        temperature,
+        top_k,
+        top_p,
+        min_p,
+        typical_p,
+        repeat_penalty,
+        frequency_penalty,
+        presence_penalty,
+        repeat_last_n,
+        seed,
+        ..SamplerConfig::default()
+    };
+    (cfg, seeds)
 }
 
 /// `stop=`: one string or several.

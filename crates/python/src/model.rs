@@ -14,11 +14,10 @@ use quill_convert::hf::HfCheckpoint;
 use quill_engine::Finish;
 use quill_gpt2::score::Scorer;
 use quill_gpt2::{Gpt2Model, KvType, SessionOptions};
-use quill_sampler::SamplerConfig;
 use self_cell::self_cell;
 
 use crate::errors::{value_error, IntoPy};
-use crate::gen::{run_to_end, shape, Args, Plan, Prompts, Seeds, Stops};
+use crate::gen::{run_to_end, sampler, shape, Args, Plan, Prompts, Seeds, Stops};
 use crate::stream::TextStream;
 
 /// What the model's views borrow: the file (mapped), and the temporary folder of a GGUF
@@ -402,7 +401,7 @@ impl Model {
         ignore_eos: bool,
         kv_type: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let sampling = SamplerConfig {
+        let (sampling, seeds) = sampler(
             temperature,
             top_k,
             top_p,
@@ -412,11 +411,8 @@ impl Model {
             frequency_penalty,
             presence_penalty,
             repeat_last_n,
-            seed: None,
-            ..SamplerConfig::default()
-        };
-        let (one_seed, seeds) = Seeds::split(seed);
-        let sampling = SamplerConfig { seed: one_seed, ..sampling };
+            seed,
+        );
         let s = Args { max_tokens, sampling, stop, ignore_eos, kv_type: kv_type.to_owned(), n, parallel, seeds }
             .settings()?;
         let inner = &*self.inner;
@@ -464,7 +460,7 @@ impl Model {
         end_ids: Option<Vec<i64>>,
         kv_type: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let sampling = SamplerConfig {
+        let (sampling, seeds) = sampler(
             temperature,
             top_k,
             top_p,
@@ -474,11 +470,8 @@ impl Model {
             frequency_penalty,
             presence_penalty,
             repeat_last_n,
-            seed: None,
-            ..SamplerConfig::default()
-        };
-        let (one_seed, seeds) = Seeds::split(seed);
-        let sampling = SamplerConfig { seed: one_seed, ..sampling };
+            seed,
+        );
         let mut s = Args { max_tokens, sampling, stop, ignore_eos, kv_type: kv_type.to_owned(), n, parallel, seeds }
             .settings()?;
         let inner = &*self.inner;

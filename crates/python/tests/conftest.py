@@ -59,3 +59,19 @@ def tiny(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def heldout() -> str:
     return (REPO / "models" / "heldout.txt").read_text()
+
+
+def load_ray_example(name: str):
+    """examples/NAME.py as a module whose classes Ray ships to its workers by value (they
+    cannot import the example by name)."""
+    import importlib.util
+    import sys
+
+    import ray
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "examples" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    ray.cloudpickle.register_pickle_by_value(mod)
+    return mod

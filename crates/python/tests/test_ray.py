@@ -1,6 +1,5 @@
 """examples/ray_score.py: a Ray Data pipeline with 2 local workers gives the same scores as
 one process, and the script runs as the README says."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -10,19 +9,9 @@ import tempfile
 import pytest
 
 import quill
-from conftest import REPO
+from conftest import REPO, load_ray_example
 
 ray = pytest.importorskip("ray")
-
-
-def load_example():
-    spec = importlib.util.spec_from_file_location("ray_score", REPO / "examples" / "ray_score.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["ray_score"] = mod
-    spec.loader.exec_module(mod)
-    # The workers cannot import the example by name: ship its classes by value.
-    ray.cloudpickle.register_pickle_by_value(mod)
-    return mod
 
 
 # A throwaway local cluster: no token written to ~/.ray, sessions under the test's folder.
@@ -46,7 +35,7 @@ def local_ray(ray_tmp):
 
 def test_two_workers_give_the_scores_of_one_process(local_ray, default_path, heldout):
     lines = [line for line in heldout.splitlines() if line.strip()][:300]
-    example = load_example()
+    example = load_ray_example("ray_score")
     ds = ray.data.from_items([{"id": i, "text": t} for i, t in enumerate(lines)])
     rows = example.pipeline(ds, str(default_path), workers=2, threads=1, batch_size=32).take_all()
     assert sorted(r["id"] for r in rows) == list(range(len(lines)))

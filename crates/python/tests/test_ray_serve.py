@@ -1,10 +1,8 @@
 """examples/ray_serve.py: the Serve application on a local Ray answers one plain and one
 streamed completion with what the engine gives in-process, and refuses bad input with a 400."""
-import importlib.util
 import json
 import os
 import socket
-import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -12,22 +10,13 @@ import urllib.request
 import pytest
 
 import quill
-from conftest import REPO
+from conftest import load_ray_example
 
 ray = pytest.importorskip("ray")
 serve = pytest.importorskip("ray.serve")
 pytest.importorskip("starlette")
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-
-
-def load_example():
-    spec = importlib.util.spec_from_file_location("ray_serve_example", REPO / "examples" / "ray_serve.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["ray_serve_example"] = mod
-    spec.loader.exec_module(mod)
-    ray.cloudpickle.register_pickle_by_value(mod)
-    return mod
 
 
 def free_port() -> int:
@@ -46,7 +35,7 @@ def post(url, body):
 
 
 def test_serve_answers_plain_and_streamed_completions(default_path):
-    mod = load_example()
+    mod = load_ray_example("ray_serve")
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="qsrv") as tmp:
         ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, configure_logging=False)

@@ -65,6 +65,7 @@ fn an_engine_step_allocates_nothing() {
                 max_queue: 16,
                 kv_type: KvType::F16,
                 row_invariant: true,
+                prefix_cache: true,
             };
             let mut engine = Engine::new(&model, cfg, &inbox).unwrap();
             let prompt = model.tokenizer.encode("It was the best of times").unwrap();

@@ -146,6 +146,7 @@ pub fn run(args: Args) -> Result<()> {
         max_queue: 1,
         kv_type: args.kv_type.into(),
         row_invariant: false,
+        prefix_cache: false,
     };
     let request = Request {
         prompt: ids.clone(),

@@ -32,6 +32,10 @@ pub struct Args {
     /// Requests that may wait for a slot; more get 503 with Retry-After.
     #[arg(long = "queue", default_value_t = 64)]
     queue: usize,
+    /// Do not keep finished prompts' KV for later prompts that begin the same way (the
+    /// automatic prefix cache; results are the same with it or without it).
+    #[arg(long)]
+    no_prefix_cache: bool,
     /// KV cache storage type.
     #[arg(long, value_enum, default_value_t = KvTypeArg::F16)]
     kv_type: KvTypeArg,
@@ -73,6 +77,7 @@ pub fn run(args: Args) -> Result<()> {
             max_queue: args.queue,
             kv_type: args.kv_type.into(),
             row_invariant: true,
+            prefix_cache: !args.no_prefix_cache,
         },
         api_key: args.api_key,
         max_body: args.max_body,

@@ -34,11 +34,23 @@ pub struct EngineConfig {
     /// step (batch invariance). Off only where one sequence runs alone (`quill generate`),
     /// which may then take the fastest one-row kernels.
     pub row_invariant: bool,
+    /// Automatic prefix cache (with `row_invariant` only): a finished sequence leaves its
+    /// prompt's KV in its slot, and a new prompt that begins with the same whole chunks starts
+    /// after them in that slot (free slots are reused least recently used first).
+    pub prefix_cache: bool,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { n_parallel: 4, n_ctx: 0, chunk: 256, max_queue: 64, kv_type: KvType::F16, row_invariant: true }
+        EngineConfig {
+            n_parallel: 4,
+            n_ctx: 0,
+            chunk: 256,
+            max_queue: 64,
+            kv_type: KvType::F16,
+            row_invariant: true,
+            prefix_cache: true,
+        }
     }
 }
 
@@ -110,6 +122,11 @@ pub struct Engine<'m, 'a> {
     prefills: VecDeque<Prefill>,
     batch: Batch,
     rows: Vec<Row>,
+    /// Per slot, the prompt tokens whose KV it holds from position 0 (prefix cache).
+    cached: Vec<Vec<u32>>,
+    /// Per slot, when it was last released (the least recently used free slot goes first).
+    last_used: Vec<u64>,
+    clock: u64,
 }
 
 impl<'m, 'a> Engine<'m, 'a> {
@@ -152,6 +169,9 @@ impl<'m, 'a> Engine<'m, 'a> {
             prefills: VecDeque::with_capacity(cfg.n_parallel),
             batch: Batch::with_capacity(n_batch, cfg.n_parallel),
             rows: Vec::with_capacity(n_batch),
+            cached: vec![Vec::new(); cfg.n_parallel],
+            last_used: vec![0; cfg.n_parallel],
+            clock: 0,
         })
     }
 
@@ -203,7 +223,7 @@ impl<'m, 'a> Engine<'m, 'a> {
         let stats = inbox.stats();
         self.drop_cancelled(inbox);
         while let Some(g) = inbox.pop_if(self.free.len()) {
-            self.admit(g);
+            self.admit(g, inbox);
         }
         stats.running.store(self.running(), Ordering::SeqCst);
         let prompt_tokens = self.build_batch();
@@ -232,10 +252,10 @@ impl<'m, 'a> Engine<'m, 'a> {
         true
     }
 
-    fn admit(&mut self, g: Group) {
+    fn admit(&mut self, g: Group, inbox: &Inbox) {
         let Group { req, streams } = g;
         let n = streams.len();
-        let members: Vec<usize> = (0..n).map(|_| self.free.pop().expect("pop_if checked the free slots")).collect();
+        let (members, reuse) = self.take_slots(&req.prompt, n, req.prompt_logprobs, inbox);
         let end_tokens = match &req.end_tokens {
             Some(ids) => ids.clone(),
             None => self.model.tokenizer.eos().into_iter().collect(),
@@ -249,14 +269,20 @@ impl<'m, 'a> Engine<'m, 'a> {
                 Err(e) => {
                     // Checked on submit; kept for safety.
                     stream.send(Event::Done(Finish::Aborted(e.to_string())));
-                    self.free.push(slot);
+                    self.release(slot);
                     continue;
                 }
             };
             for &id in &req.prompt {
                 sampler.accept(id);
             }
-            self.session.clear_seq(slot);
+            if slot == members[0] && reuse > 0 {
+                self.session.truncate_seq(slot, reuse).expect("the slot holds the cached prefix");
+                self.cached[slot].truncate(reuse);
+            } else {
+                self.session.clear_seq(slot);
+                self.cached[slot].clear();
+            }
             self.slots[slot] = Some(Seq {
                 stream,
                 sampler,
@@ -272,10 +298,13 @@ impl<'m, 'a> Engine<'m, 'a> {
                 out: TokenOut::new(0),
             });
         }
+        let first = members[0];
         let members: Vec<usize> = members.into_iter().filter(|&s| self.slots[s].is_some()).collect();
         if members.is_empty() {
             return;
         }
+        // Only the slot that held the prefix starts after it.
+        let reuse = if members[0] == first { reuse } else { 0 };
         if req.max_tokens == 0 && !req.prompt_logprobs {
             for &s in &members {
                 self.finish(s, Finish::Length);
@@ -287,7 +316,58 @@ impl<'m, 'a> Engine<'m, 'a> {
             v.push(TokenOut { logprob: f32::NAN, ..TokenOut::new(req.prompt[0]) });
             v
         });
-        self.prefills.push_back(Prefill { prompt: req.prompt, done: 0, members, scores, ends: false });
+        self.prefills.push_back(Prefill { prompt: req.prompt, done: reuse, members, scores, ends: false });
+    }
+
+    /// Whether finished sequences leave their prompt for the next ones.
+    fn cache_on(&self) -> bool {
+        self.cfg.prefix_cache && self.cfg.row_invariant
+    }
+
+    /// Takes `n` free slots for a prompt: first the one holding the longest reusable prefix of
+    /// it (whole chunks, at least one token left to evaluate, none when the prompt is to be
+    /// scored), else the least recently used; returns them and the positions reused.
+    fn take_slots(&mut self, prompt: &[u32], n: usize, scored: bool, inbox: &Inbox) -> (Vec<usize>, usize) {
+        let (mut reuse, mut best) = (0, None);
+        if self.cache_on() && !scored {
+            let stats = inbox.stats();
+            stats.prefix_lookups.fetch_add(1, Ordering::Relaxed);
+            let chunk = self.cfg.chunk;
+            let most = (prompt.len() - 1) / chunk * chunk;
+            for (i, &slot) in self.free.iter().enumerate() {
+                let common = self.cached[slot].iter().zip(prompt).take_while(|(a, b)| a == b).count();
+                let usable = common.min(most) / chunk * chunk;
+                if usable > reuse {
+                    (reuse, best) = (usable, Some(i));
+                }
+            }
+            if reuse > 0 {
+                stats.prefix_hits.fetch_add(1, Ordering::Relaxed);
+                stats.prefix_tokens_reused.fetch_add(reuse as u64, Ordering::Relaxed);
+            }
+        }
+        let mut members = Vec::with_capacity(n);
+        if let Some(i) = best {
+            members.push(self.free.swap_remove(i));
+        }
+        while members.len() < n {
+            let lru = (0..self.free.len())
+                .min_by_key(|&i| self.last_used[self.free[i]])
+                .expect("pop_if checked the free slots");
+            members.push(self.free.swap_remove(lru));
+        }
+        (members, reuse)
+    }
+
+    /// Frees `slot`; with the prefix cache its KV stays for a later prompt.
+    fn release(&mut self, slot: usize) {
+        self.clock += 1;
+        self.last_used[slot] = self.clock;
+        if !self.cache_on() {
+            self.session.clear_seq(slot);
+            self.cached[slot].clear();
+        }
+        self.free.push(slot);
     }
 
     /// Decode rows of every running sequence, then prompt chunks while they fit; returns the
@@ -345,6 +425,11 @@ impl<'m, 'a> Engine<'m, 'a> {
             }
             let pf = self.prefills.remove(i).expect("in range");
             let len = pf.prompt.len();
+            if self.cache_on() {
+                for &m in &pf.members {
+                    self.cached[m].clone_from(&pf.prompt);
+                }
+            }
             for &m in &pf.members[1..] {
                 if let Err(e) = self.session.copy_seq(pf.members[0], m, len) {
                     if let Some(seq) = self.slots[m].as_mut() {
@@ -371,8 +456,7 @@ impl<'m, 'a> Engine<'m, 'a> {
     fn finish(&mut self, slot: usize, why: Finish) {
         if let Some(seq) = self.slots[slot].take() {
             seq.stream.send(Event::Done(why));
-            self.session.clear_seq(slot);
-            self.free.push(slot);
+            self.release(slot);
         }
     }
 
@@ -389,8 +473,7 @@ impl<'m, 'a> Engine<'m, 'a> {
                 for m in pf.members {
                     if self.slots[m].take().is_some() {
                         stats.cancelled.fetch_add(1, Ordering::Relaxed);
-                        self.session.clear_seq(m);
-                        self.free.push(m);
+                        self.release(m);
                     }
                 }
             } else {
@@ -401,8 +484,7 @@ impl<'m, 'a> Engine<'m, 'a> {
             if self.slots[slot].as_ref().is_some_and(|s| s.stream.is_cancelled() && !s.prefilling) {
                 stats.cancelled.fetch_add(1, Ordering::Relaxed);
                 self.slots[slot] = None;
-                self.session.clear_seq(slot);
-                self.free.push(slot);
+                self.release(slot);
             }
         }
     }

@@ -105,6 +105,11 @@ pub struct Stats {
     /// Sequences finished (any reason), and those cancelled by their client.
     pub finished: AtomicU64,
     pub cancelled: AtomicU64,
+    /// Prefix cache: prompts looked up, prompts that reused a cached prefix, and the prompt
+    /// tokens those did not evaluate again.
+    pub prefix_lookups: AtomicU64,
+    pub prefix_hits: AtomicU64,
+    pub prefix_tokens_reused: AtomicU64,
 }
 
 struct QState {

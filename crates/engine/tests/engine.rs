@@ -3,6 +3,7 @@
 //! cancellation, finishing, the bounded queue.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 use gguf_file::GgufFile;
 use quill_engine::{queue, Engine, EngineConfig, Event, Finish, Request, SubmitError};
@@ -60,7 +61,15 @@ fn requests(model: &Gpt2Model<'_>) -> Vec<Request> {
 
 fn config(n_parallel: usize) -> EngineConfig {
     // A small chunk, so that the longer prompts run in several chunks.
-    EngineConfig { n_parallel, n_ctx: 0, chunk: 16, max_queue: 64, kv_type: KvType::F16, row_invariant: true }
+    EngineConfig {
+        n_parallel,
+        n_ctx: 0,
+        chunk: 16,
+        max_queue: 64,
+        kv_type: KvType::F16,
+        row_invariant: true,
+        prefix_cache: true,
+    }
 }
 
 /// Every completion's events, per request.
@@ -68,10 +77,21 @@ type Outputs = Vec<Vec<Vec<Event>>>;
 
 /// Runs `reqs` on `threads` threads; request `i` is submitted before step `arrive[i]`.
 fn run(model: &Gpt2Model<'_>, n_parallel: usize, reqs: &[Request], arrive: &[usize], threads: usize) -> Outputs {
+    run_cfg(model, config(n_parallel), reqs, arrive, threads).0
+}
+
+/// [`run`] with these settings; also returns the prefix cache's (hits, tokens reused).
+fn run_cfg(
+    model: &Gpt2Model<'_>,
+    cfg: EngineConfig,
+    reqs: &[Request],
+    arrive: &[usize],
+    threads: usize,
+) -> (Outputs, (u64, u64)) {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| {
         let (client, inbox) = queue(64);
-        let mut engine = Engine::new(model, config(n_parallel), &inbox).unwrap();
+        let mut engine = Engine::new(model, cfg, &inbox).unwrap();
         let mut streams: Vec<Option<Vec<quill_engine::SeqStream>>> = reqs.iter().map(|_| None).collect();
         let mut step = 0;
         loop {
@@ -87,7 +107,9 @@ fn run(model: &Gpt2Model<'_>, n_parallel: usize, reqs: &[Request], arrive: &[usi
             }
             assert!(step < 10_000, "the engine does not finish");
         }
-        streams
+        let st = client.stats();
+        let cache = (st.prefix_hits.load(Ordering::Relaxed), st.prefix_tokens_reused.load(Ordering::Relaxed));
+        let out = streams
             .into_iter()
             .map(|s| {
                 s.unwrap()
@@ -100,7 +122,8 @@ fn run(model: &Gpt2Model<'_>, n_parallel: usize, reqs: &[Request], arrive: &[usi
                     })
                     .collect()
             })
-            .collect()
+            .collect();
+        (out, cache)
     })
 }
 
@@ -267,4 +290,58 @@ fn the_queue_is_bounded_and_requests_are_checked() {
     client.close();
     assert_eq!(client.submit(vec![req]).err(), Some(SubmitError::Closed));
     engine.run(&inbox); // closed and idle: returns at once
+}
+
+#[test]
+fn the_prefix_cache_reuses_whole_chunks_and_changes_nothing() {
+    let file = GgufFile::open(model_path()).unwrap();
+    let model = Gpt2Model::load(&file).unwrap();
+    let enc = |t: &str| model.tokenizer.encode(t).unwrap();
+    let shared = [enc(PROMPTS[5]), enc(PROMPTS[2])].concat();
+    assert!(shared.len() > 3 * 16, "the shared part spans several chunks");
+    let suffixes = ["\nFRANCISCO.", "\nHORATIO.\nFriends", "", "\nMARCELLUS.", "\nFRANCISCO.", " And"];
+    let mut reqs: Vec<Request> = suffixes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Request {
+            prompt: [shared.clone(), enc(s)].concat(),
+            max_tokens: 10 + i,
+            samplers: vec![if i % 2 == 0 {
+                SamplerConfig::greedy()
+            } else {
+                SamplerConfig { seed: Some(i as u64), ..SamplerConfig::default() }
+            }],
+            logprobs: (i % 3 == 0).then_some(2),
+            ..Request::default()
+        })
+        .collect();
+    // A prompt that shares less than a chunk, one scored from its start, and two completions.
+    reqs.push(Request {
+        prompt: shared[..10].to_vec(),
+        max_tokens: 6,
+        samplers: vec![SamplerConfig::greedy()],
+        ..Request::default()
+    });
+    reqs.push(Request { prompt_logprobs: true, ..reqs[1].clone() });
+    reqs.push(Request {
+        samplers: vec![
+            SamplerConfig { seed: Some(9), ..SamplerConfig::default() },
+            SamplerConfig { seed: Some(10), ..SamplerConfig::default() },
+        ],
+        ..reqs[3].clone()
+    });
+    let n = reqs.len();
+    let one_by_one: Vec<usize> = (0..n).map(|i| i * 40).collect();
+    for (n_parallel, arrive) in [(2, one_by_one), (3, vec![0; n])] {
+        let on = EngineConfig { prefix_cache: true, ..config(n_parallel) };
+        let off = EngineConfig { prefix_cache: false, ..config(n_parallel) };
+        let (with, (hits, reused)) = run_cfg(&model, on, &reqs, &arrive, 2);
+        let (without, (hits_off, _)) = run_cfg(&model, off, &reqs, &arrive, 2);
+        for (i, (a, b)) in with.iter().zip(&without).enumerate() {
+            assert!(bits(a) == bits(b), "request {i} differs with the prefix cache ({n_parallel} slots)");
+        }
+        assert_eq!(hits_off, 0);
+        assert!(hits > 0 && reused > 0, "{n_parallel} slots: no reuse");
+        assert_eq!(reused % 16, 0, "only whole chunks are reused");
+    }
 }

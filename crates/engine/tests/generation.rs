@@ -23,7 +23,15 @@ fn tiny(dir: &Path) -> PathBuf {
 
 /// `quill generate`'s engine: one slot, the fastest one-row kernels.
 fn single() -> EngineConfig {
-    EngineConfig { n_parallel: 1, n_ctx: 0, chunk: 512, max_queue: 1, kv_type: KvType::F16, row_invariant: false }
+    EngineConfig {
+        n_parallel: 1,
+        n_ctx: 0,
+        chunk: 512,
+        max_queue: 1,
+        kv_type: KvType::F16,
+        row_invariant: false,
+        prefix_cache: true,
+    }
 }
 
 fn job(model: &Gpt2Model<'_>, prompt: &str, cfg: SamplerConfig, max_tokens: usize) -> Job {

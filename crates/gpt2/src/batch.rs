@@ -234,6 +234,19 @@ impl<'m, 'a> BatchSession<'m, 'a> {
         Ok(())
     }
 
+    /// Keeps only the first `n` positions of `slot` (a new sequence that shares them starts
+    /// after them); `n` must not exceed what the slot holds.
+    pub fn truncate_seq(&mut self, slot: usize, n: usize) -> Result<(), ModelError> {
+        match self.len.get_mut(slot) {
+            Some(l) if n <= *l => {
+                *l = n;
+                Ok(())
+            }
+            Some(l) => Err(ModelError::BadBatch(format!("slot {slot} holds {l} positions, not {n}"))),
+            None => Err(ModelError::BadBatch(format!("slot {slot} does not exist"))),
+        }
+    }
+
     /// Forgets the positions of `slot` (a new sequence takes it).
     pub fn clear_seq(&mut self, slot: usize) {
         if let Some(l) = self.len.get_mut(slot) {

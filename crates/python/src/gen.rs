@@ -247,6 +247,7 @@ impl Plan {
                 max_queue: 1,
                 kv_type: s.kv_type,
                 row_invariant: false,
+                prefix_cache: false,
             };
             return Ok(cfg);
         }
@@ -262,6 +263,7 @@ impl Plan {
             max_queue: self.prompts.len(),
             kv_type: s.kv_type,
             row_invariant: true,
+            prefix_cache: true,
         })
     }
 

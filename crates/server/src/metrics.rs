@@ -127,6 +127,24 @@ impl Metrics {
             "Sequences whose client went away.",
             &v(ld(&st.cancelled)),
         );
+        metric(
+            "quill_prefix_cache_lookups_total",
+            "counter",
+            "Prompts looked up in the prefix cache.",
+            &v(ld(&st.prefix_lookups)),
+        );
+        metric(
+            "quill_prefix_cache_hits_total",
+            "counter",
+            "Prompts that started after a cached prefix.",
+            &v(ld(&st.prefix_hits)),
+        );
+        metric(
+            "quill_prefix_cache_tokens_reused_total",
+            "counter",
+            "Prompt tokens not evaluated again thanks to the prefix cache.",
+            &v(ld(&st.prefix_tokens_reused)),
+        );
         let h = self.ttft.lock().unwrap_or_else(|e| e.into_inner());
         let mut lines: Vec<(String, String)> = TTFT_BUCKETS
             .iter()

@@ -84,6 +84,8 @@ struct Seq {
     end_tokens: Vec<u32>,
     /// Row of this step's logits block to sample from.
     row: Option<usize>,
+    /// Sampled in this step.
+    sampled: bool,
     finish: Option<Finish>,
     out: TokenOut,
 }
@@ -226,7 +228,7 @@ impl<'m, 'a> Engine<'m, 'a> {
             self.admit(g, inbox);
         }
         stats.running.store(self.running(), Ordering::SeqCst);
-        let prompt_tokens = self.build_batch();
+        let prompt_tokens = self.build_batch(inbox);
         if self.batch.is_empty() {
             stats.running.store(self.running(), Ordering::SeqCst);
             return false;
@@ -294,6 +296,7 @@ impl<'m, 'a> Engine<'m, 'a> {
                 logprobs: req.logprobs,
                 end_tokens: end_tokens.clone(),
                 row: None,
+                sampled: false,
                 finish: None,
                 out: TokenOut::new(0),
             });
@@ -359,6 +362,45 @@ impl<'m, 'a> Engine<'m, 'a> {
         (members, reuse)
     }
 
+    /// Before prefill `pf_i` evaluates its next chunk: if another slot (running or free) holds
+    /// more of its prompt in whole chunks, copies those positions instead.
+    fn reuse_cached(&mut self, pf_i: usize, inbox: &Inbox) {
+        let pf = &self.prefills[pf_i];
+        if !self.cache_on() || pf.scores.is_some() {
+            return;
+        }
+        let (chunk, me) = (self.cfg.chunk, pf.members[0]);
+        let most = (pf.prompt.len() - 1) / chunk * chunk;
+        if pf.done + chunk > most {
+            return;
+        }
+        let mut best = (pf.done, None);
+        for (slot, cached) in self.cached.iter().enumerate() {
+            if slot == me || cached.len() < best.0 + chunk {
+                continue;
+            }
+            let common = cached.iter().zip(&pf.prompt).take_while(|(a, b)| a == b).count();
+            let usable = common.min(most) / chunk * chunk;
+            if usable > best.0 {
+                best = (usable, Some(slot));
+            }
+        }
+        let (usable, Some(src)) = best else { return };
+        if self.session.copy_seq(src, me, usable).is_err() {
+            return; // never: a slot's cached tokens are positions it holds
+        }
+        let stats = inbox.stats();
+        let pf = &mut self.prefills[pf_i];
+        if pf.done == 0 {
+            stats.prefix_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        stats.prefix_tokens_reused.fetch_add((usable - pf.done) as u64, Ordering::Relaxed);
+        pf.done = usable;
+        let cached = &mut self.cached[me];
+        cached.clear();
+        cached.extend_from_slice(&pf.prompt[..usable]);
+    }
+
     /// Frees `slot`; with the prefix cache its KV stays for a later prompt.
     fn release(&mut self, slot: usize) {
         self.clock += 1;
@@ -372,7 +414,7 @@ impl<'m, 'a> Engine<'m, 'a> {
 
     /// Decode rows of every running sequence, then prompt chunks while they fit; returns the
     /// number of prompt tokens.
-    fn build_batch(&mut self) -> usize {
+    fn build_batch(&mut self, inbox: &Inbox) -> usize {
         self.batch.clear();
         self.rows.clear();
         for (slot, seq) in self.slots.iter_mut().enumerate() {
@@ -386,7 +428,9 @@ impl<'m, 'a> Engine<'m, 'a> {
         let budget = self.session.n_batch();
         let chunk = self.cfg.chunk;
         let mut prompt_tokens = 0;
-        for (pf_i, pf) in self.prefills.iter_mut().enumerate() {
+        for pf_i in 0..self.prefills.len() {
+            self.reuse_cached(pf_i, inbox);
+            let pf = &mut self.prefills[pf_i];
             let len = pf.prompt.len();
             let end = ((pf.done / chunk + 1) * chunk).min(len);
             if self.batch.n_tokens() + (end - pf.done) > budget {
@@ -417,6 +461,16 @@ impl<'m, 'a> Engine<'m, 'a> {
     /// end and free their slots.
     fn after_forward(&mut self, inbox: &Inbox) {
         let stats = inbox.stats();
+        if self.cache_on() {
+            // What each prompt has evaluated so far may serve the others from now on.
+            for pf in &self.prefills {
+                let cached = &mut self.cached[pf.members[0]];
+                if cached.len() < pf.done {
+                    cached.clear();
+                    cached.extend_from_slice(&pf.prompt[..pf.done]);
+                }
+            }
+        }
         let mut i = 0;
         while i < self.prefills.len() {
             if !self.prefills[i].ends {
@@ -441,7 +495,8 @@ impl<'m, 'a> Engine<'m, 'a> {
         let mut sampled = 0;
         for slot in 0..self.slots.len() {
             let Some(seq) = self.slots[slot].as_mut() else { continue };
-            if seq.row.take().is_some() {
+            seq.row = None;
+            if std::mem::take(&mut seq.sampled) {
                 sampled += 1;
             }
             if let Some(f) = seq.finish.take() {
@@ -556,8 +611,11 @@ fn on_logits(
             }
         }
     }
+    // Only the rows of this block: a row index set in an earlier block of the same step is
+    // taken there (a step whose logits come in several blocks samples each sequence once).
     slots.par_iter_mut().flatten().filter(|s| s.row.is_some() && s.finish.is_none()).for_each(|s| {
-        let r = s.row.expect("filtered");
+        let r = s.row.take().expect("filtered");
+        s.sampled = true;
         sample(s, &block[r * v..(r + 1) * v], n_ctx);
     });
 }

@@ -338,6 +338,9 @@ fn the_prefix_cache_reuses_whole_chunks_and_changes_nothing() {
         let (with, (hits, reused)) = run_cfg(&model, on, &reqs, &arrive, 2);
         let (without, (hits_off, _)) = run_cfg(&model, off, &reqs, &arrive, 2);
         for (i, (a, b)) in with.iter().zip(&without).enumerate() {
+            // And each is what it gives alone (a scored prompt beside others once broke this).
+            let alone = run_cfg(&model, off, std::slice::from_ref(&reqs[i]), &[0], 1).0.remove(0);
+            assert!(bits(b) == bits(&alone), "request {i} differs beside others ({n_parallel} slots)");
             assert!(bits(a) == bits(b), "request {i} differs with the prefix cache ({n_parallel} slots)");
         }
         assert_eq!(hits_off, 0);

@@ -33,6 +33,8 @@ const SIGNAL_SLICE: Duration = Duration::from_millis(50);
 /// ``parallel`` requests run at once (KV slots of ``ctx`` positions, default the model's
 /// ``ctx``), each step reading the weights once for all of them; the rest wait in order.
 /// A request's tokens do not depend on what runs beside it (the server's batch invariance).
+/// ``prefix_cache``: a prompt that begins with whole chunks (256 tokens) some other request
+/// has evaluated takes their KV instead of evaluating them again (the same results).
 /// The engine runs on its own thread and the model's threads; ``close()`` (or leaving a
 /// ``with`` block) finishes what is running and stops it.
 #[pyclass(module = "quill", frozen)]
@@ -45,7 +47,7 @@ pub struct Engine {
 #[pymethods]
 impl Engine {
     #[new]
-    #[pyo3(signature = (model, *, parallel=8, ctx=None, kv_type="f16", queue=1024))]
+    #[pyo3(signature = (model, *, parallel=8, ctx=None, kv_type="f16", queue=1024, prefix_cache=true))]
     fn new(
         py: Python<'_>,
         model: &Model,
@@ -53,6 +55,7 @@ impl Engine {
         ctx: Option<usize>,
         kv_type: &str,
         queue: usize,
+        prefix_cache: bool,
     ) -> PyResult<Self> {
         let inner = model.inner.clone();
         if parallel == 0 {
@@ -66,7 +69,14 @@ impl Engine {
             }
             Some(c) => c,
         };
-        let cfg = EngineConfig { n_parallel: parallel, n_ctx, max_queue: queue, kv_type, ..EngineConfig::default() };
+        let cfg = EngineConfig {
+            n_parallel: parallel,
+            n_ctx,
+            max_queue: queue,
+            kv_type,
+            prefix_cache,
+            ..EngineConfig::default()
+        };
         let (client, inbox) = queue_pair(queue)?;
         let (tx, rx) = std::sync::mpsc::channel();
         let owner = inner.clone();
@@ -174,6 +184,8 @@ impl Engine {
         d.set_item("prompt_tokens", st.prompt_tokens.load(Relaxed))?;
         d.set_item("finished", st.finished.load(Relaxed))?;
         d.set_item("cancelled", st.cancelled.load(Relaxed))?;
+        d.set_item("prefix_cache_hits", st.prefix_hits.load(Relaxed))?;
+        d.set_item("prefix_tokens_reused", st.prefix_tokens_reused.load(Relaxed))?;
         Ok(d)
     }
 

@@ -459,3 +459,27 @@ async fn a_model_that_does_not_load_stops_the_server_with_its_error() {
     let err = quill_server::serve(cfg, listener, std::future::pending()).await.unwrap_err();
     assert!(err.to_string().starts_with("loading the model: no/such/model.gguf"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_prompt_reuses_its_chunks_and_gets_the_same_text() {
+    let mut cfg = config();
+    cfg.engine.chunk = 8;
+    let s = TestServer::start(cfg).await;
+    let body = json!({
+        "prompt": "Now is the winter of our discontent\nMade glorious summer by this sun of York;\nAnd all the clouds",
+        "max_tokens": 12, "seed": 5, "temperature": 0.9, "logprobs": 1,
+    });
+    let first = s.complete(&body).await;
+    let again = s.complete(&body).await;
+    assert_eq!(first["choices"], again["choices"], "the cached prefix changed the text or its log-probabilities");
+    let text = s.http.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let value = |name: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value("quill_prefix_cache_lookups_total"), 2.0);
+    assert_eq!(value("quill_prefix_cache_hits_total"), 1.0);
+    let reused = value("quill_prefix_cache_tokens_reused_total");
+    assert!(reused >= 16.0 && reused % 8.0 == 0.0, "reused {reused}");
+    s.shutdown().await.unwrap();
+}

@@ -4,6 +4,7 @@ mod bandwidth;
 mod ct2;
 mod models;
 mod serve;
+mod serve_prefix;
 mod step;
 mod svg;
 

@@ -50,6 +50,11 @@ pub struct ServeArgs {
     /// Do not rewrite the README's serving section.
     #[arg(long)]
     pub no_readme: bool,
+    /// Instead: the shared-prefix workload, every client asking a short question after the same
+    /// prompt of about this many tokens (quill serve with and without its prefix cache, and
+    /// llama-server when given), written to SERVE_PREFIX.md.
+    #[arg(long, default_value_t = 0)]
+    pub shared_prefix: usize,
 }
 
 /// One server under one load.
@@ -96,15 +101,15 @@ struct Row {
 }
 
 /// What one streamed request saw.
-struct Sample {
-    tokens: usize,
-    ttft: Duration,
+pub(super) struct Sample {
+    pub(super) tokens: usize,
+    pub(super) ttft: Duration,
     /// Gaps between consecutive chunks that carried text.
     gaps: Vec<Duration>,
-    done: Instant,
+    pub(super) done: Instant,
 }
 
-fn free_port() -> Result<u16> {
+pub(super) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -158,7 +163,7 @@ fn next_piece(r: &mut BufReader<TcpStream>, chunked: bool, buf: &mut Vec<u8>) ->
 }
 
 /// A streamed completion, timed chunk by chunk.
-fn stream_request(addr: &str, body: &Json) -> Result<Sample> {
+pub(super) fn stream_request(addr: &str, body: &Json) -> Result<Sample> {
     let t0 = Instant::now();
     let (status, chunked, mut r) = send(addr, "POST", "/v1/completions", &body.to_string())?;
     if status != 200 {
@@ -199,7 +204,7 @@ fn stream_request(addr: &str, body: &Json) -> Result<Sample> {
     Ok(Sample { tokens: usage.unwrap_or(chunks), ttft: ttft.unwrap_or_default(), gaps, done: Instant::now() })
 }
 
-fn percentile(v: &mut [f64], p: f64) -> f64 {
+pub(super) fn percentile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
@@ -208,9 +213,9 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 }
 
 /// A server process, stopped (SIGTERM, then SIGKILL) when dropped.
-struct Server {
-    child: Child,
-    addr: String,
+pub(super) struct Server {
+    pub(super) child: Child,
+    pub(super) addr: String,
 }
 
 impl Server {
@@ -245,12 +250,12 @@ impl Drop for Server {
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum Engine {
+pub(super) enum Engine {
     Quill,
     Llama,
 }
 
-fn start(
+pub(super) fn start(
     engine: Engine,
     exe: &Path,
     model: &Path,
@@ -268,6 +273,7 @@ fn start(
             let ctx = n_ctx.to_string();
             let queue = (clients * 2).to_string();
             cmd.args(["serve", "-m", m, "--port", &p, "--parallel", &np, "--ctx", &ctx, "-t", &t, "--queue", &queue]);
+            cmd.args(extra);
         }
         Engine::Llama => {
             // llama-server's -c is the context of all slots together.
@@ -398,6 +404,9 @@ fn quill_tg(quill: &Path, model: &Path, n_gen: usize, threads: usize) -> Result<
 }
 
 pub fn run(repo: &Path, args: ServeArgs) -> Result<()> {
+    if args.shared_prefix > 0 {
+        return super::serve_prefix::run(repo, &args);
+    }
     let started = Instant::now();
     let log = |msg: &str| eprintln!("[{:>6.1}s] {msg}", started.elapsed().as_secs_f64());
     let shapes = args.shapes.clone().unwrap_or_else(|| {

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-900}
-targets=${2:-"gguf_reader model_load tokenizer hf_import"}
+targets=${2:-"gguf_reader model_load tokenizer hf_import completion_params"}
 for t in $targets; do
     mkdir -p "corpus/$t" "seeds/$t"
     echo "== $t for ${secs}s"

@@ -8,6 +8,7 @@ use quill_convert::synth::{write_checkpoint, SynthSpec};
 
 mod bench;
 mod quality;
+mod soak;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -32,6 +33,8 @@ enum Command {
     Bench(bench::Args),
     /// Perplexity, KL divergence and top-token agreement of every type on the held-out text.
     Quality(quality::Args),
+    /// A crowd of mixed clients against `quill serve` on loopback; fails unless it held up.
+    Soak(soak::Args),
     /// Write a Hugging Face GPT-2 checkpoint with seeded random weights (for benchmarks).
     Synth {
         #[arg(long, value_enum)]
@@ -52,6 +55,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Bench(args) => bench::run(&repo(), args),
         Command::Quality(args) => quality::run(&repo(), args),
+        Command::Soak(args) => soak::run(&repo(), args),
         Command::Synth { shape, seed, out } => {
             let spec = match shape {
                 Shape::Gpt2_124m => SynthSpec::gpt2_124m(seed),

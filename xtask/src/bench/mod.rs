@@ -126,7 +126,7 @@ fn pick(rows: &Json, prompt: bool) -> Option<&Json> {
 }
 
 /// Builds the `quill` binary (release) and returns its path.
-fn build_quill(repo: &Path) -> Result<PathBuf> {
+pub(crate) fn build_quill(repo: &Path) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status =
         Command::new(&cargo).args(["build", "--release", "--quiet", "-p", "quill-cli"]).current_dir(repo).status()?;

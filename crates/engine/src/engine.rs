@@ -279,6 +279,7 @@ impl<'m, 'a> Engine<'m, 'a> {
                 sampler.accept(id);
             }
             if slot == members[0] && reuse > 0 {
+                // take_slots bounded `reuse` by what the slot holds.
                 self.session.truncate_seq(slot, reuse).expect("the slot holds the cached prefix");
                 self.cached[slot].truncate(reuse);
             } else {
@@ -339,7 +340,7 @@ impl<'m, 'a> Engine<'m, 'a> {
             let most = (prompt.len() - 1) / chunk * chunk;
             for (i, &slot) in self.free.iter().enumerate() {
                 let common = self.cached[slot].iter().zip(prompt).take_while(|(a, b)| a == b).count();
-                let usable = common.min(most) / chunk * chunk;
+                let usable = common.min(most).min(self.session.seq_len(slot)) / chunk * chunk;
                 if usable > reuse {
                     (reuse, best) = (usable, Some(i));
                 }
@@ -380,7 +381,7 @@ impl<'m, 'a> Engine<'m, 'a> {
                 continue;
             }
             let common = cached.iter().zip(&pf.prompt).take_while(|(a, b)| a == b).count();
-            let usable = common.min(most) / chunk * chunk;
+            let usable = common.min(most).min(self.session.seq_len(slot)) / chunk * chunk;
             if usable > best.0 {
                 best = (usable, Some(slot));
             }

@@ -240,4 +240,14 @@ fn a_batch_file_runs_every_prompt_and_writes_json_lines_in_order() {
     );
     std::fs::write(&file, "\n\n").unwrap();
     assert_fails_with(&quill(&["generate", "-m", m, "--batch", file.to_str().unwrap()]), &["no prompts"]);
+    std::fs::write(&file, "fine\n{\"prompt\": []}\n").unwrap();
+    assert_fails_with(
+        &quill(&["generate", "-m", m, "--batch", file.to_str().unwrap()]),
+        &["prompts.txt:2", "empty list"],
+    );
+    std::fs::write(&file, "fine\n").unwrap();
+    assert_fails_with(
+        &quill(&["generate", "-m", m, "--batch", file.to_str().unwrap(), "--parallel", "0"]),
+        &["--parallel must be at least 1"],
+    );
 }

@@ -168,7 +168,7 @@ pub fn run(args: Args) -> Result<()> {
         Err(e) if e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) => return Ok(()),
         Err(e) => return Err(e),
     };
-    if let Some(Finish::Aborted(why)) = g.finish(0) {
+    if let Some(why) = g.aborted() {
         bail!("generation failed: {why}");
     }
     let report = Report { load_secs, g: &g, prompt_ids: &ids, sampling: &sampler_cfg, text: &text, rss: rss.get() };

@@ -336,11 +336,8 @@ impl<'m, 'a> Engine<'m, 'a> {
         if self.cache_on() && !scored {
             let stats = inbox.stats();
             stats.prefix_lookups.fetch_add(1, Ordering::Relaxed);
-            let chunk = self.cfg.chunk;
-            let most = (prompt.len() - 1) / chunk * chunk;
             for (i, &slot) in self.free.iter().enumerate() {
-                let common = self.cached[slot].iter().zip(prompt).take_while(|(a, b)| a == b).count();
-                let usable = common.min(most).min(self.session.seq_len(slot)) / chunk * chunk;
+                let usable = self.reusable(slot, prompt);
                 if usable > reuse {
                     (reuse, best) = (usable, Some(i));
                 }
@@ -363,6 +360,14 @@ impl<'m, 'a> Engine<'m, 'a> {
         (members, reuse)
     }
 
+    /// Positions of `prompt` that `slot` holds and another sequence may take: the common
+    /// prefix with its cached prompt, in whole chunks, leaving the last token to evaluate.
+    fn reusable(&self, slot: usize, prompt: &[u32]) -> usize {
+        let chunk = self.cfg.chunk;
+        let common = self.cached[slot].iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        common.min(prompt.len() - 1).min(self.session.seq_len(slot)) / chunk * chunk
+    }
+
     /// Before prefill `pf_i` evaluates its next chunk: if another slot (running or free) holds
     /// more of its prompt in whole chunks, copies those positions instead.
     fn reuse_cached(&mut self, pf_i: usize, inbox: &Inbox) {
@@ -380,8 +385,7 @@ impl<'m, 'a> Engine<'m, 'a> {
             if slot == me || cached.len() < best.0 + chunk {
                 continue;
             }
-            let common = cached.iter().zip(&pf.prompt).take_while(|(a, b)| a == b).count();
-            let usable = common.min(most).min(self.session.seq_len(slot)) / chunk * chunk;
+            let usable = self.reusable(slot, &pf.prompt);
             if usable > best.0 {
                 best = (usable, Some(slot));
             }

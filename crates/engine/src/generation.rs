@@ -9,8 +9,8 @@ use quill_sampler::SamplerError;
 
 use crate::engine::{Engine, EngineConfig, EngineError};
 use crate::queue::{queue, Client, Inbox, Request, SubmitError};
-use crate::stream::{Event, Finish, SeqStream};
-use crate::text::SeqText;
+use crate::stream::{Event, Finish};
+use crate::text::{SeqReader, SeqText};
 
 /// Why a generation could not start or go on.
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +48,7 @@ pub struct Job {
 
 /// One completion of one job.
 struct Out {
-    stream: Option<SeqStream>,
-    text: SeqText,
+    reader: SeqReader,
     job: usize,
     seed: u64,
 }
@@ -80,21 +79,22 @@ impl<'m, 'a> Generation<'m, 'a> {
         if jobs.iter().any(|j| j.stop.iter().any(String::is_empty)) {
             return Err(GenerateError::EmptyStop);
         }
-        let mut outs = Vec::new();
+        // (job, seed) of each completion, in order.
+        let mut meta = Vec::new();
         for (i, j) in jobs.iter_mut().enumerate() {
             for s in &mut j.request.samplers {
                 s.validate()?;
-                let seed = *s.seed.get_or_insert_with(quill_sampler::fresh_seed);
-                outs.push(Out { stream: None, text: SeqText::new(&j.stop), job: i, seed });
+                meta.push((i, *s.seed.get_or_insert_with(quill_sampler::fresh_seed)));
             }
         }
         let (client, inbox) = queue(jobs.len());
         let engine = Engine::new(model, EngineConfig { max_queue: jobs.len(), ..cfg }, &inbox)?;
         let prompt_tokens = jobs.iter().map(|j| j.request.prompt.len()).collect();
+        let stops: Vec<Vec<String>> = jobs.iter().map(|j| j.stop.clone()).collect();
         let streams = client.submit(jobs.into_iter().map(|j| j.request).collect())?;
-        for (o, s) in outs.iter_mut().zip(streams.into_iter().flatten()) {
-            o.stream = Some(s);
-        }
+        let outs = (streams.into_iter().flatten().zip(meta))
+            .map(|(stream, (job, seed))| Out { reader: SeqReader::new(stream, &stops[job]), job, seed })
+            .collect();
         Ok(Generation {
             engine,
             inbox,
@@ -113,34 +113,26 @@ impl<'m, 'a> Generation<'m, 'a> {
     /// prompts); hands `on_text(completion, piece)` the text that became final. Returns false
     /// once every completion has ended.
     pub fn step(&mut self, on_text: &mut dyn FnMut(usize, &str)) -> Result<bool, GenerateError> {
-        if self.outs.iter().all(|o| o.stream.is_none()) {
+        if !self.outs.iter().any(|o| o.reader.is_running()) {
             return Ok(false);
         }
         self.first_step.get_or_insert_with(Instant::now);
         let worked = self.engine.step(&self.inbox);
         let mut piece = String::new();
-        let mut any_token = false;
+        let mut running = false;
         for (i, o) in self.outs.iter_mut().enumerate() {
-            let Some(stream) = o.stream.as_mut() else { continue };
-            self.events.clear();
-            stream.drain_into(&mut self.events);
-            for ev in &self.events {
-                any_token |= matches!(ev, Event::Token(_));
-                piece.clear();
-                let ended = o.text.apply(self.tokenizer, ev, &mut piece);
-                if !piece.is_empty() {
-                    on_text(i, &piece);
-                }
-                if ended {
-                    o.stream = None;
-                    break;
-                }
+            if !o.reader.is_running() {
+                continue;
+            }
+            piece.clear();
+            running |= o.reader.pump(self.tokenizer, &mut self.events, &mut piece);
+            if !piece.is_empty() {
+                on_text(i, &piece);
+            }
+            if self.first_token.is_none() && !o.reader.text().ids().is_empty() {
+                self.first_token = Some(Instant::now());
             }
         }
-        if any_token {
-            self.first_token.get_or_insert_with(Instant::now);
-        }
-        let running = self.outs.iter().any(|o| o.stream.is_some());
         if !running {
             self.end = Some(Instant::now());
         } else if !worked && self.inbox_idle() {
@@ -165,11 +157,10 @@ impl<'m, 'a> Generation<'m, 'a> {
     pub fn interrupt(&mut self, on_text: &mut dyn FnMut(usize, &str)) {
         for (i, o) in self.outs.iter_mut().enumerate() {
             let mut piece = String::new();
-            o.text.interrupt(&mut piece);
+            o.reader.interrupt(&mut piece);
             if !piece.is_empty() {
                 on_text(i, &piece);
             }
-            o.stream = None;
         }
         self.end.get_or_insert_with(Instant::now);
     }
@@ -190,12 +181,17 @@ impl<'m, 'a> Generation<'m, 'a> {
 
     /// The text state of completion `i`: its tokens, why it ended.
     pub fn text(&self, i: usize) -> &SeqText {
-        &self.outs[i].text
+        self.outs[i].reader.text()
     }
 
     /// Why completion `i` ended, once it has.
     pub fn finish(&self, i: usize) -> Option<&Finish> {
-        self.outs[i].text.finish()
+        self.text(i).finish()
+    }
+
+    /// Why the engine could not run a completion, if it could not run one.
+    pub fn aborted(&self) -> Option<&str> {
+        self.outs.iter().find_map(|o| o.reader.text().aborted())
     }
 
     /// The seed of completion `i`'s sampler.

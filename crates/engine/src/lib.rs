@@ -40,4 +40,4 @@ pub use engine::{Engine, EngineConfig, EngineError};
 pub use generation::{GenerateError, Generation, Job};
 pub use queue::{queue, Client, Inbox, Limits, Request, Stats, SubmitError};
 pub use stream::{Event, Finish, RecvMany, SeqStream, TokenOut, MAX_TOP_LOGPROBS};
-pub use text::SeqText;
+pub use text::{SeqReader, SeqText};

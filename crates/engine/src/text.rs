@@ -3,9 +3,11 @@
 //! match) and where a sequence's end gets its reason. Every caller (the CLI, the Python
 //! package, the server) reads its streams through it and only formats what it gives.
 
+use std::time::Duration;
+
 use quill_gpt2::{StopFilter, StreamDecoder, Tokenizer};
 
-use crate::stream::{Event, Finish};
+use crate::stream::{Event, Finish, SeqStream};
 
 /// The text of one sequence so far, and why it ended.
 #[derive(Default)]
@@ -82,5 +84,64 @@ impl SeqText {
             Some(Finish::Eos(id)) => Some(id),
             _ => None,
         }
+    }
+
+    /// Why the engine could not run it, if it could not ([`Finish::Aborted`]).
+    pub fn aborted(&self) -> Option<&str> {
+        match &self.finish {
+            Some(Finish::Aborted(why)) => Some(why),
+            _ => None,
+        }
+    }
+}
+
+/// One completion as a caller of the engine reads it: its stream, through its [`SeqText`].
+/// The stream is dropped (which cancels the sequence) once the text has ended.
+pub struct SeqReader {
+    stream: Option<SeqStream>,
+    text: SeqText,
+}
+
+impl SeqReader {
+    /// Reads `stream`, its text ending before the first of `stop`.
+    pub fn new(stream: SeqStream, stop: &[String]) -> SeqReader {
+        SeqReader { stream: Some(stream), text: SeqText::new(stop) }
+    }
+
+    /// Applies every event that has come, appending the text that became final to `out`
+    /// (`events` is scratch); returns whether the sequence still runs.
+    pub fn pump(&mut self, tok: &Tokenizer, events: &mut Vec<Event>, out: &mut String) -> bool {
+        let Some(stream) = self.stream.as_mut() else { return false };
+        events.clear();
+        stream.drain_into(events);
+        if events.iter().any(|ev| self.text.apply(tok, ev, out)) {
+            self.stream = None;
+        }
+        self.stream.is_some()
+    }
+
+    /// Waits up to `timeout` for an event (returns at once once it has ended).
+    pub fn wait(&self, timeout: Duration) {
+        if let Some(s) = &self.stream {
+            s.wait_timeout(timeout);
+        }
+    }
+
+    /// Ends it now ([`Finish::Interrupted`]) and cancels the sequence, appending the text held
+    /// back to `out`.
+    pub fn interrupt(&mut self, out: &mut String) {
+        if self.stream.take().is_some() {
+            self.text.interrupt(out);
+        }
+    }
+
+    /// Whether the sequence still runs.
+    pub fn is_running(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// Its text state: tokens, finish.
+    pub fn text(&self) -> &SeqText {
+        &self.text
     }
 }

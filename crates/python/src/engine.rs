@@ -12,7 +12,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3::IntoPyObjectExt;
-use quill_engine::{queue, Client, EngineConfig, Event, Finish, SeqStream, SeqText, SubmitError};
+use quill_engine::{queue, Client, EngineConfig, Event, Finish, SeqReader, SeqText, SubmitError};
 
 use crate::errors::{sampler_message, value_error};
 use crate::gen::{sampler, Args, Plan, Prompts, Seeds, Stops};
@@ -160,14 +160,8 @@ impl Engine {
         plan.check_seeds(&s)?;
         let job = plan.jobs(&s).pop().expect("one prompt");
         let streams = self.client.submit(vec![job.request]).map_err(submit_error)?;
-        let streams: Vec<SeqStream> = streams.into_iter().flatten().collect();
-        let texts = (0..streams.len()).map(|_| SeqText::new(&job.stop)).collect();
-        let state = ReqState {
-            streams: streams.into_iter().map(Some).collect(),
-            texts,
-            events: Vec::new(),
-            ready: VecDeque::new(),
-        };
+        let readers = streams.into_iter().flatten().map(|s| SeqReader::new(s, &job.stop)).collect();
+        let state = ReqState { readers, events: Vec::new(), ready: VecDeque::new() };
         Ok(Request { inner: self.inner.clone(), state: Mutex::new(state), single: n == 1 })
     }
 
@@ -240,8 +234,7 @@ fn submit_error(e: SubmitError) -> PyErr {
 }
 
 struct ReqState {
-    streams: Vec<Option<SeqStream>>,
-    texts: Vec<SeqText>,
+    readers: Vec<SeqReader>,
     events: Vec<Event>,
     ready: VecDeque<(usize, String)>,
 }
@@ -250,28 +243,21 @@ impl ReqState {
     /// Moves what has come into `ready`; returns whether anything is still running.
     fn pump(&mut self, inner: &Inner) -> bool {
         let tok = &inner.model().tokenizer;
-        for (i, slot) in self.streams.iter_mut().enumerate() {
-            let Some(stream) = slot.as_mut() else { continue };
-            self.events.clear();
-            stream.drain_into(&mut self.events);
+        let mut running = false;
+        for (i, r) in self.readers.iter_mut().enumerate() {
             let mut piece = String::new();
-            for ev in &self.events {
-                if self.texts[i].apply(tok, ev, &mut piece) {
-                    *slot = None;
-                    break;
-                }
-            }
+            running |= r.pump(tok, &mut self.events, &mut piece);
             if !piece.is_empty() {
                 self.ready.push_back((i, piece));
             }
         }
-        self.streams.iter().any(Option::is_some)
+        running
     }
 
     /// Waits up to `timeout` for the first running completion to have something.
     fn wait(&self, timeout: Duration) {
-        if let Some(s) = self.streams.iter().flatten().next() {
-            s.wait_timeout(timeout);
+        if let Some(r) = self.readers.iter().find(|r| r.is_running()) {
+            r.wait(timeout);
         }
     }
 }
@@ -307,10 +293,7 @@ impl Request {
         if let Some(item) = st.ready.pop_front() {
             return Ok(Polled::Item(item));
         }
-        if let Some(why) = st.texts.iter().find_map(|t| match t.finish() {
-            Some(Finish::Aborted(why)) => Some(why.clone()),
-            _ => None,
-        }) {
+        if let Some(why) = st.readers.iter().find_map(|r| r.text().aborted()) {
             return Err(PyRuntimeError::new_err(format!("generation failed: {why}")));
         }
         Ok(if running { Polled::Pending } else { Polled::Done })
@@ -325,7 +308,7 @@ impl Request {
     }
 
     fn each<T>(&self, f: impl Fn(&SeqText) -> T) -> Vec<T> {
-        self.lock().texts.iter().map(f).collect()
+        self.lock().readers.iter().map(|r| f(r.text())).collect()
     }
 
     fn one_or_list<'py, T: IntoPyObject<'py> + Clone>(
@@ -385,12 +368,8 @@ impl Request {
     /// the engine's next step.
     fn cancel(&self) {
         let mut st = self.lock();
-        let st = &mut *st;
-        for (slot, text) in st.streams.iter_mut().zip(st.texts.iter_mut()) {
-            if let Some(s) = slot.take() {
-                s.cancel();
-                text.interrupt(&mut String::new());
-            }
+        for r in &mut st.readers {
+            r.interrupt(&mut String::new());
         }
         st.ready.clear();
     }

@@ -4,7 +4,7 @@
 
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
-use quill_engine::{EngineConfig, Finish, GenerateError, Generation, Job, Request};
+use quill_engine::{EngineConfig, GenerateError, Generation, Job, Request};
 use quill_gpt2::KvType;
 use quill_sampler::SamplerConfig;
 
@@ -287,10 +287,8 @@ pub(crate) fn run_to_end(py: Python<'_>, inner: &Inner, g: &mut Generation<'_, '
         }
         py.check_signals()?;
     }
-    for i in 0..g.len() {
-        if let Some(Finish::Aborted(why)) = g.finish(i) {
-            return Err(pyo3::exceptions::PyRuntimeError::new_err(format!("generation failed: {why}")));
-        }
+    if let Some(why) = g.aborted() {
+        return Err(pyo3::exceptions::PyRuntimeError::new_err(format!("generation failed: {why}")));
     }
     Ok(texts)
 }

@@ -94,12 +94,7 @@ impl TextStream {
                     })
                 })
                 .map_err(generate_error)?;
-            if let Some(why) = st.cell.with_dependent(|_, g| {
-                (0..g.len()).find_map(|i| match g.finish(i) {
-                    Some(Finish::Aborted(why)) => Some(why.clone()),
-                    _ => None,
-                })
-            }) {
+            if let Some(why) = st.cell.with_dependent(|_, g| g.aborted().map(str::to_owned)) {
                 st.running = false;
                 return Err(PyRuntimeError::new_err(format!("generation failed: {why}")));
             }

@@ -126,10 +126,7 @@ pub fn run(args: &Args) -> Result<()> {
         generated as f64 / secs.max(1e-9),
         g.config().n_parallel
     );
-    if let Some(why) = (0..g.len()).find_map(|i| match g.finish(i) {
-        Some(Finish::Aborted(why)) => Some(why.clone()),
-        _ => None,
-    }) {
+    if let Some(why) = g.aborted() {
         bail!("generation failed: {why}");
     }
     Ok(())

@@ -11,11 +11,10 @@ use std::time::Duration;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use pyo3::IntoPyObjectExt;
 use quill_engine::{queue, Client, EngineConfig, Event, Finish, SeqReader, SeqText, SubmitError};
 
 use crate::errors::{sampler_message, value_error};
-use crate::gen::{sampler, Args, Plan, Prompts, Seeds, Stops};
+use crate::gen::{sampler, Args, Plan, Prompts, Seeds, Shape, Stops};
 use crate::model::{Inner, Input, Model};
 
 /// How long a blocking read waits before it looks for Ctrl-C again.
@@ -162,7 +161,7 @@ impl Engine {
         let streams = self.client.submit(vec![job.request]).map_err(submit_error)?;
         let readers = streams.into_iter().flatten().map(|s| SeqReader::new(s, &job.stop)).collect();
         let state = ReqState { readers, events: Vec::new(), ready: VecDeque::new() };
-        Ok(Request { inner: self.inner.clone(), state: Mutex::new(state), single: n == 1 })
+        Ok(Request { inner: self.inner.clone(), state: Mutex::new(state), shape: Shape { single: true, n } })
     }
 
     /// Counters: ``running`` sequences, ``waiting`` prompts, forward ``steps``,
@@ -269,7 +268,7 @@ impl ReqState {
 pub struct Request {
     inner: Arc<Inner>,
     state: Mutex<ReqState>,
-    single: bool,
+    shape: Shape,
 }
 
 /// What `poll` says when nothing has come yet.
@@ -299,28 +298,8 @@ impl Request {
         Ok(if running { Polled::Pending } else { Polled::Done })
     }
 
-    fn item<'py>(&self, py: Python<'py>, (i, piece): (usize, String)) -> PyResult<Bound<'py, PyAny>> {
-        if self.single {
-            piece.into_bound_py_any(py)
-        } else {
-            (i, piece).into_bound_py_any(py)
-        }
-    }
-
     fn each<T>(&self, f: impl Fn(&SeqText) -> T) -> Vec<T> {
         self.lock().readers.iter().map(|r| f(r.text())).collect()
-    }
-
-    fn one_or_list<'py, T: IntoPyObject<'py> + Clone>(
-        &self,
-        py: Python<'py>,
-        v: Vec<T>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        if self.single {
-            v[0].clone().into_bound_py_any(py)
-        } else {
-            v.into_bound_py_any(py)
-        }
     }
 }
 
@@ -334,7 +313,7 @@ impl Request {
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         loop {
             match self.poll_once()? {
-                Polled::Item(it) => return self.item(py, it).map(Some),
+                Polled::Item(it) => return self.shape.piece(py, it).map(Some),
                 Polled::Done => return Ok(None),
                 Polled::Pending => {
                     py.detach(|| self.lock().wait(SIGNAL_SLICE));
@@ -348,7 +327,7 @@ impl Request {
     /// nothing has come yet (never waits).
     fn poll<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         match self.poll_once()? {
-            Polled::Item(it) => self.item(py, it),
+            Polled::Item(it) => self.shape.piece(py, it),
             Polled::Done => Ok(py.None().into_bound(py)),
             Polled::Pending => Ok(py.Ellipsis().into_bound(py)),
         }
@@ -379,14 +358,14 @@ impl Request {
     #[getter]
     fn stop_reason<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let v = self.each(|t| t.finish().map(Finish::name));
-        self.one_or_list(py, v)
+        self.shape.group(py, v)
     }
 
     /// The tokens received so far (a list per completion with ``n > 1``).
     #[getter]
     fn ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let v = self.each(|t| t.ids().to_vec());
-        self.one_or_list(py, v)
+        self.shape.group(py, v)
     }
 
     /// Whether every completion has ended.

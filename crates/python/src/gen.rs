@@ -3,6 +3,7 @@
 //! released for each step.
 
 use pyo3::prelude::*;
+use pyo3::types::PyList;
 use pyo3::IntoPyObjectExt;
 use quill_engine::{EngineConfig, GenerateError, Generation, Job, Request};
 use quill_gpt2::KvType;
@@ -293,32 +294,55 @@ pub(crate) fn run_to_end(py: Python<'_>, inner: &Inner, g: &mut Generation<'_, '
     Ok(texts)
 }
 
-/// Groups per-completion results as the call's shape asks: one value for one prompt and
-/// `n = 1`, a list of `n` for one prompt, a list per prompt (of values, or of lists of `n`).
-pub(crate) fn shape<'py, T: IntoPyObject<'py>>(
-    py: Python<'py>,
-    single: bool,
-    n: usize,
-    mut items: Vec<T>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let any = |v: T| -> PyResult<Bound<'py, PyAny>> { v.into_bound_py_any(py) };
-    if n == 1 {
-        if single {
+/// What a call's results look like: one prompt or a list, `n` completions each.
+#[derive(Clone, Copy)]
+pub(crate) struct Shape {
+    pub single: bool,
+    pub n: usize,
+}
+
+impl Shape {
+    /// Whether there is one completion of one prompt (results are plain values).
+    fn alone(self) -> bool {
+        self.single && self.n == 1
+    }
+
+    /// Groups per-completion results: one value for one prompt and `n = 1`, a list of `n` for
+    /// one prompt, a list per prompt (of values, or of lists of `n`).
+    pub(crate) fn group<'py, T: IntoPyObject<'py>>(
+        self,
+        py: Python<'py>,
+        mut items: Vec<T>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let any = |v: T| -> PyResult<Bound<'py, PyAny>> { v.into_bound_py_any(py) };
+        if self.alone() {
             return any(items.pop().expect("one completion"));
         }
-        return Ok(pyo3::types::PyList::new(py, items.into_iter().map(any).collect::<PyResult<Vec<_>>>()?)?.into_any());
-    }
-    let mut groups = Vec::new();
-    let mut it = items.into_iter();
-    loop {
-        let group: Vec<Bound<'py, PyAny>> = it.by_ref().take(n).map(any).collect::<PyResult<_>>()?;
-        if group.is_empty() {
-            break;
+        if self.n == 1 {
+            return Ok(PyList::new(py, items.into_iter().map(any).collect::<PyResult<Vec<_>>>()?)?.into_any());
         }
-        groups.push(pyo3::types::PyList::new(py, group)?);
+        let mut groups = Vec::new();
+        let mut it = items.into_iter();
+        loop {
+            let group: Vec<Bound<'py, PyAny>> = it.by_ref().take(self.n).map(any).collect::<PyResult<_>>()?;
+            if group.is_empty() {
+                break;
+            }
+            groups.push(PyList::new(py, group)?);
+        }
+        if self.single {
+            return Ok(groups.pop().expect("one prompt").into_any());
+        }
+        Ok(PyList::new(py, groups)?.into_any())
     }
-    if single {
-        return Ok(groups.pop().expect("one prompt").into_any());
+
+    /// A streamed piece: the text alone for one completion of one prompt, else
+    /// `(completion index, text)`.
+    pub(crate) fn piece<'py>(self, py: Python<'py>, (i, piece): (usize, String)) -> PyResult<Bound<'py, PyAny>> {
+        if self.alone() {
+            piece.into_bound_py_any(py)
+        } else {
+            (i, piece).into_bound_py_any(py)
+        }
     }
-    Ok(pyo3::types::PyList::new(py, groups)?.into_any())
 }

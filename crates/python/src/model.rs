@@ -17,7 +17,7 @@ use quill_gpt2::{Gpt2Model, KvType, SessionOptions};
 use self_cell::self_cell;
 
 use crate::errors::{value_error, IntoPy};
-use crate::gen::{run_to_end, sampler, shape, Args, Plan, Prompts, Seeds, Stops};
+use crate::gen::{run_to_end, sampler, Args, Plan, Prompts, Seeds, Shape, Stops};
 use crate::stream::TextStream;
 
 /// What the model's views borrow: the file (mapped), and the temporary folder of a GGUF
@@ -423,7 +423,7 @@ impl Model {
         }
         let mut g = plan.start(inner, &s)?;
         let texts = run_to_end(py, inner, &mut g)?;
-        shape(py, plan.single, s.n, texts)
+        Shape { single: plan.single, n: s.n }.group(py, texts)
     }
 
     /// ``generate`` at the level of tokens: returns the generated ids (without the prompt or
@@ -487,6 +487,6 @@ impl Model {
                 (t.ids().to_vec(), t.finish().map_or("", Finish::name), t.end_token())
             })
             .collect();
-        shape(py, plan.single, s.n, items)
+        Shape { single: plan.single, n: s.n }.group(py, items)
     }
 }

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use quill_engine::{Finish, Generation};
 use self_cell::self_cell;
 
-use crate::gen::{generate_error, shape, GenSettings, Plan};
+use crate::gen::{generate_error, GenSettings, Plan, Shape};
 use crate::model::Inner;
 
 type Gen<'a> = Generation<'a, 'a>;
@@ -40,28 +40,20 @@ struct State {
 #[pyclass(module = "quill")]
 pub struct TextStream {
     state: Mutex<State>,
-    single: bool,
-    n: usize,
+    shape: Shape,
 }
 
 impl TextStream {
     pub(crate) fn new(inner: Arc<Inner>, plan: &Plan, s: &GenSettings) -> PyResult<Self> {
         let cell = StreamCell::try_new(inner, |inner| plan.start(inner, s))?;
-        let single = plan.single && s.n == 1;
-        Ok(TextStream { state: Mutex::new(State { cell, ready: VecDeque::new(), running: true }), single, n: s.n })
+        let shape = Shape { single: plan.single, n: s.n };
+        Ok(TextStream { state: Mutex::new(State { cell, ready: VecDeque::new(), running: true }), shape })
     }
 
     fn lock(&self) -> PyResult<MutexGuard<'_, State>> {
         // Only `next()` holds the lock across computation, with the GIL released; another
         // thread asking at the same time is told so rather than made to wait.
         self.state.try_lock().map_err(|_| PyRuntimeError::new_err("the stream is being read by another thread"))
-    }
-
-    fn item<'py>(&self, py: Python<'py>, (i, piece): (usize, String)) -> PyResult<Bound<'py, PyAny>> {
-        if self.single {
-            return Ok(piece.into_pyobject(py)?.into_any());
-        }
-        Ok((i, piece).into_pyobject(py)?.into_any())
     }
 
     /// Per completion, from the generation.
@@ -81,7 +73,7 @@ impl TextStream {
         let st: &mut State = &mut guard;
         loop {
             if let Some(item) = st.ready.pop_front() {
-                return self.item(py, item).map(Some);
+                return self.shape.piece(py, item).map(Some);
             }
             if !st.running {
                 return Ok(None);
@@ -116,20 +108,12 @@ impl TextStream {
     /// several).
     #[getter]
     fn stop_reason<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let v = self.each(|g, i| g.finish(i).map(Finish::name))?;
-        if self.single {
-            return Ok(v[0].into_pyobject(py)?.into_any());
-        }
-        shape(py, false, self.n, v)
+        self.shape.group(py, self.each(|g, i| g.finish(i).map(Finish::name))?)
     }
 
     /// The tokens generated so far (without the prompt or the end token).
     #[getter]
     fn ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let v = self.each(|g, i| g.text(i).ids().to_vec())?;
-        if self.single {
-            return Ok(v[0].clone().into_pyobject(py)?.into_any());
-        }
-        shape(py, false, self.n, v)
+        self.shape.group(py, self.each(|g, i| g.text(i).ids().to_vec())?)
     }
 }

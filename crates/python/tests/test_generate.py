@@ -105,6 +105,15 @@ def test_n_completions_share_a_prompt_and_are_seeded_apart(model):
     one = model.generate("HAMLET.\n", max_tokens=16, seed=3, n=3)
     assert isinstance(one, list) and len(one) == 3 and len(set(one)) > 1
     assert one[1] == model.generate(["HAMLET.\n"], max_tokens=16, seed=4)[0]
+    # Streamed, one prompt's n completions come as (index, piece); its reasons and ids are
+    # shaped as generate's texts (a list of n).
+    stream = model.generate("HAMLET.\n", max_tokens=16, seed=3, n=3, stream=True)
+    texts = ["", "", ""]
+    for i, piece in stream:
+        texts[i] += piece
+    assert texts == one
+    assert stream.stop_reason == ["length"] * 3 or "eos" in stream.stop_reason
+    assert len(stream.ids) == 3 and all(isinstance(x, list) for x in stream.ids)
     many = model.generate(["HAMLET.\n", "O"], max_tokens=16, seed=3, n=3)
     assert [len(x) for x in many] == [3, 3] and many[0] == one
     ids = model.generate_ids(BATCH[:2], max_tokens=8, seed=3, n=2, stop="\n")

@@ -15,17 +15,17 @@ use serde_json::{json, Value};
 
 use super::{ctrl_c_flag, Args};
 
-/// One line of the file: its prompts' jobs and what to report with them.
-struct Line {
-    /// 1-based line number.
-    number: usize,
-    prompts: Vec<String>,
-    n: usize,
+/// Where a job came from: the 1-based line of the file, the prompt's index in that line,
+/// and the prompt as text.
+struct Origin {
+    line: usize,
+    prompt_index: usize,
+    prompt: String,
 }
 
 /// Reads the batch file ('-': standard input): every line checked before any work, an error
 /// naming the file, the line and the field.
-fn read_lines(args: &Args, model: &Gpt2Model<'_>, defaults: &Defaults) -> Result<(Vec<Line>, Vec<Job>)> {
+fn read_lines(args: &Args, model: &Gpt2Model<'_>, defaults: &Defaults) -> Result<(Vec<Origin>, Vec<Job>)> {
     let path = args.batch.as_ref().expect("batch mode");
     let name = path.display().to_string();
     let reader: Box<dyn BufRead> = if name == "-" {
@@ -33,7 +33,7 @@ fn read_lines(args: &Args, model: &Gpt2Model<'_>, defaults: &Defaults) -> Result
     } else {
         Box::new(io::BufReader::new(std::fs::File::open(path).with_context(|| name.clone())?))
     };
-    let (mut lines, mut jobs) = (Vec::new(), Vec::new());
+    let (mut origins, mut jobs) = (Vec::new(), Vec::new());
     let n_vocab = model.config.n_vocab;
     for (i, text) in reader.lines().enumerate() {
         let text = text.with_context(|| name.clone())?;
@@ -48,7 +48,7 @@ fn read_lines(args: &Args, model: &Gpt2Model<'_>, defaults: &Defaults) -> Result
         };
         let p = params::completion_with(&body, &model.tokenizer, n_vocab, defaults)
             .map_err(|e| anyhow::anyhow!("{at}: {}", e.message))?;
-        for pr in &p.prompts {
+        for (prompt_index, pr) in p.prompts.iter().enumerate() {
             if pr.ids.is_empty() {
                 bail!("{at}: the prompt is empty: it has no tokens");
             }
@@ -63,13 +63,13 @@ fn read_lines(args: &Args, model: &Gpt2Model<'_>, defaults: &Defaults) -> Result
                 ..Request::default()
             };
             jobs.push(Job { request, stop: p.stop.clone() });
+            origins.push(Origin { line: i + 1, prompt_index, prompt: pr.text.clone() });
         }
-        lines.push(Line { number: i + 1, prompts: p.prompts.iter().map(|pr| pr.text.clone()).collect(), n: p.n });
     }
     if jobs.is_empty() {
         bail!("{name}: no prompts (one per line, or JSON objects with a \"prompt\")");
     }
-    Ok((lines, jobs))
+    Ok((origins, jobs))
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -87,7 +87,7 @@ pub fn run(args: &Args) -> Result<()> {
     let model = loaded.model()?;
     let max_tokens = if args.n_predict < 0 { usize::MAX } else { args.n_predict as usize };
     let defaults = Defaults { sampler, max_tokens, stop: args.stop.clone(), ignore_eos: args.ignore_eos };
-    let (lines, jobs) = read_lines(args, &model, &defaults)?;
+    let (origins, jobs) = read_lines(args, &model, &defaults)?;
     let n_ctx = if args.ctx == 0 { model.config.n_ctx } else { args.ctx };
     let completions: usize = jobs.iter().map(|j| j.request.samplers.len()).sum();
     let widest = jobs.iter().map(|j| j.request.samplers.len()).max().unwrap_or(1);
@@ -104,13 +104,22 @@ pub fn run(args: &Args) -> Result<()> {
     let mut out = io::stdout().lock();
     let mut texts = vec![String::new(); g.len()];
     let mut written = 0;
+    // Each completion's index among its prompt's `n` (a prompt's completions are consecutive).
+    let index: Vec<usize> = (0..g.len())
+        .scan((usize::MAX, 0), |(job, k), i| {
+            *k = if g.job_of(i) == *job { *k + 1 } else { 0 };
+            *job = g.job_of(i);
+            Some(*k)
+        })
+        .collect();
     loop {
         if interrupted.load(Ordering::SeqCst) {
             g.interrupt(&mut |i, p| texts[i].push_str(p));
         }
         let running = g.step(&mut |i, p| texts[i].push_str(p))?;
         while written < g.len() && g.finish(written).is_some() {
-            write_one(&mut out, &g, &lines, written, &texts[written])?;
+            let origin = &origins[g.job_of(written)];
+            write_one(&mut out, &g, origin, written, index[written], &texts[written])?;
             written += 1;
         }
         if !running {
@@ -122,7 +131,7 @@ pub fn run(args: &Args) -> Result<()> {
     eprintln!(
         "quill: {} completions of {} prompts ({n_prompt} prompt tokens, {generated} generated) in {secs:.2} s: {:.1} generated tokens per second, {} at once",
         g.len(),
-        lines.iter().map(|l| l.prompts.len()).sum::<usize>(),
+        origins.len(),
         generated as f64 / secs.max(1e-9),
         g.config().n_parallel
     );
@@ -134,30 +143,25 @@ pub fn run(args: &Args) -> Result<()> {
 
 /// Completion `i` as one JSON line: where it came from (`line`, `prompt_index` within the
 /// line, `index` among its `n`), the prompt, the text, the tokens, why it ended, its seed.
-fn write_one(out: &mut impl Write, g: &Generation<'_, '_>, lines: &[Line], i: usize, text: &str) -> Result<()> {
-    let job = g.job_of(i);
-    let (mut first_job, mut line) = (0, &lines[0]);
-    for l in lines {
-        if job < first_job + l.prompts.len() {
-            line = l;
-            break;
-        }
-        first_job += l.prompts.len();
-    }
-    let prompt_index = job - first_job;
-    let first_completion = (0..i).rev().take_while(|&k| g.job_of(k) == job).count();
+fn write_one(
+    out: &mut impl Write,
+    g: &Generation<'_, '_>,
+    origin: &Origin,
+    i: usize,
+    index: usize,
+    text: &str,
+) -> Result<()> {
     let doc = json!({
-        "line": line.number,
-        "prompt_index": prompt_index,
-        "index": first_completion,
-        "prompt": line.prompts[prompt_index],
+        "line": origin.line,
+        "prompt_index": origin.prompt_index,
+        "index": index,
+        "prompt": origin.prompt,
         "text": text,
         "ids": g.text(i).ids(),
         "stop": g.finish(i).map_or("", Finish::name),
         "seed": g.seed(i),
-        "prompt_tokens": g.prompt_tokens(job),
+        "prompt_tokens": g.prompt_tokens(g.job_of(i)),
     });
-    debug_assert!(first_completion < line.n);
     serde_json::to_writer(&mut *out, &doc)?;
     writeln!(out)?;
     out.flush()?;

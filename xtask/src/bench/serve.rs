@@ -59,18 +59,18 @@ pub struct ServeArgs {
 
 /// One server under one load.
 #[derive(Clone, Debug, Default)]
-struct Load {
+pub(super) struct Load {
     clients: usize,
     tokens: usize,
     wall_s: f64,
-    agg_tps: f64,
-    ttft_ms: (f64, f64),
+    pub(super) agg_tps: f64,
+    pub(super) ttft_ms: (f64, f64),
     tbt_ms: (f64, f64),
     peak_rss: u64,
     /// The server's CPU time (all threads) per generated token, in ms: less sensitive than
     /// wall time to other work on the machine.
     cpu_ms_per_token: f64,
-    failed: usize,
+    pub(super) failed: usize,
 }
 
 impl Load {
@@ -101,15 +101,15 @@ struct Row {
 }
 
 /// What one streamed request saw.
-pub(super) struct Sample {
-    pub(super) tokens: usize,
-    pub(super) ttft: Duration,
+struct Sample {
+    tokens: usize,
+    ttft: Duration,
     /// Gaps between consecutive chunks that carried text.
     gaps: Vec<Duration>,
-    pub(super) done: Instant,
+    done: Instant,
 }
 
-pub(super) fn free_port() -> Result<u16> {
+fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -163,7 +163,7 @@ fn next_piece(r: &mut BufReader<TcpStream>, chunked: bool, buf: &mut Vec<u8>) ->
 }
 
 /// A streamed completion, timed chunk by chunk.
-pub(super) fn stream_request(addr: &str, body: &Json) -> Result<Sample> {
+fn stream_request(addr: &str, body: &Json) -> Result<Sample> {
     let t0 = Instant::now();
     let (status, chunked, mut r) = send(addr, "POST", "/v1/completions", &body.to_string())?;
     if status != 200 {
@@ -204,7 +204,7 @@ pub(super) fn stream_request(addr: &str, body: &Json) -> Result<Sample> {
     Ok(Sample { tokens: usage.unwrap_or(chunks), ttft: ttft.unwrap_or_default(), gaps, done: Instant::now() })
 }
 
-pub(super) fn percentile(v: &mut [f64], p: f64) -> f64 {
+fn percentile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
@@ -213,9 +213,9 @@ pub(super) fn percentile(v: &mut [f64], p: f64) -> f64 {
 }
 
 /// A server process, stopped (SIGTERM, then SIGKILL) when dropped.
-pub(super) struct Server {
-    pub(super) child: Child,
-    pub(super) addr: String,
+struct Server {
+    child: Child,
+    addr: String,
 }
 
 impl Server {
@@ -255,7 +255,7 @@ pub(super) enum Engine {
     Llama,
 }
 
-pub(super) fn start(
+fn start(
     engine: Engine,
     exe: &Path,
     model: &Path,
@@ -329,30 +329,52 @@ fn body(i: usize, n_gen: usize, short: bool) -> Json {
     })
 }
 
-/// `clients` concurrent clients, one request each, against a fresh server.
-/// The shape of one load: clients, tokens each, context per slot, threads, extra server flags.
-struct Shape<'a> {
-    clients: usize,
-    n_gen: usize,
-    n_ctx: usize,
-    threads: usize,
-    extra: &'a [String],
+/// The request of client `i` after a prompt every client shares (`cargo xtask bench serve
+/// --shared-prefix`): a short question of its own, greedy.
+fn body_after(prefix: &str, i: usize, n_gen: usize) -> Json {
+    json!({
+        "prompt": format!("{prefix}Question {i}: what did the clerk write about item {i}?"),
+        "max_tokens": n_gen,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+        "ignore_eos": true,
+        "temperature": 0.0,
+        "seed": i,
+    })
 }
 
-fn run_load(engine: Engine, exe: &Path, model: &Path, sh: &Shape<'_>) -> Result<Load> {
-    let Shape { clients, n_gen, n_ctx, threads, extra } = *sh;
+/// The shape of one load: clients, tokens each, context per slot, threads, extra server flags,
+/// and the prompt every client shares, if any.
+#[derive(Clone, Copy)]
+pub(super) struct Shape<'a> {
+    pub(super) clients: usize,
+    pub(super) n_gen: usize,
+    pub(super) n_ctx: usize,
+    pub(super) threads: usize,
+    pub(super) extra: &'a [String],
+    pub(super) prefix: Option<&'a str>,
+}
+
+/// `clients` concurrent clients, one request each, against a fresh server (warmed with one
+/// request first: the weights' pages, first-call buffers, and the shared prompt if any).
+pub(super) fn run_load(engine: Engine, exe: &Path, model: &Path, sh: &Shape<'_>) -> Result<Load> {
+    let Shape { clients, n_gen, n_ctx, threads, extra, prefix } = *sh;
     let server = start(engine, exe, model, clients, n_ctx, threads, extra)?;
     let addr = server.addr.clone();
-    // Warm-up (pages of the weights, first-call buffers): not measured.
     let short = n_ctx < 128; // the tiny model
-    stream_request(&addr, &body(9999, 8, short))?;
+    let prefix = prefix.map(str::to_owned);
+    let request = move |i: usize, n: usize| match &prefix {
+        Some(p) => body_after(p, i, n),
+        None => body(i, n, short),
+    };
+    stream_request(&addr, &request(9999, 8))?;
     let pid = server.child.id();
     let cpu0 = quill_sysinfo::cpu_seconds_of(pid).unwrap_or(0.0);
     let t0 = Instant::now();
     let handles: Vec<_> = (0..clients)
         .map(|i| {
-            let addr = addr.clone();
-            std::thread::spawn(move || stream_request(&addr, &body(i, n_gen, short)))
+            let (addr, b) = (addr.clone(), request(i, n_gen));
+            std::thread::spawn(move || stream_request(&addr, &b))
         })
         .collect();
     let mut samples = Vec::new();
@@ -446,7 +468,7 @@ pub fn run(repo: &Path, args: ServeArgs) -> Result<()> {
                 Engine::Quill,
                 &quill,
                 &m.path,
-                &Shape { clients: n, n_gen, n_ctx, threads: args.threads, extra: &[] },
+                &Shape { clients: n, n_gen, n_ctx, threads: args.threads, extra: &[], prefix: None },
             )?;
             log(&format!(
                 "    quill serve   {n:3} clients: {:7.1} t/s, TTFT p50 {:.0} ms p99 {:.0} ms, TBT p50 {:.1} ms p99 {:.1} ms",
@@ -459,7 +481,7 @@ pub fn run(repo: &Path, args: ServeArgs) -> Result<()> {
                     Engine::Llama,
                     ls,
                     &m.path,
-                    &Shape { clients: n, n_gen, n_ctx, threads: args.threads, extra: &llama_args },
+                    &Shape { clients: n, n_gen, n_ctx, threads: args.threads, extra: &llama_args, prefix: None },
                 )?;
                 log(&format!(
                     "    llama-server  {n:3} clients: {:7.1} t/s, TTFT p50 {:.0} ms p99 {:.0} ms, TBT p50 {:.1} ms p99 {:.1} ms",

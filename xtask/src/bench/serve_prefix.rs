@@ -9,73 +9,14 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
-use serde_json::{json, Value as Json};
 
-use super::serve::{percentile, start, stream_request, Engine, ServeArgs};
+use super::serve::{run_load, Engine, ServeArgs, Shape};
 use super::{build_quill, models, warm_page_cache};
 
 /// 43 tokens of GPT-2's vocabulary (42 when repeated).
 const PARAGRAPH: &str =
     "The committee met again in the old library to review the year. Each member read a short report on \
 the harvest, the roads, the school and the market, and the clerk wrote down every figure with care. ";
-
-fn body(prefix: &str, i: usize, n_gen: usize) -> Json {
-    json!({
-        "prompt": format!("{prefix}Question {i}: what did the clerk write about item {i}?"),
-        "max_tokens": n_gen,
-        "stream": true,
-        "stream_options": {"include_usage": true},
-        "ignore_eos": true,
-        "temperature": 0.0,
-        "seed": i,
-    })
-}
-
-/// The load: clients at once, the shared prompt, tokens each, server threads.
-struct Load<'a> {
-    clients: usize,
-    prefix: &'a str,
-    n_gen: usize,
-    threads: usize,
-}
-
-/// One variant under the load: (TTFT p50, TTFT p99, aggregate t/s, failed).
-fn measure(
-    engine: Engine,
-    exe: &Path,
-    model: &Path,
-    load: &Load<'_>,
-    extra: &[String],
-) -> Result<(f64, f64, f64, usize)> {
-    let Load { clients, prefix, n_gen, threads } = *load;
-    let server = start(engine, exe, model, clients, 1024, threads, extra)?;
-    let addr = server.addr.clone();
-    stream_request(&addr, &body(prefix, 9999, 4))?;
-    let t0 = Instant::now();
-    let handles: Vec<_> = (0..clients)
-        .map(|i| {
-            let (addr, b) = (addr.clone(), body(prefix, i, n_gen));
-            std::thread::spawn(move || stream_request(&addr, &b))
-        })
-        .collect();
-    let (mut ttft, mut tokens, mut end, mut failed) = (Vec::new(), 0, t0, 0);
-    for h in handles {
-        match h.join().expect("client thread") {
-            Ok(s) => {
-                ttft.push(s.ttft.as_secs_f64() * 1e3);
-                tokens += s.tokens;
-                end = end.max(s.done);
-            }
-            Err(e) => {
-                eprintln!("    request failed: {e:#}");
-                failed += 1;
-            }
-        }
-    }
-    drop(server);
-    let wall = (end - t0).as_secs_f64();
-    Ok((percentile(&mut ttft, 0.5), percentile(&mut ttft, 0.99), tokens as f64 / wall.max(1e-9), failed))
-}
 
 pub fn run(repo: &Path, args: &ServeArgs) -> Result<()> {
     let started = Instant::now();
@@ -109,8 +50,9 @@ pub fn run(repo: &Path, args: &ServeArgs) -> Result<()> {
             variants.push(("llama-server", Engine::Llama, ls, &llama_args));
         }
         for (name, engine, exe, extra) in variants {
-            let load = Load { clients, prefix: &prefix, n_gen, threads: args.threads };
-            let (p50, p99, tps, failed) = measure(engine, exe, &m.path, &load, extra)?;
+            let sh = Shape { clients, n_gen, n_ctx: 1024, threads: args.threads, extra, prefix: Some(&prefix) };
+            let l = run_load(engine, exe, &m.path, &sh)?;
+            let ((p50, p99), tps, failed) = (l.ttft_ms, l.agg_tps, l.failed);
             log(&format!(
                 "{} {} {name}: TTFT p50 {p50:.0} ms p99 {p99:.0} ms, {tps:.1} t/s, {failed} failed",
                 m.shape, m.file_type

@@ -71,29 +71,15 @@ impl FloatElem for Bf16 {
     }
 }
 
-/// `out[r] = dot(row r of w, x)` for `W` weights and `X` activations (`k` elements), four
-/// accumulators of `LANES`, the tail one element at a time.
+/// `out[r] = dot(row r of w, x)` for `W` weights and `X` activations (`k` elements): one
+/// token of [`dot_tokens`], whose order is the float GEMV's.
 #[inline(always)]
 unsafe fn gemv_rows<S: Simd, W: FloatElem, X: FloatElem>(w: &[u8], rb: usize, k: usize, x: *const u8, out: &mut [f32]) {
     // SAFETY: within this function's contract: the CPU has the target features it (or its
     // caller) names, and the caller's pointers and lengths are valid for what it touches.
     unsafe {
-        let step = 4 * S::LANES;
-        let full = k / step;
         for (r, o) in out.iter_mut().enumerate() {
-            let p = w.as_ptr().add(r * rb);
-            let mut acc = [S::zero(); 4];
-            for i in 0..full {
-                for (j, a) in acc.iter_mut().enumerate() {
-                    let e = step * i + S::LANES * j;
-                    *a = S::fma(W::load::<S>(p.add(e * W::BYTES)), X::load::<S>(x.add(e * X::BYTES)), *a);
-                }
-            }
-            let mut sum = S::hsum(S::add(S::add(acc[0], acc[1]), S::add(acc[2], acc[3])));
-            for e in step * full..k {
-                sum += W::one(p.add(e * W::BYTES)) * X::one(x.add(e * X::BYTES));
-            }
-            *o = sum;
+            dot_tokens::<S, W, X, 1>(w.as_ptr().add(r * rb), k, x, o, 0);
         }
     }
 }
@@ -103,14 +89,15 @@ const STEP_TOKEN_BLOCK: usize = 24;
 /// Weight rows that pass over one group of tokens before the next group.
 const STEP_ROW_BLOCK: usize = 4;
 
-/// `T` tokens from `xs` (rows `k` apart) against one weight row at `p`, each (row, token) in
-/// exactly [`gemv_rows`]' order (four chains, the same sum, the same tail), the weight loaded
-/// once for all `T`: `out[t * stride]`.
+/// `T` tokens of `X` activations from `xs` (rows `k` elements apart) against one weight row
+/// at `p`, the weight loaded once for all `T`: `out[t * stride]`. The float GEMV's order, for
+/// every (row, token): `LANES`-wide steps into four chains in turn, their sum
+/// `(c0 + c1) + (c2 + c3)` summed across lanes, then the tail one element at a time.
 #[inline(always)]
-unsafe fn dot_tokens<S: Simd, W: FloatElem, const T: usize>(
+unsafe fn dot_tokens<S: Simd, W: FloatElem, X: FloatElem, const T: usize>(
     p: *const u8,
     k: usize,
-    xs: *const f32,
+    xs: *const u8,
     out: *mut f32,
     stride: usize,
 ) {
@@ -125,7 +112,7 @@ unsafe fn dot_tokens<S: Simd, W: FloatElem, const T: usize>(
                 let e = step * i + S::LANES * j;
                 let w = W::load::<S>(p.add(e * W::BYTES));
                 for t in 0..T {
-                    acc[t][j] = S::fma(w, S::load(xs.add(t * k + e)), acc[t][j]);
+                    acc[t][j] = S::fma(w, X::load::<S>(xs.add((t * k + e) * X::BYTES)), acc[t][j]);
                 }
             }
         }
@@ -133,15 +120,15 @@ unsafe fn dot_tokens<S: Simd, W: FloatElem, const T: usize>(
             let a = acc[t];
             let mut sum = S::hsum(S::add(S::add(a[0], a[1]), S::add(a[2], a[3])));
             for e in step * full..k {
-                sum += W::one(p.add(e * W::BYTES)) * *xs.add(t * k + e);
+                sum += W::one(p.add(e * W::BYTES)) * X::one(xs.add((t * k + e) * X::BYTES));
             }
             *out.add(t * stride) = sum;
         }
     }
 }
 
-/// Float rows `w` against `n_tokens` rows of `x` without a panel, every (row, token) summed as
-/// the GEMV sums it: bit for bit the one-token product whatever `n_tokens` is (row-invariant
+/// Float rows `w` against `n_tokens` rows of `x` without a panel, every (row, token) summed by
+/// [`dot_tokens`] as the GEMV sums it: bit for bit the one-token product whatever `n_tokens` is (row-invariant
 /// by construction), each weight loaded once per three tokens. `x` is the activation the GEMV
 /// multiplies (F16-rounded for F16 weights). Writes `out[t * stride + r]`.
 #[inline(always)]
@@ -169,11 +156,12 @@ pub(crate) unsafe fn gemv_tokens<S: Simd, W: FloatElem>(
                 while t < b1 {
                     let nt = (b1 - t).min(3);
                     for r in r0..r1 {
-                        let (p, xs, o) = (w.as_ptr().add(r * rb), x.as_ptr().add(t * k), out.add(t * stride + r));
+                        let p = w.as_ptr().add(r * rb);
+                        let (xs, o) = (x.as_ptr().add(t * k).cast::<u8>(), out.add(t * stride + r));
                         match nt {
-                            3 => dot_tokens::<S, W, 3>(p, k, xs, o, stride),
-                            2 => dot_tokens::<S, W, 2>(p, k, xs, o, stride),
-                            _ => dot_tokens::<S, W, 1>(p, k, xs, o, stride),
+                            3 => dot_tokens::<S, W, f32, 3>(p, k, xs, o, stride),
+                            2 => dot_tokens::<S, W, f32, 2>(p, k, xs, o, stride),
+                            _ => dot_tokens::<S, W, f32, 1>(p, k, xs, o, stride),
                         }
                     }
                     t += nt;

@@ -20,14 +20,18 @@ fn forward(s: &mut quill::gpt2::BatchSession<'_, '_>, b: &Batch, n_vocab: usize)
 fn a_sequence_is_the_same_alone_and_in_a_batch() {
     let meta = golden_meta();
     let spec = spec_of(&meta["models"][1], 50257);
-    for ft in [FileType::F32, FileType::F16, FileType::Q8_0, FileType::Q4_0, FileType::Q4_K_M] {
+    let cases = [FileType::F32, FileType::F16, FileType::Q8_0, FileType::Q4_0, FileType::Q4_K_M]
+        .map(|ft| (ft, KvType::F16))
+        .into_iter()
+        .chain([(FileType::Q4_0, KvType::Q8_0), (FileType::F32, KvType::Q8_0)]);
+    for (ft, kv_type) in cases {
         let path = gguf("h32x4", &spec, ft);
         let file = GgufFile::open(&path).unwrap();
         let model = Gpt2Model::load(&file).unwrap();
         let v = model.config.n_vocab;
         let a = model.tokenizer.encode("It was the best of times, it was the worst of times").unwrap();
         let b = model.tokenizer.encode("Call me Ishmael.").unwrap();
-        let opts = BatchOptions { n_seq: 3, n_ctx: 64, n_batch: 32, logit_rows: 2, ..Default::default() };
+        let opts = BatchOptions { n_seq: 3, n_ctx: 64, n_batch: 32, logit_rows: 2, kv_type, ..Default::default() };
         let run = |threads: usize, crowd: bool| -> Vec<Vec<f32>> {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
@@ -63,17 +67,17 @@ fn a_sequence_is_the_same_alone_and_in_a_batch() {
             for (i, (x, y)) in alone.iter().zip(&got).enumerate() {
                 assert!(
                     x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()),
-                    "{ft:?}: step {i} differs ({threads} threads, crowd {crowd})"
+                    "{ft:?} {kv_type:?}: step {i} differs ({threads} threads, crowd {crowd})"
                 );
             }
         }
         // One span with row-invariance off is the very forward pass of a Session.
-        let mut session = model.session(SessionOptions { n_ctx: 64, n_batch: 32, kv_type: KvType::F16 }).unwrap();
+        let mut session = model.session(SessionOptions { n_ctx: 64, n_batch: 32, kv_type }).unwrap();
         let want = session.prefill(&a).unwrap().to_vec();
         let mut s = model.batch_session(BatchOptions { row_invariant: false, ..opts }).unwrap();
         let mut batch = Batch::with_capacity(32, 3);
         batch.push(0, 0, &a, SpanLogits::Last);
-        assert_eq!(forward(&mut s, &batch, v)[0], want, "{ft:?}");
+        assert_eq!(forward(&mut s, &batch, v)[0], want, "{ft:?} {kv_type:?}");
     }
 }
 

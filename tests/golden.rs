@@ -52,6 +52,9 @@ fn run_golden(file_type: FileType, kv: KvType, check: impl Fn(&str, &Compare)) {
         let spec = spec_of(m, meta["n_vocab"].as_u64().unwrap() as usize);
         let file = GgufFile::open(gguf(name, &spec, file_type)).unwrap();
         let model = Gpt2Model::load(&file).unwrap();
+        if kv == KvType::Q8_0 && !model.config.head_dim().is_multiple_of(32) {
+            continue; // heads of 16 do not fill a Q8_0 block (refused; tests/hostile_model.rs)
+        }
         for p in m["prompts"].as_array().unwrap() {
             let k = p["prompt"].as_u64().unwrap() as usize;
             let n = p["n_tokens"].as_u64().unwrap() as usize;
@@ -83,7 +86,9 @@ fn f32_logits_match_transformers() {
 /// bits (relative error 2^-11), so logits move by ~1e-4 of their range; Q8_0 keeps 8 bits per
 /// weight plus an f16 scale (~0.4% per weight), Q4_0 4 bits (~6%), Q4_K_M 4-6 bits with finer
 /// scales. The random-weight golden models measured: F16 rel. diff <= 4e-4; cosine >= 0.99990
-/// (Q8_0), 0.9954 (Q4_0), 0.9972 (Q4_K_M); the top token agreed for every prompt.
+/// (Q8_0), 0.9954 (Q4_0), 0.9972 (Q4_K_M); the top token agreed for every prompt. A Q8_0 KV
+/// cache over F32 weights rounds keys and values to 8 bits per block of 32: cosine >= 0.99999
+/// measured.
 #[test]
 fn quantized_logits_track_transformers() {
     for (ft, min_cos) in
@@ -97,6 +102,10 @@ fn quantized_logits_track_transformers() {
             }
         });
     }
+    run_golden(FileType::F32, KvType::Q8_0, |what, c| {
+        assert!(c.cosine >= 0.99995, "{what} with a q8_0 KV cache: cosine {}", c.cosine);
+        assert!(c.same_top1, "{what} with a q8_0 KV cache: top-1 differs");
+    });
 }
 
 /// Prefill of n tokens gives the logits of n single decodes, for every weight path and cache
@@ -116,8 +125,10 @@ fn prefill_equals_decodes() {
         // the batched and the one-token paths can move an activation across an F16 rounding
         // boundary, a change of one F16 unit (2^-11 relative) in that element, so F16 gets the
         // tolerance of F16 arithmetic; the other paths differ only in summation order.
-        let tol = if ft == FileType::F16 { 2e-3 } else { 1e-4 };
-        for kv in [KvType::F32, KvType::F16] {
+        // A Q8_0 cache rounds each key and value to 1/127 of its block's largest magnitude:
+        // float noise between the paths can move a code by one.
+        for kv in KvType::ALL {
+            let tol = if ft == FileType::F16 || kv == KvType::Q8_0 { 2e-3 } else { 1e-4 };
             let opts = SessionOptions { kv_type: kv, ..Default::default() };
             let mut batch = model.session(opts).unwrap();
             let all = batch.prefill(&ids).unwrap().to_vec();

@@ -209,4 +209,7 @@ fn a_kv_cache_that_cannot_fit_is_refused_up_front_with_the_figure() {
     }
     // A context that fits is fine.
     model.session(SessionOptions { n_ctx: 64, kv_type: KvType::F32, ..Default::default() }).unwrap();
+    // Heads of 16 cannot be stored in Q8_0 blocks of 32: refused, naming the flag and size.
+    let msg = model.session(SessionOptions { n_ctx: 64, kv_type: KvType::Q8_0, ..Default::default() }).err().unwrap();
+    assert_eq!(msg.to_string(), "--kv-type q8_0: the model's head size 16 is not a multiple of 32 (a Q8_0 block)");
 }

@@ -23,7 +23,7 @@ fn decode_and_sampling_allocate_nothing_per_token() {
         pool.install(|| {
             let file = GgufFile::open(&path).unwrap();
             let model = Gpt2Model::load(&file).unwrap();
-            for kv in [KvType::F32, KvType::F16] {
+            for kv in KvType::ALL {
                 let mut s = model.session(SessionOptions { kv_type: kv, n_batch: 8, ..Default::default() }).unwrap();
                 let cfg = SamplerConfig { seed: Some(1), repeat_penalty: 1.1, ..SamplerConfig::default() };
                 let mut sampler = Sampler::new(cfg, model.config.n_vocab).unwrap();

@@ -26,6 +26,10 @@ pub struct Args {
     /// Repetitions of each test.
     #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
     reps: usize,
+    /// Context already in the cache when each test starts (llama-bench's -d): tg128 at depth
+    /// 1024 measures decoding late in a long text, where attention reads the whole cache.
+    #[arg(short = 'd', long = "n-depth", default_value_t = 0)]
+    depth: usize,
     /// KV cache storage type.
     #[arg(long, value_enum, default_value_t = KvTypeArg::F16)]
     kv_type: KvTypeArg,
@@ -46,17 +50,26 @@ impl Tokens {
     }
 }
 
+/// Empties the session, then fills `depth` positions (untimed).
+fn start(s: &mut Session<'_, '_>, depth: usize, rng: &mut Tokens, n_vocab: usize, buf: &mut Vec<u32>) -> Result<()> {
+    s.reset();
+    if depth > 0 {
+        buf.clear();
+        buf.extend((0..depth).map(|_| rng.next(n_vocab)));
+        s.prefill(buf)?;
+    }
+    Ok(())
+}
+
 fn run_pp(s: &mut Session<'_, '_>, n: usize, rng: &mut Tokens, n_vocab: usize, buf: &mut Vec<u32>) -> Result<f64> {
     buf.clear();
     buf.extend((0..n).map(|_| rng.next(n_vocab)));
-    s.reset();
     let t = Instant::now();
     s.prefill(buf)?;
     Ok(t.elapsed().as_secs_f64())
 }
 
 fn run_tg(s: &mut Session<'_, '_>, n: usize, rng: &mut Tokens, n_vocab: usize) -> Result<f64> {
-    s.reset();
     let mut token = rng.next(n_vocab);
     let t = Instant::now();
     for _ in 0..n {
@@ -95,6 +108,7 @@ struct Setup {
     load_ms: f64,
     threads: usize,
     kv: KvType,
+    depth: usize,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -109,16 +123,16 @@ pub fn run(args: Args) -> Result<()> {
     let loaded = args.model.load()?;
     let model = loaded.model()?;
     let setup = Setup::new(&args, &loaded, &model)?;
-    let n_ctx = args.n_prompt.max(args.n_gen).max(1);
+    let n_ctx = args.depth + args.n_prompt.max(args.n_gen).max(1);
     if n_ctx > model.config.n_ctx {
-        bail!("the tests need a context of {n_ctx} tokens, the model has {}", model.config.n_ctx);
+        bail!("the tests need a context of {n_ctx} tokens (-d + max(-p, -n)), the model has {}", model.config.n_ctx);
     }
     let opts = SessionOptions { n_ctx, n_batch: args.n_prompt.clamp(1, 512), kv_type: setup.kv };
     let mut session = model.session(opts)?;
     let mut rows = Vec::new();
     for (test, n) in [("pp", args.n_prompt), ("tg", args.n_gen)] {
         if n > 0 {
-            let secs = measure(&mut session, test, n, args.reps, model.config.n_vocab, &mut rss)?;
+            let secs = measure(&mut session, (test, n, args.depth), args.reps, model.config.n_vocab, &mut rss)?;
             rows.push(setup.row(test, n, &secs, rss.get()));
         }
     }
@@ -150,6 +164,7 @@ impl Setup {
             load_ms: loaded.elapsed() * 1e3,
             threads: rayon::current_num_threads(),
             kv: args.kv_type.into(),
+            depth: args.depth,
         })
     }
 
@@ -159,7 +174,7 @@ impl Setup {
         let ns: Vec<f64> = secs.iter().map(|s| s * 1e9).collect();
         let (avg_ts, sd_ts) = mean_sd(&ts);
         let (avg_ns, sd_ns) = mean_sd(&ns);
-        let kv = if self.kv == KvType::F16 { "f16" } else { "f32" };
+        let kv = self.kv.name();
         json!({
             "build_commit": option_env!("QUILL_GIT_COMMIT").unwrap_or("unknown"),
             "cpu_info": quill_sysinfo::cpu().name,
@@ -175,6 +190,7 @@ impl Setup {
             "type_v": kv,
             "n_prompt": if test == "pp" { n } else { 0 },
             "n_gen": if test == "tg" { n } else { 0 },
+            "n_depth": self.depth,
             "test_time": quill_sysinfo::UtcTime::now().rfc3339(),
             "avg_ns": avg_ns.round() as u64,
             "stddev_ns": sd_ns.round() as u64,
@@ -197,11 +213,14 @@ impl Setup {
         writeln!(out, "| model | size | params | backend | threads | test | t/s |")?;
         writeln!(out, "| --- | ---: | ---: | --- | ---: | ---: | ---: |")?;
         for r in rows {
-            let test = if r["n_prompt"].as_u64() > Some(0) {
+            let mut test = if r["n_prompt"].as_u64() > Some(0) {
                 format!("pp{}", r["n_prompt"])
             } else {
                 format!("tg{}", r["n_gen"])
             };
+            if self.depth > 0 {
+                test += &format!(" @ d{}", self.depth);
+            }
             writeln!(
                 out,
                 "| {} | {:.2} MiB | {:.2} M | CPU | {} | {} | {:.2} ± {:.2} |",
@@ -245,10 +264,10 @@ fn weight_bytes_per_token(model: &Gpt2Model<'_>) -> u64 {
 
 /// Seconds of each repetition of one test, after a warm-up (as llama-bench: a short prompt or
 /// one token).
+/// Times `reps` runs of test `(name, tokens, depth)` after one short warm-up.
 fn measure(
     session: &mut Session<'_, '_>,
-    test: &str,
-    n: usize,
+    (test, n, depth): (&str, usize, usize),
     reps: usize,
     n_vocab: usize,
     rss: &mut RssTracker,
@@ -256,6 +275,7 @@ fn measure(
     let mut rng = Tokens(0x9E37_79B9_7F4A_7C15);
     let mut buf = Vec::new();
     let mut once = |session: &mut Session<'_, '_>, n: usize| {
+        start(session, depth, &mut rng, n_vocab, &mut buf)?;
         if test == "pp" {
             run_pp(session, n, &mut rng, n_vocab, &mut buf)
         } else {

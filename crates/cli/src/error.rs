@@ -32,7 +32,7 @@ fn advice(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
         return match e {
             ModelError::ContextFull { max, .. } => Some(format!("use a larger --ctx, at most {max}")),
             ModelError::ContextTooLarge { max, .. } => Some(format!("--ctx can be at most {max}")),
-            ModelError::OutOfMemory { .. } => Some("use a smaller --ctx or --kv-type f16".into()),
+            ModelError::OutOfMemory { .. } => Some("use a smaller --ctx or --kv-type q8_0".into()),
             _ => None,
         };
     }

@@ -13,7 +13,7 @@ use quill_gpt2::perplexity::{log_softmax, windows, LogitsReader, LogitsWriter, S
 use quill_gpt2::{Gpt2Model, KvType, SessionOptions};
 use serde_json::json;
 
-use crate::common::{Loaded, ModelArgs};
+use crate::common::{KvTypeArg, Loaded, ModelArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -42,9 +42,34 @@ pub struct Args {
     /// Save this model's log-probs for later --kl-base-logits runs (large: 100 KB per scored token).
     #[arg(long)]
     save_logits: Option<PathBuf>,
+    /// KV cache storage of the scored run (f32 by default: the model's own numbers).
+    #[arg(long, value_enum, default_value_t = KvTypeArg::F32)]
+    kv_type: KvTypeArg,
+    /// Compare with the same model run with this KV cache type: the quality cost of
+    /// --kv-type. Defaults to f16 when --kv-type is q8_0 and no other base is given.
+    #[arg(long, value_enum, conflicts_with_all = ["kl_base", "kl_base_logits"])]
+    kl_base_kv: Option<KvTypeArg>,
     /// Print one JSON object at the end.
     #[arg(long)]
     json: bool,
+}
+
+impl Args {
+    /// The KV type of the base run over this same model, if there is one.
+    fn base_kv(&self) -> Option<KvType> {
+        match self.kl_base_kv {
+            Some(t) => Some(t.into()),
+            None if self.kl_base.is_none() && self.kl_base_logits.is_none() => {
+                (KvType::from(self.kv_type) == KvType::Q8_0).then_some(KvType::F16)
+            }
+            None => None,
+        }
+    }
+
+    /// Session options over windows of `n_ctx` with this KV type.
+    fn session(n_ctx: usize, kv_type: KvType) -> SessionOptions {
+        SessionOptions { n_ctx, n_batch: n_ctx.min(512), kv_type }
+    }
 }
 
 enum Base<'m, 'a> {
@@ -107,11 +132,11 @@ fn plan(args: &Args, model: &Gpt2Model<'_>) -> Result<Plan> {
 }
 
 /// The base of the KL divergence: a model (`--kl-base`), saved log-probs
-/// (`--kl-base-logits`), or none.
+/// (`--kl-base-logits`), this model with another KV cache type (`--kl-base-kv`), or none.
 fn open_base<'m, 'a>(
     args: &Args,
     base_model: Option<&'m Gpt2Model<'a>>,
-    model: &Gpt2Model<'_>,
+    model: &'m Gpt2Model<'a>,
     plan: &Plan,
 ) -> Result<Base<'m, 'a>> {
     let n_vocab = model.config.n_vocab;
@@ -119,8 +144,13 @@ fn open_base<'m, 'a>(
         if base.config.n_vocab != n_vocab || base.tokenizer.tokens() != model.tokenizer.tokens() {
             bail!("{}: the base model's vocabulary differs from the model's", path.display());
         }
-        let opts = SessionOptions { n_ctx: plan.n_ctx, n_batch: plan.n_ctx.min(512), kv_type: KvType::F32 };
-        return Ok(Base::Model(Box::new(base.session(opts)?)));
+        return Ok(Base::Model(Box::new(base.session(Args::session(plan.n_ctx, KvType::F32))?)));
+    }
+    if let Some(kv) = args.base_kv() {
+        if !args.json {
+            eprintln!("perplexity: base = this model with a {} KV cache (--kl-base-kv)", kv.name());
+        }
+        return Ok(Base::Model(Box::new(model.session(Args::session(plan.n_ctx, kv))?)));
     }
     if let Some(path) = &args.kl_base_logits {
         let f = File::open(path).with_context(|| path.display().to_string())?;
@@ -161,8 +191,7 @@ fn score(
     saver: &mut Option<Saver>,
 ) -> Result<Stats> {
     let n_vocab = model.config.n_vocab;
-    let opts = SessionOptions { n_ctx: plan.n_ctx, n_batch: plan.n_ctx.min(512), kv_type: KvType::F32 };
-    let mut session = model.session(opts)?;
+    let mut session = model.session(Args::session(plan.n_ctx, args.kv_type.into()))?;
     let bar = progress_bar(args, plan);
     let mut stats = Stats::default();
     let (mut lp, mut base_lp) = (vec![0.0f64; n_vocab], vec![0.0f64; n_vocab]);
@@ -240,8 +269,12 @@ fn report(args: &Args, plan: &Plan, stats: &Stats, secs: f64) -> Result<()> {
             "count": stats.count,
             "ctx": plan.n_ctx,
             "stride": args.stride,
+            "kv_type": KvType::from(args.kv_type).name(),
             "seconds": secs,
         });
+        if let Some(kv) = args.base_kv() {
+            doc["base_kv_type"] = json!(kv.name());
+        }
         if stats.has_kl() {
             doc["kld_mean"] = json!(stats.kld_mean());
             doc["kld_stderr"] = json!(stats.kld_stderr());

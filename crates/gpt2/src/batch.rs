@@ -120,7 +120,10 @@ impl<'m, 'a> BatchSession<'m, 'a> {
         }
         let n_batch = opts.n_batch.max(1);
         let rows = opts.logit_rows.max(1);
-        let kv = 2 * (opts.n_seq * c.n_layer * n_ctx * c.n_embd) as u128 * KvCache::elem_bytes(opts.kv_type) as u128;
+        if opts.kv_type == KvType::Q8_0 && !c.head_dim().is_multiple_of(32) {
+            return Err(ModelError::KvTypeUnsupported { kv: opts.kv_type.name(), head_dim: c.head_dim() });
+        }
+        let kv = 2 * opts.kv_type.bytes(opts.n_seq * c.n_layer * n_ctx * c.n_embd) as u128;
         let needed = kv + RunState::bytes_needed(model, n_batch, opts.n_seq, n_ctx, rows);
         if let Some(available) = quill_sysinfo::mem_available() {
             if needed > u128::from(available) {
@@ -129,7 +132,7 @@ impl<'m, 'a> BatchSession<'m, 'a> {
         }
         let mut s = RunState::new(model, n_batch, opts.n_seq, n_ctx, rows);
         s.mm.set_row_invariant(opts.row_invariant);
-        let kv = KvCache::new(opts.kv_type, opts.n_seq, c.n_layer, n_ctx, c.n_embd);
+        let kv = KvCache::new(opts.kv_type, opts.n_seq, model, n_ctx);
         Ok(BatchSession { model, s, kv, n_ctx, n_batch, len: vec![0; opts.n_seq], seen: vec![false; opts.n_seq] })
     }
 

@@ -43,6 +43,9 @@ pub enum ModelError {
     #[error("context is full: {needed} positions needed, the session holds {n_ctx} (the model's context is {max})")]
     ContextFull { needed: usize, n_ctx: usize, max: usize },
 
+    #[error("--kv-type {kv}: the model's head size {head_dim} is not a multiple of 32 (a Q8_0 block)")]
+    KvTypeUnsupported { kv: &'static str, head_dim: usize },
+
     #[error("requested context {requested} is larger than the model's {max}")]
     ContextTooLarge { requested: usize, max: usize },
 

@@ -8,6 +8,7 @@
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 use quill_kernels::{self as k, AttnScratch, KvSlice, MatmulScratch};
+use quill_quant::BlockQ8_0;
 
 use crate::{Gpt2Model, KvType};
 
@@ -31,10 +32,14 @@ impl Span {
     }
 }
 
-/// Keys or values of every slot: `[n_slot][n_layer][n_ctx][n_embd]`.
+/// Keys or values of every slot: `[n_slot][n_layer][n_head][n_ctx][head_dim]`, each head's
+/// positions one run of memory (what the attention kernels read). Indices count elements;
+/// a Q8_0 buffer holds 32 per block, and every index and length given to it is a multiple of
+/// 32 (head rows, checked at creation).
 enum KvBuf {
     F32(Vec<f32>),
     F16(Vec<f16>),
+    Q8_0(Vec<BlockQ8_0>),
 }
 
 impl KvBuf {
@@ -42,6 +47,7 @@ impl KvBuf {
         match ty {
             KvType::F32 => KvBuf::F32(vec![0.0; n]),
             KvType::F16 => KvBuf::F16(vec![f16::ZERO; n]),
+            KvType::Q8_0 => KvBuf::Q8_0(vec![BlockQ8_0 { d: f16::ZERO, qs: [0; 32] }; n / 32]),
         }
     }
 
@@ -49,6 +55,7 @@ impl KvBuf {
         match self {
             KvBuf::F32(c) => c[at..at + src.len()].copy_from_slice(src),
             KvBuf::F16(c) => c[at..at + src.len()].convert_from_f32_slice(src),
+            KvBuf::Q8_0(c) => k::Kernels::active().quantize_q8_0(src, &mut c[at / 32..(at + src.len()) / 32]),
         }
     }
 
@@ -56,6 +63,7 @@ impl KvBuf {
         match self {
             KvBuf::F32(c) => KvSlice::F32(&c[start..start + len]),
             KvBuf::F16(c) => KvSlice::F16(&c[start..start + len]),
+            KvBuf::Q8_0(c) => KvSlice::Q8_0(&c[start / 32..(start + len) / 32]),
         }
     }
 
@@ -63,53 +71,80 @@ impl KvBuf {
         match self {
             KvBuf::F32(c) => c.copy_within(src..src + len, dst),
             KvBuf::F16(c) => c.copy_within(src..src + len, dst),
+            KvBuf::Q8_0(c) => c.copy_within(src / 32..(src + len) / 32, dst / 32),
         }
     }
 
     fn bytes(&self) -> usize {
         match self {
-            KvBuf::F32(c) => c.len() * 4,
-            KvBuf::F16(c) => c.len() * 2,
+            KvBuf::F32(c) => std::mem::size_of_val(c.as_slice()),
+            KvBuf::F16(c) => std::mem::size_of_val(c.as_slice()),
+            KvBuf::Q8_0(c) => std::mem::size_of_val(c.as_slice()),
         }
     }
 }
 
 /// The KV cache of `n_slot` sequences of up to `n_ctx` positions each.
 pub(crate) struct KvCache {
-    k: KvBuf, // [n_slot][n_layer][n_ctx][n_embd]
-    v: KvBuf, // [n_slot][n_layer][n_ctx][n_embd]
+    k: KvBuf, // [n_slot][n_layer][n_head][n_ctx][head_dim]
+    v: KvBuf, // [n_slot][n_layer][n_head][n_ctx][head_dim]
     n_slot: usize,
     n_layer: usize,
     n_ctx: usize,
-    n_embd: usize,
+    n_head: usize,
+    head_dim: usize,
 }
 
 impl KvCache {
-    pub(crate) fn new(ty: KvType, n_slot: usize, n_layer: usize, n_ctx: usize, n_embd: usize) -> KvCache {
-        let n = n_slot * n_layer * n_ctx * n_embd;
-        KvCache { k: KvBuf::new(ty, n), v: KvBuf::new(ty, n), n_slot, n_layer, n_ctx, n_embd }
-    }
-
-    /// Bytes per element of a KV type.
-    pub(crate) fn elem_bytes(ty: KvType) -> usize {
-        match ty {
-            KvType::F32 => 4,
-            KvType::F16 => 2,
+    pub(crate) fn new(ty: KvType, n_slot: usize, model: &Gpt2Model<'_>, n_ctx: usize) -> KvCache {
+        let c = &model.config;
+        let n = n_slot * c.n_layer * n_ctx * c.n_embd;
+        KvCache {
+            k: KvBuf::new(ty, n),
+            v: KvBuf::new(ty, n),
+            n_slot,
+            n_layer: c.n_layer,
+            n_ctx,
+            n_head: c.n_head,
+            head_dim: c.head_dim(),
         }
     }
 
-    /// Index of position 0 of layer `l` of `slot`.
-    fn base(&self, slot: usize, l: usize) -> usize {
-        (slot * self.n_layer + l) * self.n_ctx * self.n_embd
+    /// Elements of one layer of one slot.
+    fn layer_len(&self) -> usize {
+        self.n_head * self.n_ctx * self.head_dim
+    }
+
+    /// Index of position `pos` of head `h` of layer `l` of `slot`.
+    fn at(&self, slot: usize, l: usize, h: usize, pos: usize) -> usize {
+        (slot * self.n_layer + l) * self.layer_len() + (h * self.n_ctx + pos) * self.head_dim
+    }
+
+    /// Stores the key and value rows (`[n_embd]` each) of position `pos` of layer `l` of `slot`.
+    fn write(&mut self, slot: usize, l: usize, pos: usize, k: &[f32], v: &[f32]) {
+        let hd = self.head_dim;
+        for h in 0..self.n_head {
+            let at = self.at(slot, l, h, pos);
+            self.k.write(at, &k[h * hd..(h + 1) * hd]);
+            self.v.write(at, &v[h * hd..(h + 1) * hd]);
+        }
+    }
+
+    /// Keys and values of layer `l` of `slot`, as the attention kernels take them.
+    fn layer(&self, slot: usize, l: usize) -> (KvSlice<'_>, KvSlice<'_>) {
+        let (at, n) = (self.at(slot, l, 0, 0), self.layer_len());
+        (self.k.slice(at, n), self.v.slice(at, n))
     }
 
     /// Copies positions `0..n` of every layer from slot `src` to slot `dst`.
     pub(crate) fn copy_prefix(&mut self, src: usize, dst: usize, n: usize) {
         debug_assert!(src < self.n_slot && dst < self.n_slot && n <= self.n_ctx);
         for l in 0..self.n_layer {
-            let (s, d) = (self.base(src, l), self.base(dst, l));
-            self.k.copy_within(s, d, n * self.n_embd);
-            self.v.copy_within(s, d, n * self.n_embd);
+            for h in 0..self.n_head {
+                let (s, d) = (self.at(src, l, h, 0), self.at(dst, l, h, 0));
+                self.k.copy_within(s, d, n * self.head_dim);
+                self.v.copy_within(s, d, n * self.head_dim);
+            }
         }
     }
 
@@ -226,14 +261,11 @@ pub(crate) fn forward(
         k::add_bias(qkv, &layer.attn_qkv_b);
         let q = &mut s.h[..n * e]; // ln_1 output is no longer needed: reuse it for Q
         for sp in spans {
-            let base = kv.base(sp.slot, l);
             for t in 0..sp.len {
                 let row_i = sp.start + t;
                 let row = &qkv[row_i * 3 * e..(row_i + 1) * 3 * e];
                 q[row_i * e..(row_i + 1) * e].copy_from_slice(&row[..e]);
-                let at = base + (sp.pos + t) * e;
-                kv.k.write(at, &row[e..2 * e]);
-                kv.v.write(at, &row[2 * e..]);
+                kv.write(sp.slot, l, sp.pos + t, &row[e..2 * e], &row[2 * e..]);
             }
         }
         let att = &mut s.att[..n * e];
@@ -297,12 +329,11 @@ fn attend(
     match spans {
         [] => {}
         [sp] => {
-            let base = kv.base(sp.slot, l);
-            let n_kv = (sp.pos + sp.len) * e;
+            let (keys, values) = kv.layer(sp.slot, l);
             k::attention(
                 &q[sp.start * e..(sp.start + sp.len) * e],
-                kv.k.slice(base, n_kv),
-                kv.v.slice(base, n_kv),
+                keys,
+                values,
                 sp.pos,
                 sp.len,
                 c.n_head,

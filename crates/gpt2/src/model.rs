@@ -53,6 +53,37 @@ pub enum KvType {
     F32,
     #[default]
     F16,
+    /// ggml's Q8_0 blocks (32 codes and an f16 scale, 34 bytes per 32 elements: 53% of F16),
+    /// as llama.cpp's `-ctk q8_0 -ctv q8_0`; each new key and value row is quantized once.
+    Q8_0,
+}
+
+impl KvType {
+    /// Every type, for listings and tests.
+    pub const ALL: [KvType; 3] = [KvType::F32, KvType::F16, KvType::Q8_0];
+
+    /// The name on the command line and in Python (`f32`, `f16`, `q8_0`).
+    pub fn name(self) -> &'static str {
+        match self {
+            KvType::F32 => "f32",
+            KvType::F16 => "f16",
+            KvType::Q8_0 => "q8_0",
+        }
+    }
+
+    /// The type named `name` (see [`KvType::name`]).
+    pub fn from_name(name: &str) -> Option<KvType> {
+        KvType::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Bytes that `n` elements take (`n` a multiple of 32 for Q8_0).
+    pub fn bytes(self, n: usize) -> usize {
+        match self {
+            KvType::F32 => 4 * n,
+            KvType::F16 => 2 * n,
+            KvType::Q8_0 => n / 32 * std::mem::size_of::<quill_quant::BlockQ8_0>(),
+        }
+    }
 }
 
 /// Options of a session.

@@ -1,8 +1,18 @@
 //! Element-wise and row operations of the GPT-2 graph, through the process-wide kernels.
 
+use quill_quant::BlockQ8_0;
+
 use crate::Kernels;
 
 impl Kernels {
+    /// `x` (whole blocks of 32) as ggml's Q8_0 blocks, bit-exact with `quill_quant`'s reference
+    /// (llama.cpp's) for finite inputs: how a Q8_0 KV cache stores each new key and value.
+    pub fn quantize_q8_0(&self, x: &[f32], out: &mut [BlockQ8_0]) {
+        assert_eq!(x.len(), out.len() * 32, "quantize_q8_0: {} elements for {} blocks", x.len(), out.len());
+        // SAFETY: the table's kernels run on this CPU (Kernels::get); lengths checked above.
+        unsafe { (self.quant.q8_0)(x, out) }
+    }
+
     /// [`layer_norm`] with this table's kernels.
     pub fn layer_norm(&self, x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
         let n = x.len();

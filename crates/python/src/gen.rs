@@ -141,11 +141,7 @@ impl Args {
 
 /// `kv_type=`.
 pub(crate) fn kv_type(name: &str) -> PyResult<KvType> {
-    match name {
-        "f16" => Ok(KvType::F16),
-        "f32" => Ok(KvType::F32),
-        other => Err(value_error(format!("kv_type must be 'f16' or 'f32', got '{other}'"))),
-    }
+    KvType::from_name(name).ok_or_else(|| value_error(format!("kv_type must be 'f16', 'f32' or 'q8_0', got '{name}'")))
 }
 
 pub(crate) fn generate_error(e: GenerateError) -> PyErr {

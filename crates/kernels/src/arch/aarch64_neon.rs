@@ -297,6 +297,20 @@ impl Simd for Neon {
         unsafe { vreinterpretq_f32_u32(vshlq_n_u32::<16>(vmovl_u16(vld1_u16(p)))) }
     }
     #[inline(always)]
+    unsafe fn load_i8(p: *const i8) -> float32x4_t {
+        // SAFETY: the Simd contract: called only where this backend's target features are on;
+        // the four bytes at p are read as one unaligned i32.
+        unsafe {
+            let b = vreinterpret_s8_s32(vdup_n_s32(p.cast::<i32>().read_unaligned()));
+            vcvtq_f32_s32(vmovl_s16(vget_low_s16(vmovl_s8(b))))
+        }
+    }
+    #[inline(always)]
+    unsafe fn splat_f16(p: *const f16) -> float32x4_t {
+        // SAFETY: the Simd contract: called only where this backend's target features are on.
+        unsafe { load_f16x4([p.cast::<u16>().read_unaligned(); 4].as_ptr()) }
+    }
+    #[inline(always)]
     unsafe fn fma(a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
         // SAFETY: the Simd contract: called only where this backend's target features are on.
         unsafe { vfmaq_f32(c, a, b) }

@@ -25,7 +25,7 @@ const MAX_CHUNKS: usize = MAX_HEAD_DIM / 4;
 /// The widest vector (AVX-512's 16 lanes).
 const MAX_LANES: usize = 16;
 
-/// `out[p] = scale * q . k[p * stride..]` for every `p < out.len()`.
+/// `out[p] = scale * q . row p of k` (from unit `p * stride`) for every `p < out.len()`.
 #[inline(always)]
 pub(crate) unsafe fn scores<S: Simd, T: Widen>(q: &[f32], k: &[T], stride: usize, scale: f32, out: &mut [f32]) {
     // SAFETY: within this function's contract: the CPU has the target features it (or its
@@ -62,15 +62,16 @@ unsafe fn row_dot<S: Simd, T: Widen>(q: &[S::V], row: *const T) -> S::V {
     // SAFETY: within this function's contract: the CPU has the target features it (or its
     // caller) names, and the caller's pointers and lengths are valid for what it touches.
     unsafe {
-        let mut a = S::mul(q[0], T::widen::<S>(row));
+        let mut a = S::mul(q[0], T::widen::<S>(row, 0));
         for (c, &qc) in q.iter().enumerate().skip(1) {
-            a = S::fma(qc, T::widen::<S>(row.add(S::LANES * c)), a);
+            a = S::fma(qc, T::widen::<S>(row, S::LANES * c), a);
         }
         a
     }
 }
 
-/// `out[d] = sum_p w[p] * v[p * stride + d]` for `d < out.len()` (overwrites `out`).
+/// `out[d] = sum_p w[p] * element d of row p of v` (from unit `p * stride`) for `d < out.len()`
+/// (overwrites `out`).
 #[inline(always)]
 pub(crate) unsafe fn accum<S: Simd, T: Widen>(w: &[f32], v: &[T], stride: usize, out: &mut [f32]) {
     // SAFETY: within this function's contract: the CPU has the target features it (or its
@@ -88,7 +89,7 @@ pub(crate) unsafe fn accum<S: Simd, T: Widen>(w: &[f32], v: &[T], stride: usize,
             let row = vp.add(p * stride);
             let a = &mut acc[p % 2];
             for (c, ac) in a.iter_mut().enumerate().take(nc) {
-                *ac = S::fma(ws, T::widen::<S>(row.add(l * c)), *ac);
+                *ac = S::fma(ws, T::widen::<S>(row, l * c), *ac);
             }
         }
         for c in 0..nc {
@@ -105,7 +106,7 @@ unsafe fn load_block<S: Simd, T: Widen>(src: *const T, stride: usize, j0: usize,
     unsafe {
         for j in 0..8 {
             for c in (0..hd).step_by(S::LANES) {
-                let v = if j < n { T::widen::<S>(src.add((j0 + j) * stride + c)) } else { S::zero() };
+                let v = if j < n { T::widen::<S>(src.add((j0 + j) * stride), c) } else { S::zero() };
                 S::store(buf.add(j * hd + c), v);
             }
         }

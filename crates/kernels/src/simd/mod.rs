@@ -20,6 +20,7 @@ pub(crate) mod ops;
 pub(crate) mod quant;
 
 use half::f16;
+use quill_quant::BlockQ8_0;
 
 /// A SIMD instruction set's f32 vectors (see the module docs).
 pub(crate) trait Simd: Copy + 'static {
@@ -48,6 +49,10 @@ pub(crate) trait Simd: Copy + 'static {
     unsafe fn load_f16(p: *const f16) -> Self::V;
     /// `LANES` bf16 values (as bits) widened to f32.
     unsafe fn load_bf16(p: *const u16) -> Self::V;
+    /// `LANES` i8 values widened to f32.
+    unsafe fn load_i8(p: *const i8) -> Self::V;
+    /// The f16 value at `p` widened to f32 in every lane.
+    unsafe fn splat_f16(p: *const f16) -> Self::V;
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
@@ -134,24 +139,40 @@ pub(crate) use simd_basics;
 
 /// A KV-cache or weight element that widens to f32 vectors.
 pub(crate) trait Widen: crate::attention::KvElem {
-    unsafe fn widen<S: Simd>(p: *const Self) -> S::V;
+    /// Elements `e..e + LANES` of the row that starts at `row` as f32 (`e` a multiple of
+    /// `LANES`; `LANES` divides [`crate::attention::KvElem::BLOCK`] or is a multiple of it).
+    unsafe fn widen<S: Simd>(row: *const Self, e: usize) -> S::V;
 }
 
 impl Widen for f32 {
     #[inline(always)]
-    unsafe fn widen<S: Simd>(p: *const f32) -> S::V {
+    unsafe fn widen<S: Simd>(row: *const f32, e: usize) -> S::V {
         // SAFETY: within this function's contract: the CPU has the target features it (or its
         // caller) names, and the caller's pointers and lengths are valid for what it touches.
-        unsafe { S::load(p) }
+        unsafe { S::load(row.add(e)) }
     }
 }
 
 impl Widen for f16 {
     #[inline(always)]
-    unsafe fn widen<S: Simd>(p: *const f16) -> S::V {
+    unsafe fn widen<S: Simd>(row: *const f16, e: usize) -> S::V {
         // SAFETY: within this function's contract: the CPU has the target features it (or its
         // caller) names, and the caller's pointers and lengths are valid for what it touches.
-        unsafe { S::load_f16(p) }
+        unsafe { S::load_f16(row.add(e)) }
+    }
+}
+
+impl Widen for BlockQ8_0 {
+    /// The codes times the block's scale: exact, as [`crate::attention::KvElem::at`].
+    #[inline(always)]
+    unsafe fn widen<S: Simd>(row: *const BlockQ8_0, e: usize) -> S::V {
+        // SAFETY: within this function's contract: the CPU has the target features it (or its
+        // caller) names, and the caller's pointers and lengths are valid for what it touches;
+        // LANES divides 32, so the lanes lie in block e / 32.
+        unsafe {
+            let b = row.add(e / 32);
+            S::mul(S::load_i8((&raw const (*b).qs).cast::<i8>().add(e % 32)), S::splat_f16(&raw const (*b).d))
+        }
     }
 }
 
@@ -165,8 +186,8 @@ macro_rules! float_kernels {
             use half::f16;
 
             use super::*;
-            use crate::attention::{AttnKernels, FlashJob};
-            use crate::simd::{attn, float_mm, ops, quant};
+            use crate::attention::{AttnFns, AttnKernels, FlashJob};
+            use crate::simd::{attn, float_mm, ops, quant, Widen};
             use crate::table::OpsKernels;
             use quill_quant::{BlockQ8_0, BlockQ8_1, BlockQ8_K};
 
@@ -215,40 +236,26 @@ macro_rules! float_kernels {
                 unsafe { ops::add_assign::<S>(dst, src) }
             }
             #[target_feature(enable = $features)]
-            pub(crate) unsafe fn scores_f32(q: &[f32], k: &[f32], stride: usize, scale: f32, out: &mut [f32]) {
+            pub(crate) unsafe fn scores<T: Widen>(q: &[f32], k: &[T], stride: usize, scale: f32, out: &mut [f32]) {
                 // SAFETY: within this function's contract: the CPU has the target features it (or its
                 // caller) names, and the caller's pointers and lengths are valid for what it touches.
-                unsafe { attn::scores::<S, f32>(q, k, stride, scale, out) }
+                unsafe { attn::scores::<S, T>(q, k, stride, scale, out) }
             }
             #[target_feature(enable = $features)]
-            pub(crate) unsafe fn scores_f16(q: &[f32], k: &[f16], stride: usize, scale: f32, out: &mut [f32]) {
+            pub(crate) unsafe fn accum<T: Widen>(w: &[f32], v: &[T], stride: usize, out: &mut [f32]) {
                 // SAFETY: within this function's contract: the CPU has the target features it (or its
                 // caller) names, and the caller's pointers and lengths are valid for what it touches.
-                unsafe { attn::scores::<S, f16>(q, k, stride, scale, out) }
+                unsafe { attn::accum::<S, T>(w, v, stride, out) }
             }
             #[target_feature(enable = $features)]
-            pub(crate) unsafe fn accum_f32(w: &[f32], v: &[f32], stride: usize, out: &mut [f32]) {
+            pub(crate) unsafe fn flash<T: Widen>(job: &mut FlashJob<'_, T>) {
                 // SAFETY: within this function's contract: the CPU has the target features it (or its
                 // caller) names, and the caller's pointers and lengths are valid for what it touches.
-                unsafe { attn::accum::<S, f32>(w, v, stride, out) }
+                unsafe { attn::flash::<S, T>(job) }
             }
-            #[target_feature(enable = $features)]
-            pub(crate) unsafe fn accum_f16(w: &[f32], v: &[f16], stride: usize, out: &mut [f32]) {
-                // SAFETY: within this function's contract: the CPU has the target features it (or its
-                // caller) names, and the caller's pointers and lengths are valid for what it touches.
-                unsafe { attn::accum::<S, f16>(w, v, stride, out) }
-            }
-            #[target_feature(enable = $features)]
-            pub(crate) unsafe fn flash_f32(job: &mut FlashJob<'_, f32>) {
-                // SAFETY: within this function's contract: the CPU has the target features it (or its
-                // caller) names, and the caller's pointers and lengths are valid for what it touches.
-                unsafe { attn::flash::<S, f32>(job) }
-            }
-            #[target_feature(enable = $features)]
-            pub(crate) unsafe fn flash_f16(job: &mut FlashJob<'_, f16>) {
-                // SAFETY: within this function's contract: the CPU has the target features it (or its
-                // caller) names, and the caller's pointers and lengths are valid for what it touches.
-                unsafe { attn::flash::<S, f16>(job) }
+            /// The attention kernels for one KV element type.
+            const fn attn_fns<T: Widen>() -> AttnFns<T> {
+                AttnFns { scores: scores::<T>, accum: accum::<T>, flash: flash::<T> }
             }
             #[target_feature(enable = $features)]
             pub(crate) unsafe fn gemv_f32(
@@ -346,7 +353,7 @@ macro_rules! float_kernels {
                 gelu,
                 softmax,
                 add_assign,
-                attn: AttnKernels { scores_f32, scores_f16, accum_f32, accum_f16, flash_f32, flash_f16 },
+                attn: AttnKernels { f32: attn_fns(), f16: attn_fns(), q8_0: attn_fns() },
             };
         }
     };

@@ -128,3 +128,36 @@ fn strided_windows_and_bad_arguments() {
     assert_fails_with(&o, &["context of 2 tokens is too small", "give --ctx 4 or more"]);
     assert_fails_with(&quill(&["perplexity", "-m", m, "-f", "/nonexistent/text.txt"]), &["/nonexistent/text.txt"]);
 }
+
+#[test]
+fn the_quality_cost_of_a_q8_0_kv_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = repo().join("tests/fixtures/golden/ppl_text.txt");
+    let text = text.to_str().unwrap();
+    let m = golden_gguf(dir.path(), "h32x4", FileType::F32);
+    let m = m.to_str().unwrap();
+    let ppl =
+        |extra: &[&str]| ppl_json(&[&["perplexity", "-m", m, "-f", text, "--ctx", "32", "--json"], extra].concat());
+    let f32 = ppl(&[]);
+    assert_eq!(f32["kv_type"], "f32");
+    assert!(f32.get("kld_mean").is_none(), "{f32}");
+    // q8_0 alone compares with the same model over an f16 cache.
+    let q8 = ppl(&["--kv-type", "q8_0"]);
+    assert_eq!((q8["kv_type"].as_str(), q8["base_kv_type"].as_str()), (Some("q8_0"), Some("f16")));
+    let kld = q8["kld_mean"].as_f64().unwrap();
+    assert!(0.0 < kld && kld < 1e-3, "{q8}");
+    assert!(q8["same_top_pct"].as_f64().unwrap() > 95.0, "{q8}");
+    assert!((q8["ppl_ratio"].as_f64().unwrap() - 1.0).abs() < 0.01, "{q8}");
+    // An f16 cache against f32 diverges less than q8_0 against f16; a base of the same type
+    // not at all.
+    let f16 = ppl(&["--kv-type", "f16", "--kl-base-kv", "f32"]);
+    assert!(f16["kld_mean"].as_f64().unwrap() < kld, "{f16}");
+    let same = ppl(&["--kv-type", "q8_0", "--kl-base-kv", "q8_0"]);
+    assert_eq!(same["kld_mean"].as_f64().unwrap(), 0.0, "{same}");
+    assert_eq!(same["ppl"], q8["ppl"]);
+    // A KV base excludes a model base (a usage error: exit 2).
+    let o = quill(&["perplexity", "-m", m, "-f", text, "--kl-base-kv", "f16", "--kl-base", m]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("'--kl-base-kv <KL_BASE_KV>' cannot be used with '--kl-base <KL_BASE>'"), "{err}");
+}

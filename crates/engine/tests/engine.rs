@@ -332,16 +332,19 @@ fn the_prefix_cache_reuses_whole_chunks_and_changes_nothing() {
     });
     let n = reqs.len();
     let one_by_one: Vec<usize> = (0..n).map(|i| i * 40).collect();
-    for (n_parallel, arrive) in [(2, one_by_one), (3, vec![0; n])] {
-        let on = EngineConfig { prefix_cache: true, ..config(n_parallel) };
-        let off = EngineConfig { prefix_cache: false, ..config(n_parallel) };
+    // A Q8_0 cache is copied between slots as blocks, as any other type.
+    for (n_parallel, arrive, kv_type) in
+        [(2, one_by_one, KvType::F16), (3, vec![0; n], KvType::F16), (3, vec![0; n], KvType::Q8_0)]
+    {
+        let on = EngineConfig { prefix_cache: true, kv_type, ..config(n_parallel) };
+        let off = EngineConfig { prefix_cache: false, kv_type, ..config(n_parallel) };
         let (with, (hits, reused)) = run_cfg(&model, on, &reqs, &arrive, 2);
         let (without, (hits_off, _)) = run_cfg(&model, off, &reqs, &arrive, 2);
         for (i, (a, b)) in with.iter().zip(&without).enumerate() {
             // And each is what it gives alone (a scored prompt beside others once broke this).
             let alone = run_cfg(&model, off, std::slice::from_ref(&reqs[i]), &[0], 1).0.remove(0);
-            assert!(bits(b) == bits(&alone), "request {i} differs beside others ({n_parallel} slots)");
-            assert!(bits(a) == bits(b), "request {i} differs with the prefix cache ({n_parallel} slots)");
+            assert!(bits(b) == bits(&alone), "request {i} differs beside others ({n_parallel} slots, {kv_type:?})");
+            assert!(bits(a) == bits(b), "request {i} differs with the prefix cache ({n_parallel} slots, {kv_type:?})");
         }
         assert_eq!(hits_off, 0);
         assert!(hits > 0 && reused > 0, "{n_parallel} slots: no reuse");

@@ -82,5 +82,5 @@ def test_bad_requests_are_refused_at_submit(model):
         quill.Engine(model, parallel=0)
     with pytest.raises(ValueError, match="queue must be at least 1"):
         quill.Engine(model, queue=0)
-    with pytest.raises(ValueError, match="kv_type must be 'f16' or 'f32'"):
+    with pytest.raises(ValueError, match="kv_type must be 'f16', 'f32' or 'q8_0'"):
         quill.Engine(model, kv_type="q3")

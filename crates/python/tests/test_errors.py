@@ -62,7 +62,7 @@ def test_bad_generate_arguments(model):
         (dict(max_tokens=-2), "max_tokens must be at least 0 or None, got -2"),
         (dict(stop=""), "stop strings must not be empty"),
         (dict(stop=["a", ""]), "stop strings must not be empty"),
-        (dict(kv_type="q8"), "kv_type must be 'f16' or 'f32', got 'q8'"),
+        (dict(kv_type="q8"), "kv_type must be 'f16', 'f32' or 'q8_0', got 'q8'"),
     ]
     for kwargs, msg in cases:
         with pytest.raises(ValueError, match=msg):

@@ -12,6 +12,7 @@ CASES = [
      dict(max_tokens=50, seed=7, repeat_penalty=1.3, top_p=0.8, min_p=0.0)),
     ("Enter", ["-n", "80", "--seed", "5", "--stop", "\n\n"], dict(max_tokens=80, seed=5, stop="\n\n")),
     ("To be", ["-n", "30", "--seed", "9", "--kv-type", "f32"], dict(max_tokens=30, seed=9, kv_type="f32")),
+    ("HAMLET.\n", ["-n", "40", "--seed", "4", "--kv-type", "q8_0"], dict(max_tokens=40, seed=4, kv_type="q8_0")),
 ]
 
 

@@ -45,28 +45,14 @@ pub(crate) unsafe fn scores<S: Simd, T: Widen>(q: &[f32], k: &[T], stride: usize
         let mut p = 0;
         while p + l <= n {
             for (j, a) in acc.iter_mut().enumerate().take(l) {
-                *a = row_dot::<S, T>(&qv[..nc], kp.add((p + j) * stride));
+                *a = T::dot::<S>(&qv[..nc], kp.add((p + j) * stride));
             }
             S::store(out.as_mut_ptr().add(p), S::hsums(&acc[..l]));
             p += l;
         }
         for (j, o) in out.iter_mut().enumerate().skip(p) {
-            *o = S::hsum(row_dot::<S, T>(&qv[..nc], kp.add(j * stride)));
+            *o = S::hsum(T::dot::<S>(&qv[..nc], kp.add(j * stride)));
         }
-    }
-}
-
-/// Lane partial sums of `q . row` (`q` as vectors).
-#[inline(always)]
-unsafe fn row_dot<S: Simd, T: Widen>(q: &[S::V], row: *const T) -> S::V {
-    // SAFETY: within this function's contract: the CPU has the target features it (or its
-    // caller) names, and the caller's pointers and lengths are valid for what it touches.
-    unsafe {
-        let mut a = S::mul(q[0], T::widen::<S>(row, 0));
-        for (c, &qc) in q.iter().enumerate().skip(1) {
-            a = S::fma(qc, T::widen::<S>(row, S::LANES * c), a);
-        }
-        a
     }
 }
 
@@ -85,12 +71,7 @@ pub(crate) unsafe fn accum<S: Simd, T: Widen>(w: &[f32], v: &[T], stride: usize,
         let mut acc = [[S::zero(); MAX_CHUNKS]; 2];
         let vp = v.as_ptr();
         for (p, &s) in w.iter().enumerate() {
-            let ws = S::splat(s);
-            let row = vp.add(p * stride);
-            let a = &mut acc[p % 2];
-            for (c, ac) in a.iter_mut().enumerate().take(nc) {
-                *ac = S::fma(ws, T::widen::<S>(row, l * c), *ac);
-            }
+            T::axpy::<S>(s, vp.add(p * stride), &mut acc[p % 2][..nc]);
         }
         for c in 0..nc {
             S::store(out.as_mut_ptr().add(l * c), S::add(acc[0][c], acc[1][c]));

@@ -142,6 +142,33 @@ pub(crate) trait Widen: crate::attention::KvElem {
     /// Elements `e..e + LANES` of the row that starts at `row` as f32 (`e` a multiple of
     /// `LANES`; `LANES` divides [`crate::attention::KvElem::BLOCK`] or is a multiple of it).
     unsafe fn widen<S: Simd>(row: *const Self, e: usize) -> S::V;
+
+    /// Lane partial sums of `q . row` (`q` as vectors, one per `LANES` elements).
+    #[inline(always)]
+    unsafe fn dot<S: Simd>(q: &[S::V], row: *const Self) -> S::V {
+        // SAFETY: within this function's contract: the CPU has the target features it (or its
+        // caller) names, and the caller's pointers and lengths are valid for what it touches.
+        unsafe {
+            let mut a = S::mul(q[0], Self::widen::<S>(row, 0));
+            for (c, &qc) in q.iter().enumerate().skip(1) {
+                a = S::fma(qc, Self::widen::<S>(row, S::LANES * c), a);
+            }
+            a
+        }
+    }
+
+    /// `acc[c] += w * (elements of vector c of row)` for every `c < acc.len()`.
+    #[inline(always)]
+    unsafe fn axpy<S: Simd>(w: f32, row: *const Self, acc: &mut [S::V]) {
+        // SAFETY: within this function's contract: the CPU has the target features it (or its
+        // caller) names, and the caller's pointers and lengths are valid for what it touches.
+        unsafe {
+            let ws = S::splat(w);
+            for (c, ac) in acc.iter_mut().enumerate() {
+                *ac = S::fma(ws, Self::widen::<S>(row, S::LANES * c), *ac);
+            }
+        }
+    }
 }
 
 impl Widen for f32 {
@@ -172,6 +199,47 @@ impl Widen for BlockQ8_0 {
         unsafe {
             let b = row.add(e / 32);
             S::mul(S::load_i8((&raw const (*b).qs).cast::<i8>().add(e % 32)), S::splat_f16(&raw const (*b).d))
+        }
+    }
+
+    /// Per block, the codes' dot product with `q`, then times the scale (one multiply per
+    /// block instead of one per vector).
+    #[inline(always)]
+    unsafe fn dot<S: Simd>(q: &[S::V], row: *const BlockQ8_0) -> S::V {
+        // SAFETY: within this function's contract: the CPU has the target features it (or its
+        // caller) names, and the caller's pointers and lengths are valid for what it touches
+        // (q.len() * LANES elements: whole blocks).
+        unsafe {
+            let per = 32 / S::LANES;
+            let mut a = S::zero();
+            for (i, qb) in q.chunks_exact(per).enumerate() {
+                let b = row.add(i);
+                let codes = (&raw const (*b).qs).cast::<i8>();
+                let mut s = S::mul(qb[0], S::load_i8(codes));
+                for (j, &qj) in qb.iter().enumerate().skip(1) {
+                    s = S::fma(qj, S::load_i8(codes.add(S::LANES * j)), s);
+                }
+                a = S::fma(s, S::splat_f16(&raw const (*b).d), a);
+            }
+            a
+        }
+    }
+
+    /// Per block, `w` times the scale once, then the codes.
+    #[inline(always)]
+    unsafe fn axpy<S: Simd>(w: f32, row: *const BlockQ8_0, acc: &mut [S::V]) {
+        // SAFETY: as for `dot` (acc.len() * LANES elements: whole blocks).
+        unsafe {
+            let per = 32 / S::LANES;
+            let ws = S::splat(w);
+            for (i, ab) in acc.chunks_exact_mut(per).enumerate() {
+                let b = row.add(i);
+                let codes = (&raw const (*b).qs).cast::<i8>();
+                let wd = S::mul(ws, S::splat_f16(&raw const (*b).d));
+                for (j, aj) in ab.iter_mut().enumerate() {
+                    *aj = S::fma(wd, S::load_i8(codes.add(S::LANES * j)), *aj);
+                }
+            }
         }
     }
 }

@@ -134,7 +134,7 @@ class Model:
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
         ignore_eos: bool = False,
-        kv_type: Literal["f16", "f32"] = "f16",
+        kv_type: Literal["f16", "f32", "q8_0"] = "f16",
     ) -> str: ...
     @overload
     def generate(
@@ -157,7 +157,7 @@ class Model:
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
         ignore_eos: bool = False,
-        kv_type: Literal["f16", "f32"] = "f16",
+        kv_type: Literal["f16", "f32", "q8_0"] = "f16",
     ) -> List[Union[str, List[str]]]:
         """A list of prompts (or ``n > 1``): all run together on the engine; one entry per
         prompt (a text, or a list of ``n``), or the ``n`` texts of one prompt."""
@@ -182,7 +182,7 @@ class Model:
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
         ignore_eos: bool = False,
-        kv_type: Literal["f16", "f32"] = "f16",
+        kv_type: Literal["f16", "f32", "q8_0"] = "f16",
     ) -> TextStream:
         """Streamed: text pieces for one prompt, ``(index, piece)`` for a list or ``n > 1``."""
     def generate_ids(
@@ -205,7 +205,7 @@ class Model:
         presence_penalty: float = 0.0,
         ignore_eos: bool = False,
         end_ids: Optional[Sequence[int]] = None,
-        kv_type: Literal["f16", "f32"] = "f16",
+        kv_type: Literal["f16", "f32", "q8_0"] = "f16",
     ) -> Union[Tuple[List[int], str, Optional[int]], List[Tuple[List[int], str, Optional[int]]], List[List[Tuple[List[int], str, Optional[int]]]]]:
         """``generate`` for token ids: the generated ids (without the prompt or the end token),
         why it ended, and the end token that ended it (``end_ids``, default ``<|endoftext|>``);
@@ -235,7 +235,7 @@ class Engine:
     or asyncio task, read each request as it comes; ``close()`` or a ``with`` block ends it."""
 
     def __init__(self, model: Model, *, parallel: int = 8, ctx: Optional[int] = None,
-                 kv_type: Literal["f16", "f32"] = "f16", queue: int = 1024, prefix_cache: bool = True) -> None: ...
+                 kv_type: Literal["f16", "f32", "q8_0"] = "f16", queue: int = 1024, prefix_cache: bool = True) -> None: ...
     def submit(
         self,
         prompt: TextOrIds,

@@ -161,6 +161,7 @@ impl<'m, 'a> Engine<'m, 'a> {
             n_vocab: model.config.n_vocab,
             max_queue: cfg.max_queue,
             kv_bytes_per_slot: session.kv_bytes_per_seq(),
+            kv_type: cfg.kv_type,
         });
         Ok(Engine {
             model,

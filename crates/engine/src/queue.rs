@@ -45,6 +45,8 @@ pub struct Limits {
     pub max_queue: usize,
     /// Bytes of KV cache per slot.
     pub kv_bytes_per_slot: usize,
+    /// The KV cache's storage.
+    pub kv_type: quill_gpt2::KvType,
 }
 
 /// Why a request was not queued.

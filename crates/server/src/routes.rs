@@ -73,6 +73,7 @@ pub async fn models(State(st): St) -> Result<Response, ApiError> {
                 "n_ctx_per_slot": info.limits.n_ctx,
                 "slots": info.limits.n_parallel,
                 "kv_bytes_per_slot": info.limits.kv_bytes_per_slot,
+                "kv_type": info.limits.kv_type.name(),
             },
         }],
     }))

@@ -93,10 +93,11 @@ pub fn spawn_engine(
         // Ready only once requests are accepted: whoever waits for this line may send at once.
         if log {
             eprintln!(
-                "quill: ready: {} slots x {} positions, {:.1} MiB of KV cache per slot, prefill chunks of {}",
+                "quill: ready: {} slots x {} positions, {:.1} MiB of {} KV cache per slot, prefill chunks of {}",
                 limits.n_parallel,
                 limits.n_ctx,
                 limits.kv_bytes_per_slot as f64 / (1 << 20) as f64,
+                limits.kv_type.name(),
                 engine.config().chunk
             );
         }

@@ -399,6 +399,7 @@ async fn models_health_metrics_tokenize() {
     assert_eq!(v["data"][0]["meta"]["n_ctx_per_slot"], 256);
     // 12 layers x 256 positions x 256 wide x (K + V) x 2 bytes (F16).
     assert_eq!(v["data"][0]["meta"]["kv_bytes_per_slot"], 12 * 256 * 256 * 2 * 2);
+    assert_eq!(v["data"][0]["meta"]["kv_type"], "f16");
     let v: Value = s.http.get(s.url("/health")).send().await.unwrap().json().await.unwrap();
     assert_eq!(v, json!({"status": "ok"}));
     let (st, v) = s.post("/tokenize", &json!({"content": "Hello world"})).await;

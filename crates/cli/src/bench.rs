@@ -262,9 +262,8 @@ fn weight_bytes_per_token(model: &Gpt2Model<'_>) -> u64 {
     bytes
 }
 
-/// Seconds of each repetition of one test, after a warm-up (as llama-bench: a short prompt or
-/// one token).
-/// Times `reps` runs of test `(name, tokens, depth)` after one short warm-up.
+/// Seconds of each of `reps` runs of test `(name, tokens, depth)`, after a warm-up (as
+/// llama-bench: a short prompt or one token), each run starting from `depth` positions.
 fn measure(
     session: &mut Session<'_, '_>,
     (test, n, depth): (&str, usize, usize),

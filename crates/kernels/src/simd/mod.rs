@@ -189,6 +189,13 @@ impl Widen for f16 {
     }
 }
 
+/// The codes and the scale of block `b`.
+#[inline(always)]
+unsafe fn q8_parts(b: *const BlockQ8_0) -> (*const i8, *const f16) {
+    // SAFETY: the caller's `b` points to a block; only its fields' addresses are taken.
+    unsafe { ((&raw const (*b).qs).cast::<i8>(), &raw const (*b).d) }
+}
+
 impl Widen for BlockQ8_0 {
     /// The codes times the block's scale: exact, as [`crate::attention::KvElem::at`].
     #[inline(always)]
@@ -197,8 +204,8 @@ impl Widen for BlockQ8_0 {
         // caller) names, and the caller's pointers and lengths are valid for what it touches;
         // LANES divides 32, so the lanes lie in block e / 32.
         unsafe {
-            let b = row.add(e / 32);
-            S::mul(S::load_i8((&raw const (*b).qs).cast::<i8>().add(e % 32)), S::splat_f16(&raw const (*b).d))
+            let (codes, d) = q8_parts(row.add(e / 32));
+            S::mul(S::load_i8(codes.add(e % 32)), S::splat_f16(d))
         }
     }
 
@@ -213,13 +220,12 @@ impl Widen for BlockQ8_0 {
             let per = 32 / S::LANES;
             let mut a = S::zero();
             for (i, qb) in q.chunks_exact(per).enumerate() {
-                let b = row.add(i);
-                let codes = (&raw const (*b).qs).cast::<i8>();
+                let (codes, d) = q8_parts(row.add(i));
                 let mut s = S::mul(qb[0], S::load_i8(codes));
                 for (j, &qj) in qb.iter().enumerate().skip(1) {
                     s = S::fma(qj, S::load_i8(codes.add(S::LANES * j)), s);
                 }
-                a = S::fma(s, S::splat_f16(&raw const (*b).d), a);
+                a = S::fma(s, S::splat_f16(d), a);
             }
             a
         }
@@ -233,9 +239,8 @@ impl Widen for BlockQ8_0 {
             let per = 32 / S::LANES;
             let ws = S::splat(w);
             for (i, ab) in acc.chunks_exact_mut(per).enumerate() {
-                let b = row.add(i);
-                let codes = (&raw const (*b).qs).cast::<i8>();
-                let wd = S::mul(ws, S::splat_f16(&raw const (*b).d));
+                let (codes, d) = q8_parts(row.add(i));
+                let wd = S::mul(ws, S::splat_f16(d));
                 for (j, aj) in ab.iter_mut().enumerate() {
                     *aj = S::fma(wd, S::load_i8(codes.add(S::LANES * j)), *aj);
                 }

@@ -12,25 +12,9 @@ use rayon::prelude::*;
 
 use crate::act::ActBlocks;
 use crate::formats::{is_float, quant_spec};
-use crate::gemv::quantize_rows;
+use crate::gemv::{quantize_rows, OutPtr};
 use crate::panel::{Panel, PanelKind};
 use crate::{Kernels, MatmulScratch, Matrix};
-
-/// The output pointer shared by panel tasks, which write disjoint columns.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: only dereferenced by panel tasks that write pairwise disjoint columns of `out`.
-unsafe impl Send for OutPtr {}
-// SAFETY: as above; never read through shared references.
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// The pointer to column `r0` of row 0.
-    fn col(self, r0: usize) -> *mut f32 {
-        // SAFETY: callers pass r0 < rows, inside the asserted `out` buffer.
-        unsafe { self.0.add(r0) }
-    }
-}
 
 pub(crate) fn run(k: &Kernels, w: &Matrix<'_>, x: &[f32], n_tokens: usize, out: &mut [f32], s: &mut MatmulScratch) {
     let g = k.gemm.as_ref().expect("the caller checked the backend has GEMM kernels");

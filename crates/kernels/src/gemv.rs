@@ -7,8 +7,24 @@ use rayon::prelude::*;
 
 use crate::act::{grow, lane_units, pack_lanes, pack_p32, ActBlocks, GemvAct};
 use crate::formats::quant_spec;
-use crate::table::{ActLayout, GemvFn};
+use crate::table::{ActLayout, GemvFn, StepQFn};
 use crate::{Kernels, MatmulScratch, Matrix};
+
+/// The output pointer shared by panel or row tasks, which write disjoint columns.
+#[derive(Clone, Copy)]
+pub(crate) struct OutPtr(pub(crate) *mut f32);
+// SAFETY: only dereferenced by panel tasks that write pairwise disjoint columns of `out`.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above; never read through shared references.
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// The pointer to column `r0` of row 0.
+    pub(crate) fn col(self, r0: usize) -> *mut f32 {
+        // SAFETY: callers pass r0 < rows, inside the asserted `out` buffer.
+        unsafe { self.0.add(r0) }
+    }
+}
 
 /// Quantizes one row `x` to the activation format `ty` (ggml blocks) with the table's kernels.
 pub(crate) fn quantize_row(k: &Kernels, ty: GgmlType, x: &[f32], out: &mut [u8]) {
@@ -170,4 +186,44 @@ pub(crate) fn run(k: &Kernels, w: &Matrix<'_>, x: &[f32], n_tokens: usize, out: 
         }
         par_rows(f, w, &act, ot);
     }
+}
+
+/// Quantized weights against a few tokens with the backend's step kernel (each weight block
+/// decoded once for several tokens, in the GEMV's order), rows split across threads as in
+/// [`run`].
+pub(crate) fn run_step(
+    k: &Kernels,
+    step: StepQFn,
+    w: &Matrix<'_>,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    s: &mut MatmulScratch,
+) {
+    let spec = quant_spec(w.ty).expect("the caller checked the format");
+    let (cols, rows, rb) = (w.cols, w.rows, w.row_bytes());
+    let q_rb = quill_quant::row_bytes(spec.act, cols).expect("whole blocks");
+    // Sizes `p32` for n_tokens rows of at least `pk` too (`cols` is rounded up to 256 there).
+    s.reserve(n_tokens, cols);
+    let pk = cols.next_multiple_of(64);
+    let MatmulScratch { q, qs, dx, corr, sx, p32, .. } = s;
+    grow(q, (n_tokens * q_rb).div_ceil(64));
+    let q = &mut crate::act::units_as_bytes_mut(q)[..n_tokens * q_rb];
+    quantize_rows(k, spec.act, x, cols, q, q_rb);
+    let act = ActBlocks::pack(&spec, cols, n_tokens, q, qs, dx, corr, sx);
+    let p32 = &mut p32[..n_tokens * pk];
+    if spec.ty.block_size() == 32 {
+        for (t, p) in p32.chunks_exact_mut(pk).enumerate() {
+            pack_p32(&act.qs[t * cols..(t + 1) * cols], p);
+        }
+    }
+    let optr = OutPtr(out.as_mut_ptr());
+    let per_task = rows_per_task(rows);
+    (0..rows.div_ceil(per_task)).into_par_iter().for_each(|i| {
+        let (r0, r1) = (i * per_task, ((i + 1) * per_task).min(rows));
+        // SAFETY: the table's kernel runs on this CPU (Kernels::get); it gets whole rows r0..r1
+        // and the activation in the block layout, and writes columns r0..r1 of the n_tokens
+        // rows of `out` (asserted by matmul), which no other task writes.
+        unsafe { step(w.ty, &w.data[r0 * rb..r1 * rb], rb, cols, &act, p32, optr.col(r0), rows) };
+    });
 }

@@ -82,7 +82,8 @@ pub struct MatmulScratch {
     pub(crate) dx: Vec<f32>,
     pub(crate) corr: Vec<i32>,
     pub(crate) sx: Vec<f32>,
-    /// One token's codes in block-pair order (GEMV of 32-element formats, `act::pack_p32`).
+    /// `[n_tokens]` rows of codes in block-pair order (GEMV and decode steps of 32-element
+    /// formats, `act::pack_p32`; rows `k` rounded up to 64 apart).
     pub(crate) p32: Vec<i8>,
     /// F16 weights: the activation rounded to F16, as bits (one row, GEMV) and as f32
     /// (`[n_tokens][k]`); grown on first use by an F16 matrix only.
@@ -133,8 +134,8 @@ impl MatmulScratch {
         grow(&mut self.q, (q_bytes * n_tokens).div_ceil(64));
         let lanes = SIMD_QUANT_TYPES.iter().map(|&t| lane_units(&quant_spec(t).unwrap(), cols)).max().unwrap_or(0);
         grow(&mut self.lanes, lanes);
-        if self.p32.len() < cols {
-            self.p32.resize(cols, 0);
+        if self.p32.len() < n_tokens * cols {
+            self.p32.resize(n_tokens * cols, 0);
         }
         let n = n_tokens * cols;
         if self.qs.len() < n {
@@ -190,12 +191,14 @@ impl Kernels {
         }
         let gemm_ok = (is_float(w.ty) || quant_spec(w.ty).is_some()) && self.gemm.is_some();
         let gemm_min = match &self.gemm {
-            Some(g) if quant_spec(w.ty).is_some() => g.min_tokens,
+            Some(g) if quant_spec(w.ty).is_some() => g.min_tokens.get(w.ty).unwrap_or(GEMM_MIN_TOKENS),
             _ => GEMM_MIN_TOKENS,
         };
         let min_tokens = if scratch.row_invariant && !self.gemv_matches_gemm(w.ty) { 1 } else { gemm_min };
         if n_tokens >= min_tokens && gemm_ok {
             crate::gemm::run(self, w, x, n_tokens, out, scratch);
+        } else if let Some(step) = self.quant.step.filter(|_| n_tokens > 1 && quant_spec(w.ty).is_some()) {
+            crate::gemv::run_step(self, step, w, x, n_tokens, out, scratch);
         } else {
             crate::gemv::run(self, w, x, n_tokens, out, scratch);
         }

@@ -139,6 +139,7 @@ pub(crate) static KERNELS: Kernels = Kernels {
         layout: ActLayout::Ggml,
         gemv_in_gemm_order: true,
         gemv: formats!(gemv_table!(gemv)),
+        step: None,
     },
     gemm: None,
     ops: OpsKernels { layer_norm, gelu, softmax, add_assign, attn: AttnKernels::SCALAR },

@@ -75,6 +75,23 @@ impl<F: Copy> ByFormat<F> {
     }
 }
 
+/// A backend's GEMM crossovers ([`GemmKernels::min_tokens`]): `legacy` tokens for the
+/// 32-element formats, `k_quant` for the K-quants (float formats switch at
+/// [`crate::GEMM_MIN_TOKENS`]).
+pub(crate) const fn min_tokens(legacy: usize, k_quant: usize) -> ByFormat<usize> {
+    let mut out = [crate::GEMM_MIN_TOKENS; FORMATS.len()];
+    let mut i = 0;
+    while i < FORMATS.len() {
+        out[i] = match FORMATS[i] {
+            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => crate::GEMM_MIN_TOKENS,
+            GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => k_quant,
+            _ => legacy,
+        };
+        i += 1;
+    }
+    ByFormat(out)
+}
+
 /// GEMV kernels, one per weight format.
 pub(crate) type GemvKernels = ByFormat<GemvFn>;
 
@@ -102,7 +119,27 @@ pub(crate) struct QuantKernels {
     /// [`crate::Kernels::gemv_matches_gemm`]).
     pub gemv_in_gemm_order: bool,
     pub gemv: GemvKernels,
+    /// The decode step of a few tokens per weight read, where the backend has one: every
+    /// quantized format of `crate::formats::quant_spec`, each (row, token) in the GEMV's order
+    /// (so only on tables whose GEMV is in the GEMM's order). Runs products of 2 tokens up to
+    /// the GEMM's `min_tokens`.
+    pub step: Option<StepQFn>,
 }
+
+/// Quantized rows `w` (whole rows of `row_bytes`, `k` elements of `ty`) times every token of
+/// `act`, into `out[t * stride + r]` (raw for the reason of [`MicroI8Fn`]); `p32` holds the
+/// tokens' codes in block-pair order (`crate::act::pack_p32`, `k` rounded up to 64 apart) for
+/// the 32-element formats.
+pub(crate) type StepQFn = unsafe fn(
+    ty: GgmlType,
+    w: &[u8],
+    row_bytes: usize,
+    k: usize,
+    act: &ActBlocks<'_>,
+    p32: &[i8],
+    out: *mut f32,
+    stride: usize,
+);
 
 /// Decodes up to `panel.nr` rows of one weight format into a GEMM panel (missing rows are
 /// zero): `w` holds whole rows of `row_bytes` bytes, `k` elements each.
@@ -125,9 +162,10 @@ pub(crate) type MicroF32Fn =
 pub(crate) struct GemmKernels {
     /// Weight rows per panel (the micro-kernel's register tile width).
     pub nr: usize,
-    /// Token count from which a quantized product runs as GEMM rather than one GEMV per token
-    /// (measured: `cargo bench --bench decode_step`).
-    pub min_tokens: usize,
+    /// Per format, the token count from which a quantized product runs as GEMM rather than
+    /// the step kernel (`QuantKernels::step`) or one GEMV per token (measured: `cargo bench
+    /// --bench decode_step`; see [`min_tokens`]).
+    pub min_tokens: ByFormat<usize>,
     /// The layout of integer panels (`U8`).
     pub int_kind: crate::panel::PanelKind,
     pub unpack: UnpackKernels,

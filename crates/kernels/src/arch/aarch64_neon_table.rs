@@ -4,7 +4,7 @@ use super::aarch64_neon as k;
 use super::aarch64_neon_gemm as g;
 use crate::dispatch::{Backend, Kernels};
 use crate::panel::PanelKind;
-use crate::table::{formats, gemv_table, unpack_table, ActLayout, GemmKernels, QuantKernels};
+use crate::table::{formats, gemv_table, min_tokens, unpack_table, ActLayout, GemmKernels, QuantKernels};
 
 pub(crate) static KERNELS: Kernels = Kernels {
     backend: Backend::Neon,
@@ -15,10 +15,11 @@ pub(crate) static KERNELS: Kernels = Kernels {
         layout: ActLayout::Lanes,
         gemv_in_gemm_order: false,
         gemv: formats!(gemv_table!(k)),
+        step: None,
     },
     gemm: Some(GemmKernels {
         nr: g::NR,
-        min_tokens: 4,
+        min_tokens: min_tokens(4, 4),
         int_kind: PanelKind::U8,
         unpack: formats!(unpack_table!(g)),
         micro_i8: g::gemm_sdot,

@@ -22,6 +22,7 @@ use std::arch::x86_64::*;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 
+use gguf_file::GgmlType;
 use quill_quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
 
 use super::x86_avx2_gemm::sum_chains;
@@ -112,11 +113,13 @@ pub(crate) fn transpose8(r: [__m256i; 8]) -> [__m256i; 8] {
     })
 }
 
-/// Where one row's segment is reduced to: `units[u * 8 + row]` holds the partial sums of scale
+/// Where one row's segment is reduced to: `units[u * 8 + row]` (per token) holds the partial sums of scale
 /// blocks `2u` (low half) and `2u + 1` (high half); scales are either f16 bits `[s][8 rows]`
 /// (legacy formats) or f32 `[row][SEG]` (K-quants, transposed later).
 struct RowSums {
+    /// Token `t`'s units start at `units + t * ustride`.
     units: *mut __m256i,
+    ustride: usize,
     d16: *mut u16,
     m16: *mut u16,
     dw: *mut f32,
@@ -136,10 +139,21 @@ trait Fmt {
     const SIGNED: bool;
     /// Whether scales are f16 bits (`d16`, `m16`) rather than f32 (`dw`, `mw`).
     const F16_SCALES: bool;
-    /// Reduces `nb` blocks at `p` of row `r` into `out`, against the activation of the same
-    /// segment (`x` natural order, `p32` pair order); units are written up to an even number of
-    /// scale blocks.
-    unsafe fn row(p: *const u8, x: *const i8, p32: *const i8, nb: usize, r: usize, out: &RowSums);
+    /// Reduces `nb` blocks at `p` of row `r` into `out`, against `T` tokens' activations of
+    /// the same segment (`x` natural order, tokens `k` apart; `p32` pair order, tokens `pk`
+    /// apart); each weight block is loaded and decoded once for all `T`. Units are written up
+    /// to an even number of scale blocks.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn row<const T: usize>(
+        p: *const u8,
+        x: *const i8,
+        p32: *const i8,
+        k: usize,
+        pk: usize,
+        nb: usize,
+        r: usize,
+        out: &RowSums,
+    );
 }
 
 /// The 32 codes of a 4- or 5-bit legacy block at `b` in element order.
@@ -228,28 +242,35 @@ impl<B: LegacyBlock> Fmt for Legacy<B> {
     const F16_SCALES: bool = true;
 
     #[inline(always)]
-    unsafe fn row(p: *const u8, _x: *const i8, p32: *const i8, nb: usize, r: usize, out: &RowSums) {
+    unsafe fn row<const T: usize>(
+        p: *const u8,
+        _x: *const i8,
+        p32: *const i8,
+        _k: usize,
+        pk: usize,
+        nb: usize,
+        r: usize,
+        out: &RowSums,
+    ) {
         // SAFETY: within this function's contract: the CPU has the target features it (or its
         // caller) names, and the caller's pointers and lengths are valid for what it touches.
-        unsafe { legacy_row::<B>(p, p32, nb, r, out) }
+        unsafe { legacy_row::<B, T>(p, p32, pk, nb, r, out) }
     }
 }
 
-/// One pair of legacy blocks (`b1` may be a zero block past the row's end) against 64
-/// activation bytes in pair order.
+/// The codes of one pair of legacy blocks (`b1` may be a zero block past the row's end) in
+/// pair order, decoded once for every token: the first 16 codes of both blocks and their last
+/// 16 (for Q8_0's signed codes also their absolute values, for the sign trick).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn legacy_pair<B: LegacyBlock>(b0: *const u8, b1: *const u8, a: *const i8) -> __m256i {
+unsafe fn legacy_pair_codes<B: LegacyBlock>(b0: *const u8, b1: *const u8) -> [__m256i; 4] {
     // SAFETY: within this function's contract: the CPU has the target features it (or its
     // caller) names, and the caller's pointers and lengths are valid for what it touches.
     unsafe {
         if B::SIGNED {
             let lo = load2x16(b0.add(B::QS), b1.add(B::QS));
             let hi = load2x16(b0.add(B::QS + 16), b1.add(B::QS + 16));
-            let ones = _mm256_set1_epi16(1);
-            let plo = _mm256_maddubs_epi16(_mm256_abs_epi8(lo), _mm256_sign_epi8(ld(a.cast()), lo));
-            let phi = _mm256_maddubs_epi16(_mm256_abs_epi8(hi), _mm256_sign_epi8(ld(a.add(32).cast()), hi));
-            return _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
+            return [lo, hi, _mm256_abs_epi8(lo), _mm256_abs_epi8(hi)];
         }
         let q = load2x16(b0.add(B::QS), b1.add(B::QS));
         let m = _mm256_set1_epi8(0x0f);
@@ -260,23 +281,54 @@ unsafe fn legacy_pair<B: LegacyBlock>(b0: *const u8, b1: *const u8, a: *const i8
             lo = _mm256_or_si256(lo, bit16((h0 & 0xffff) | (h1 & 0xffff) << 16));
             hi = _mm256_or_si256(hi, bit16((h0 >> 16) | (h1 >> 16) << 16));
         }
+        [lo, hi, lo, hi]
+    }
+}
+
+/// A pair's codes ([`legacy_pair_codes`]) against 64 activation bytes in pair order: the
+/// integer sums of both blocks, four lanes each.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn legacy_pair_dot<B: LegacyBlock>(c: &[__m256i; 4], a: *const i8) -> __m256i {
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        if B::SIGNED {
+            let plo = _mm256_maddubs_epi16(c[2], _mm256_sign_epi8(ld(a.cast()), c[0]));
+            let phi = _mm256_maddubs_epi16(c[3], _mm256_sign_epi8(ld(a.add(32).cast()), c[1]));
+            return _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
+        }
         // Codes <= 31: each product pair is below 2^13, so two sum exactly in i16.
-        let p =
-            _mm256_add_epi16(_mm256_maddubs_epi16(lo, ld(a.cast())), _mm256_maddubs_epi16(hi, ld(a.add(32).cast())));
-        _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+        let p = _mm256_add_epi16(
+            _mm256_maddubs_epi16(c[0], ld(a.cast())),
+            _mm256_maddubs_epi16(c[1], ld(a.add(32).cast())),
+        );
+        _mm256_madd_epi16(p, ones)
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn legacy_row<B: LegacyBlock>(p: *const u8, p32: *const i8, nb: usize, r: usize, out: &RowSums) {
+unsafe fn legacy_row<B: LegacyBlock, const T: usize>(
+    p: *const u8,
+    p32: *const i8,
+    pk: usize,
+    nb: usize,
+    r: usize,
+    out: &RowSums,
+) {
     // SAFETY: within this function's contract: the CPU has the target features it (or its
     // caller) names, and the caller's pointers and lengths are valid for what it touches.
     unsafe {
         let zero = [0u8; MAX_LEGACY_BYTES];
         let pair_at = |b: usize, b1: *const u8| {
             let b0 = p.add(b * B::BYTES);
-            *out.units.add(b / 2 * 8 + r) = legacy_pair::<B>(b0, b1, p32.add(32 * b));
+            let codes = legacy_pair_codes::<B>(b0, b1);
+            for t in 0..T {
+                *out.units.add(t * out.ustride + b / 2 * 8 + r) =
+                    legacy_pair_dot::<B>(&codes, p32.add(t * pk + 32 * b));
+            }
             *out.d16.add(b * 8 + r) = rd16(b0.add(B::D));
             *out.d16.add((b + 1) * 8 + r) = rd16(b1.add(B::D));
             if let Some(m) = B::M {
@@ -327,27 +379,45 @@ impl<const FIVE: bool> Fmt for K4<FIVE> {
     const F16_SCALES: bool = false;
 
     #[inline(always)]
-    unsafe fn row(p: *const u8, x: *const i8, _p32: *const i8, nb: usize, r: usize, out: &RowSums) {
+    unsafe fn row<const T: usize>(
+        p: *const u8,
+        x: *const i8,
+        _p32: *const i8,
+        k: usize,
+        _pk: usize,
+        nb: usize,
+        r: usize,
+        out: &RowSums,
+    ) {
         // SAFETY: within this function's contract: the CPU has the target features it (or its
         // caller) names, and the caller's pointers and lengths are valid for what it touches.
-        unsafe { k4_row::<FIVE>(p, x, nb, r, out) }
+        unsafe { k4_row::<FIVE, T>(p, x, k, nb, r, out) }
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn k4_row<const FIVE: bool>(p: *const u8, x: *const i8, nb: usize, r: usize, out: &RowSums) {
+unsafe fn k4_row<const FIVE: bool, const T: usize>(
+    p: *const u8,
+    x: *const i8,
+    k: usize,
+    nb: usize,
+    r: usize,
+    out: &RowSums,
+) {
     // SAFETY: within this function's contract: the CPU has the target features it (or its
     // caller) names, and the caller's pointers and lengths are valid for what it touches.
     unsafe {
         let bytes = <K4<FIVE> as Fmt>::BYTES;
         for b in 0..nb {
             let bp = p.add(b * bytes);
-            let xb = x.add(256 * b);
             for h in 0..4 {
                 let (lo, hi) = k4_codes::<FIVE>(bp, h);
-                let v = pair(dot_u8_i8(lo, xb.add(64 * h)), dot_u8_i8(hi, xb.add(64 * h + 32)));
-                *out.units.add((4 * b + h) * 8 + r) = v;
+                for t in 0..T {
+                    let xb = x.add(t * k + 256 * b + 64 * h);
+                    let v = pair(dot_u8_i8(lo, xb), dot_u8_i8(hi, xb.add(32)));
+                    *out.units.add(t * out.ustride + (4 * b + h) * 8 + r) = v;
+                }
             }
             let (d, dmin) = (f16_to_f32(rd16(bp.add(K4_D))), f16_to_f32(rd16(bp.add(K4_DMIN))));
             let (sc, m) = k4_scales_mins(bp.add(K4_SCALES));
@@ -371,28 +441,39 @@ impl Fmt for Q6K {
     const F16_SCALES: bool = false;
 
     #[inline(always)]
-    unsafe fn row(p: *const u8, x: *const i8, _p32: *const i8, nb: usize, r: usize, out: &RowSums) {
+    unsafe fn row<const T: usize>(
+        p: *const u8,
+        x: *const i8,
+        _p32: *const i8,
+        k: usize,
+        _pk: usize,
+        nb: usize,
+        r: usize,
+        out: &RowSums,
+    ) {
         // SAFETY: within this function's contract: the CPU has the target features it (or its
         // caller) names, and the caller's pointers and lengths are valid for what it touches.
-        unsafe { q6k_row(p, x, nb, r, out) }
+        unsafe { q6k_row::<T>(p, x, k, nb, r, out) }
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn q6k_row(p: *const u8, x: *const i8, nb: usize, r: usize, out: &RowSums) {
+unsafe fn q6k_row<const T: usize>(p: *const u8, x: *const i8, k: usize, nb: usize, r: usize, out: &RowSums) {
     // SAFETY: within this function's contract: the CPU has the target features it (or its
     // caller) names, and the caller's pointers and lengths are valid for what it touches.
     unsafe {
         for b in 0..nb {
             let bp = p.add(Q6K_BYTES * b);
-            let xb = x.add(256 * b);
             for h in 0..2 {
                 // 32 codes each: elements 128h + 32c.., i.e. sub-blocks 8h + 2c and 8h + 2c + 1,
                 // whose sums land in the low and high halves.
                 for c in 0..4 {
                     let yc = q6k_codes(bp, h, c);
-                    *out.units.add((8 * b + 4 * h + c) * 8 + r) = dot_u8_i8(yc, xb.add(128 * h + 32 * c));
+                    for t in 0..T {
+                        let xb = x.add(t * k + 256 * b + 128 * h + 32 * c);
+                        *out.units.add(t * out.ustride + (8 * b + 4 * h + c) * 8 + r) = dot_u8_i8(yc, xb);
+                    }
                 }
             }
             let d = _mm256_set1_ps(f16_to_f32(rd16(bp.add(Q6K_D))));
@@ -420,85 +501,138 @@ unsafe fn unit_sums(u: *const __m256i) -> (__m256i, __m256i) {
     }
 }
 
-/// The row loop shared by every format (see the module docs).
+/// Tokens per tile: each weight block is decoded once per tile and multiplied by every token
+/// of it (more would spill the per-token state of the float chains).
+const TOKENS: usize = 4;
+
+/// The per-row buffers of [`tile`] (on the stack: uninitialised, so they cost nothing until
+/// written; `units` holds [`TOKENS`] tokens' units).
+struct Buffers {
+    units: [MaybeUninit<__m256i>; TOKENS * SEG / 2 * 8],
+    d16: [MaybeUninit<u16>; SEG * 8],
+    m16: [MaybeUninit<u16>; SEG * 8],
+    dw: [MaybeUninit<f32>; SEG * 8],
+    mw: [MaybeUninit<f32>; SEG * 8],
+}
+
+/// Every row of `w` against every token of `a` (see the module docs): 8 rows at a time, each
+/// 8-row group against the tokens in tiles of up to [`TOKENS`] (the group's rows stream from
+/// memory once, later tiles read them from cache). Writes `out[t * stride + r]`; `p32` holds
+/// the tokens' codes in pair order (`k` rounded up to 64 apart) for the 32-element formats.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn gemv<F: Fmt>(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+unsafe fn tokens<F: Fmt>(w: &[u8], rb: usize, k: usize, a: &ActBlocks<'_>, p32: &[i8], out: *mut f32, stride: usize) {
     // SAFETY: within this function's contract: the CPU has the target features it (or its
     // caller) names, and the caller's pointers and lengths are valid for what it touches.
     unsafe {
-        let a: &ActBlocks<'_> = act.blocks.as_ref().expect("the AVX2 table asks for the block layout");
         debug_assert_eq!(a.sblock, F::SB);
         debug_assert_eq!(k % (F::SB * F::SB_PER_BLOCK), 0);
-        debug_assert_eq!(w.len(), out.len() * rb);
-        debug_assert!(!F::F16_SCALES || act.p32.len() >= k.next_multiple_of(64));
-        let n_sb = k / F::SB;
-        let mut units = [const { MaybeUninit::<__m256i>::uninit() }; SEG / 2 * 8];
-        let mut d16 = [const { MaybeUninit::<u16>::uninit() }; SEG * 8];
-        let mut m16 = [const { MaybeUninit::<u16>::uninit() }; SEG * 8];
-        let mut dw = [const { MaybeUninit::<f32>::uninit() }; SEG * 8];
-        let mut mw = [const { MaybeUninit::<f32>::uninit() }; SEG * 8];
-        let sums = RowSums {
-            units: units.as_mut_ptr().cast(),
-            d16: d16.as_mut_ptr().cast(),
-            m16: m16.as_mut_ptr().cast(),
-            dw: dw.as_mut_ptr().cast(),
-            mw: mw.as_mut_ptr().cast(),
+        debug_assert!(w.len().is_multiple_of(rb));
+        debug_assert!(!F::F16_SCALES || p32.len() >= a.n_tokens * k.next_multiple_of(64));
+        let mut buf = Buffers {
+            units: [const { MaybeUninit::uninit() }; TOKENS * SEG / 2 * 8],
+            d16: [const { MaybeUninit::uninit() }; SEG * 8],
+            m16: [const { MaybeUninit::uninit() }; SEG * 8],
+            dw: [const { MaybeUninit::uninit() }; SEG * 8],
+            mw: [const { MaybeUninit::uninit() }; SEG * 8],
         };
-        let (dx, corr, sx) = (a.dx.as_ptr(), a.corr.as_ptr(), a.sx.as_ptr());
-        let rows = out.len();
+        let sums = RowSums {
+            units: buf.units.as_mut_ptr().cast(),
+            ustride: (a.n_sb.min(SEG).div_ceil(2) * 8),
+            d16: buf.d16.as_mut_ptr().cast(),
+            m16: buf.m16.as_mut_ptr().cast(),
+            dw: buf.dw.as_mut_ptr().cast(),
+            mw: buf.mw.as_mut_ptr().cast(),
+        };
+        let rows = w.len() / rb;
         for r0 in (0..rows).step_by(8) {
             let nr = (rows - r0).min(8);
-            let mut chains = [_mm256_setzero_ps(); CHAINS];
-            for s0 in (0..n_sb).step_by(SEG) {
-                let ns = (n_sb - s0).min(SEG);
-                let b0 = s0 / F::SB_PER_BLOCK;
-                // Rows past the matrix repeat its last row, so every buffer is written.
-                for r in 0..8 {
-                    let row = w.as_ptr().add((r0 + r.min(nr - 1)) * rb + b0 * F::BYTES);
-                    let (x, p32) = (a.qs.as_ptr().add(s0 * F::SB), act.p32.as_ptr().wrapping_add(s0 * F::SB));
-                    F::row(row, x, p32, ns / F::SB_PER_BLOCK, r, &sums);
+            let g = Group { w: w.as_ptr().add(r0 * rb), rb, nr, k, out: out.add(r0), stride };
+            for t0 in (0..a.n_tokens).step_by(TOKENS) {
+                match a.n_tokens - t0 {
+                    1 => tile::<F, 1>(&g, a, p32, t0, &sums),
+                    2 => tile::<F, 2>(&g, a, p32, t0, &sums),
+                    3 => tile::<F, 3>(&g, a, p32, t0, &sums),
+                    _ => tile::<F, TOKENS>(&g, a, p32, t0, &sums),
                 }
-                for c in (0..ns).step_by(8) {
-                    let scales = |f: *const f32| -> [__m256; 8] {
-                        let t = transpose8(std::array::from_fn(|r| ld(f.add(r * SEG + c).cast())));
-                        t.map(|v| _mm256_castsi256_ps(v))
-                    };
-                    let (ds, ms) = if F::F16_SCALES {
-                        ([_mm256_setzero_ps(); 8], [_mm256_setzero_ps(); 8])
-                    } else {
-                        (scales(sums.dw), if F::MIN { scales(sums.mw) } else { [_mm256_setzero_ps(); 8] })
-                    };
+            }
+        }
+    }
+}
+
+/// One group of up to 8 weight rows (from `w`, `rb` bytes apart) and where its outputs go.
+struct Group {
+    w: *const u8,
+    rb: usize,
+    nr: usize,
+    k: usize,
+    out: *mut f32,
+    stride: usize,
+}
+
+/// One row group against tokens `t0..t0 + T`: each segment of the 8 rows is reduced to units
+/// (every weight block decoded once for the `T` tokens), then per token the float chains of
+/// `crate::order` run on the 8 rows at once (rows on lanes).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn tile<F: Fmt, const T: usize>(g: &Group, a: &ActBlocks<'_>, p32: &[i8], t0: usize, sums: &RowSums) {
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let (k, n_sb, pk) = (g.k, a.n_sb, g.k.next_multiple_of(64));
+        let (dx, corr, sx) = (a.dx.as_ptr().add(t0 * n_sb), a.corr.as_ptr().add(t0 * n_sb), a.sx.as_ptr());
+        let sx = if F::MIN { sx.add(t0 * n_sb) } else { sx };
+        let mut chains = [[_mm256_setzero_ps(); CHAINS]; T];
+        for s0 in (0..n_sb).step_by(SEG) {
+            let ns = (n_sb - s0).min(SEG);
+            let b0 = s0 / F::SB_PER_BLOCK;
+            // Rows past the matrix repeat its last row, so every buffer is written.
+            for r in 0..8 {
+                let row = g.w.add(r.min(g.nr - 1) * g.rb + b0 * F::BYTES);
+                let x = a.qs.as_ptr().add(t0 * k + s0 * F::SB);
+                let p = p32.as_ptr().wrapping_add(t0 * pk + s0 * F::SB);
+                F::row::<T>(row, x, p, k, pk, ns / F::SB_PER_BLOCK, r, sums);
+            }
+            for c in (0..ns).step_by(8) {
+                let scales = |f: *const f32| -> [__m256; 8] {
+                    let t = transpose8(std::array::from_fn(|r| ld(f.add(r * SEG + c).cast())));
+                    t.map(|v| _mm256_castsi256_ps(v))
+                };
+                let (ds, ms) = if F::F16_SCALES {
+                    let at = |f: *const u16, j: usize| _mm256_cvtph_ps(_mm_loadu_si128(f.add((c + j) * 8).cast()));
                     let n = (ns - c).min(8);
+                    let d: [__m256; 8] =
+                        std::array::from_fn(|j| if j < n { at(sums.d16, j) } else { _mm256_setzero_ps() });
+                    let m =
+                        if F::MIN { std::array::from_fn(|j| if j < n { at(sums.m16, j) } else { d[j] }) } else { d };
+                    (d, m)
+                } else {
+                    (scales(sums.dw), if F::MIN { scales(sums.mw) } else { [_mm256_setzero_ps(); 8] })
+                };
+                let n = (ns - c).min(8);
+                for (t, chains) in chains.iter_mut().enumerate() {
                     let step = |j: usize, mut i: __m256i, acc: &mut __m256| {
-                        let s = s0 + c + j;
-                        let (d, m) = if F::F16_SCALES {
-                            let at = (c + j) * 8;
-                            let d = _mm256_cvtph_ps(_mm_loadu_si128(sums.d16.add(at).cast()));
-                            let m = if F::MIN { _mm256_cvtph_ps(_mm_loadu_si128(sums.m16.add(at).cast())) } else { d };
-                            (d, m)
-                        } else {
-                            (ds[j], ms[j])
-                        };
+                        let s = t * n_sb + s0 + c + j;
                         if !F::SIGNED {
                             i = _mm256_add_epi32(i, _mm256_set1_epi32(*corr.add(s)));
                         }
-                        let scale = _mm256_mul_ps(d, _mm256_set1_ps(*dx.add(s)));
+                        let scale = _mm256_mul_ps(ds[j], _mm256_set1_ps(*dx.add(s)));
                         *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), scale, *acc);
                         if F::MIN {
-                            *acc = _mm256_fmadd_ps(m, _mm256_set1_ps(*sx.add(s)), *acc);
+                            *acc = _mm256_fmadd_ps(ms[j], _mm256_set1_ps(*sx.add(s)), *acc);
                         }
                     };
                     // Chain s % 4: s0 and c are multiples of 8, so the chain of c + j is j % 4.
-                    let [c0, c1, c2, c3] = &mut chains;
+                    let units = sums.units.add(t * sums.ustride);
+                    let [c0, c1, c2, c3] = chains;
                     for jq in (0..n).step_by(4) {
-                        let (a, b) = unit_sums(sums.units.add((c + jq) / 2 * 8));
+                        let (a, b) = unit_sums(units.add((c + jq) / 2 * 8));
                         step(jq, a, c0);
                         if jq + 1 < n {
                             step(jq + 1, b, c1);
                         }
                         if jq + 2 < n {
-                            let (a, b) = unit_sums(sums.units.add((c + jq + 2) / 2 * 8));
+                            let (a, b) = unit_sums(units.add((c + jq + 2) / 2 * 8));
                             step(jq + 2, a, c2);
                             if jq + 3 < n {
                                 step(jq + 3, b, c3);
@@ -507,9 +641,11 @@ unsafe fn gemv<F: Fmt>(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &m
                     }
                 }
             }
+        }
+        for (t, chains) in chains.into_iter().enumerate() {
             let mut tmp = [0f32; 8];
             _mm256_storeu_ps(tmp.as_mut_ptr(), sum_chains(chains));
-            out[r0..r0 + nr].copy_from_slice(&tmp[..nr]);
+            std::ptr::copy_nonoverlapping(tmp.as_ptr(), g.out.add((t0 + t) * g.stride), g.nr);
         }
     }
 }
@@ -518,8 +654,11 @@ macro_rules! gemv_fns {
     ($($name:ident => $fmt:ty),* $(,)?) => {$(
         #[target_feature(enable = "avx2,fma,f16c")]
         pub(crate) unsafe fn $name(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+            let a = act.blocks.as_ref().expect("the AVX2 table asks for the block layout");
+            debug_assert_eq!(a.n_tokens, 1);
+            debug_assert_eq!(w.len(), out.len() * rb);
             // SAFETY: this function's contract (the table's): the CPU has AVX2, valid rows.
-            unsafe { gemv::<$fmt>(w, rb, k, act, out) }
+            unsafe { tokens::<$fmt>(w, rb, k, a, act.p32, out.as_mut_ptr(), out.len()) }
         }
     )*};
 }
@@ -533,4 +672,35 @@ gemv_fns! {
     gemv_q4_k => K4<false>,
     gemv_q5_k => K4<true>,
     gemv_q6_k => Q6K,
+}
+
+/// The decode step of a few tokens (`crate::table::StepQFn`): quantized rows `w` against every
+/// token of `a`, each weight block decoded once per [`TOKENS`] tokens, in the GEMV's (and the
+/// GEMM's) float order.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn step_quant(
+    ty: GgmlType,
+    w: &[u8],
+    rb: usize,
+    k: usize,
+    a: &ActBlocks<'_>,
+    p32: &[i8],
+    out: *mut f32,
+    stride: usize,
+) {
+    // SAFETY: this function's contract (the table's): the CPU has AVX2, valid rows and outputs.
+    unsafe {
+        match ty {
+            GgmlType::Q4_0 => tokens::<Legacy<BlockQ4_0>>(w, rb, k, a, p32, out, stride),
+            GgmlType::Q4_1 => tokens::<Legacy<BlockQ4_1>>(w, rb, k, a, p32, out, stride),
+            GgmlType::Q5_0 => tokens::<Legacy<BlockQ5_0>>(w, rb, k, a, p32, out, stride),
+            GgmlType::Q5_1 => tokens::<Legacy<BlockQ5_1>>(w, rb, k, a, p32, out, stride),
+            GgmlType::Q8_0 => tokens::<Legacy<BlockQ8_0>>(w, rb, k, a, p32, out, stride),
+            GgmlType::Q4_K => tokens::<K4<false>>(w, rb, k, a, p32, out, stride),
+            GgmlType::Q5_K => tokens::<K4<true>>(w, rb, k, a, p32, out, stride),
+            GgmlType::Q6_K => tokens::<Q6K>(w, rb, k, a, p32, out, stride),
+            other => unreachable!("{other} has no quantized step kernel"),
+        }
+    }
 }

@@ -4,7 +4,7 @@ use super::x86_avx512 as k;
 use super::x86_avx512_gemm as g;
 use crate::dispatch::{Backend, Kernels};
 use crate::panel::PanelKind;
-use crate::table::{formats, gemv_table, unpack_table, ActLayout, GemmKernels, QuantKernels};
+use crate::table::{formats, gemv_table, min_tokens, unpack_table, ActLayout, GemmKernels, QuantKernels};
 
 /// The GEMV of this table: AVX-512 for float weights; for quantized weights the AVX2 GEMV,
 /// which sums in the one order of `crate::order` that the AVX-512 GEMM follows too, so that a
@@ -26,10 +26,11 @@ pub(crate) static KERNELS: Kernels = Kernels {
         layout: ActLayout::Blocks,
         gemv_in_gemm_order: true,
         gemv: formats!(gemv_table!(gemv)),
+        step: Some(super::x86_avx2_gemv::step_quant),
     },
     gemm: Some(GemmKernels {
         nr: g::NR,
-        min_tokens: 4,
+        min_tokens: min_tokens(4, 4),
         int_kind: PanelKind::U8,
         unpack: formats!(unpack_table!(g)),
         micro_i8: g::gemm_i8,

@@ -67,7 +67,7 @@ fn one_row_one_block() {
 fn rows_longer_than_a_segment() {
     for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q6_K, GgmlType::Q4_K] {
         let cols = if ty.block_size() == 256 { 256 * 33 } else { 32 * 530 };
-        for n_tokens in [1, 5] {
+        for n_tokens in [1, 2, 3, 5] {
             check(ty, 9, cols, n_tokens, 8);
         }
     }

@@ -505,10 +505,10 @@ unsafe fn unit_sums(u: *const __m256i) -> (__m256i, __m256i) {
 /// of it (more would spill the per-token state of the float chains).
 const TOKENS: usize = 4;
 
-/// The per-row buffers of [`tile`] (on the stack: uninitialised, so they cost nothing until
-/// written; `units` holds [`TOKENS`] tokens' units).
-struct Buffers {
-    units: [MaybeUninit<__m256i>; TOKENS * SEG / 2 * 8],
+/// The per-row buffers of [`tile`] for up to `T` tokens (on the stack: uninitialised, so they
+/// cost nothing until written, and sized by `T` so that a GEMV's frame stays small).
+struct Buffers<const T: usize> {
+    units: [[MaybeUninit<__m256i>; SEG / 2 * 8]; T],
     d16: [MaybeUninit<u16>; SEG * 8],
     m16: [MaybeUninit<u16>; SEG * 8],
     dw: [MaybeUninit<f32>; SEG * 8],
@@ -529,8 +529,32 @@ unsafe fn tokens<F: Fmt>(w: &[u8], rb: usize, k: usize, a: &ActBlocks<'_>, p32: 
         debug_assert_eq!(k % (F::SB * F::SB_PER_BLOCK), 0);
         debug_assert!(w.len().is_multiple_of(rb));
         debug_assert!(!F::F16_SCALES || p32.len() >= a.n_tokens * k.next_multiple_of(64));
-        let mut buf = Buffers {
-            units: [const { MaybeUninit::uninit() }; TOKENS * SEG / 2 * 8],
+        match a.n_tokens {
+            1 => tiles::<F, 1>(w, rb, k, a, p32, out, stride),
+            2 => tiles::<F, 2>(w, rb, k, a, p32, out, stride),
+            3 => tiles::<F, 3>(w, rb, k, a, p32, out, stride),
+            _ => tiles::<F, TOKENS>(w, rb, k, a, p32, out, stride),
+        }
+    }
+}
+
+/// [`tokens`] with buffers for tiles of up to `T` tokens.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn tiles<F: Fmt, const T: usize>(
+    w: &[u8],
+    rb: usize,
+    k: usize,
+    a: &ActBlocks<'_>,
+    p32: &[i8],
+    out: *mut f32,
+    stride: usize,
+) {
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let mut buf = Buffers::<T> {
+            units: [const { [const { MaybeUninit::uninit() }; SEG / 2 * 8] }; T],
             d16: [const { MaybeUninit::uninit() }; SEG * 8],
             m16: [const { MaybeUninit::uninit() }; SEG * 8],
             dw: [const { MaybeUninit::uninit() }; SEG * 8],
@@ -538,7 +562,7 @@ unsafe fn tokens<F: Fmt>(w: &[u8], rb: usize, k: usize, a: &ActBlocks<'_>, p32: 
         };
         let sums = RowSums {
             units: buf.units.as_mut_ptr().cast(),
-            ustride: (a.n_sb.min(SEG).div_ceil(2) * 8),
+            ustride: a.n_sb.min(SEG).div_ceil(2) * 8,
             d16: buf.d16.as_mut_ptr().cast(),
             m16: buf.m16.as_mut_ptr().cast(),
             dw: buf.dw.as_mut_ptr().cast(),
@@ -548,12 +572,12 @@ unsafe fn tokens<F: Fmt>(w: &[u8], rb: usize, k: usize, a: &ActBlocks<'_>, p32: 
         for r0 in (0..rows).step_by(8) {
             let nr = (rows - r0).min(8);
             let g = Group { w: w.as_ptr().add(r0 * rb), rb, nr, k, out: out.add(r0), stride };
-            for t0 in (0..a.n_tokens).step_by(TOKENS) {
+            for t0 in (0..a.n_tokens).step_by(T) {
                 match a.n_tokens - t0 {
+                    n if n >= T => tile::<F, T>(&g, a, p32, t0, &sums),
                     1 => tile::<F, 1>(&g, a, p32, t0, &sums),
                     2 => tile::<F, 2>(&g, a, p32, t0, &sums),
-                    3 => tile::<F, 3>(&g, a, p32, t0, &sums),
-                    _ => tile::<F, TOKENS>(&g, a, p32, t0, &sums),
+                    _ => tile::<F, 3>(&g, a, p32, t0, &sums),
                 }
             }
         }

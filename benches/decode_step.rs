@@ -1,4 +1,4 @@
-//! One decode step's weight products at m = 1, 2, 4, 8, 16, 32 and 64 token rows: every matrix
+//! One decode step's weight products at m = 1, 2, 3, 4, 8, 16, 32 and 64 token rows: every matrix
 //! of a GPT-2 model (per block attn_qkv, attn_output, ffn_up, ffn_down; then the output
 //! projection) times m activation rows, as a step of m streams does it. Reported as multiply-adds
 //! per second (criterion's "elements": parameters x m); the time of each m over the time of
@@ -10,7 +10,7 @@
 //! store the output projection as Q6_K, as llama-quantize's files do (and, like them, fall back to
 //! legacy types where a row is not whole 256-element blocks). `QUILL_BENCH_MODELS`
 //! (`124M,1558M`), `QUILL_BENCH_TYPES` (`q4_0,q8_0,q4_k,f16`) and `QUILL_BENCH_M`
-//! (`1,2,4,8,16,32,64`) pick the sweep; `QUILL_KERNEL` the backend. Rows are row-invariant, as
+//! (`1,2,3,4,8,16,32,64`) pick the sweep; `QUILL_KERNEL` the backend. Rows are row-invariant, as
 //! in the engine.
 
 mod common;
@@ -86,7 +86,7 @@ fn decode_step(c: &mut Criterion) {
     let k = common::kernels();
     let hot = std::env::var("QUILL_BENCH_HOT").is_ok_and(|v| v == "1");
     let ms: Vec<usize> =
-        list("QUILL_BENCH_M", "1,2,4,8,16,32,64").iter().map(|m| m.parse().expect("QUILL_BENCH_M")).collect();
+        list("QUILL_BENCH_M", "1,2,3,4,8,16,32,64").iter().map(|m| m.parse().expect("QUILL_BENCH_M")).collect();
     let max_m = ms.iter().copied().max().unwrap_or(1);
     for model in list("QUILL_BENCH_MODELS", "124M,1558M") {
         let (n, layers) = dims(&model);

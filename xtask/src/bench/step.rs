@@ -23,7 +23,7 @@ pub struct StepArgs {
     #[arg(long, value_delimiter = ',', default_value = "q4_0,q8_0,q4_k,f16")]
     pub types: Vec<String>,
     /// Token rows per step.
-    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32,64")]
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,8,16,32,64")]
     pub m: Vec<usize>,
     /// Where to write the results [default: bench/<kernels>].
     #[arg(long)]

@@ -116,6 +116,7 @@ pub(crate) fn transpose8(r: [__m256i; 8]) -> [__m256i; 8] {
 /// Where one row's segment is reduced to: `units[u * 8 + row]` (per token) holds the partial sums of scale
 /// blocks `2u` (low half) and `2u + 1` (high half); scales are either f16 bits `[s][8 rows]`
 /// (legacy formats) or f32 `[row][SEG]` (K-quants, transposed later).
+#[derive(Clone, Copy)]
 struct RowSums {
     /// Token `t`'s units start at `units + t * ustride`.
     units: *mut __m256i,
@@ -574,10 +575,10 @@ unsafe fn tiles<F: Fmt, const T: usize>(
             let g = Group { w: w.as_ptr().add(r0 * rb), rb, nr, k, out: out.add(r0), stride };
             for t0 in (0..a.n_tokens).step_by(T) {
                 match a.n_tokens - t0 {
-                    n if n >= T => tile::<F, T>(&g, a, p32, t0, &sums),
-                    1 => tile::<F, 1>(&g, a, p32, t0, &sums),
-                    2 => tile::<F, 2>(&g, a, p32, t0, &sums),
-                    _ => tile::<F, 3>(&g, a, p32, t0, &sums),
+                    n if n >= T => tile::<F, T>(g, a, p32, t0, sums),
+                    1 => tile::<F, 1>(g, a, p32, t0, sums),
+                    2 => tile::<F, 2>(g, a, p32, t0, sums),
+                    _ => tile::<F, 3>(g, a, p32, t0, sums),
                 }
             }
         }
@@ -585,6 +586,7 @@ unsafe fn tiles<F: Fmt, const T: usize>(
 }
 
 /// One group of up to 8 weight rows (from `w`, `rb` bytes apart) and where its outputs go.
+#[derive(Clone, Copy)]
 struct Group {
     w: *const u8,
     rb: usize,
@@ -599,7 +601,7 @@ struct Group {
 /// `crate::order` run on the 8 rows at once (rows on lanes).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn tile<F: Fmt, const T: usize>(g: &Group, a: &ActBlocks<'_>, p32: &[i8], t0: usize, sums: &RowSums) {
+unsafe fn tile<F: Fmt, const T: usize>(g: Group, a: &ActBlocks<'_>, p32: &[i8], t0: usize, sums: RowSums) {
     // SAFETY: within this function's contract: the CPU has the target features it (or its
     // caller) names, and the caller's pointers and lengths are valid for what it touches.
     unsafe {
@@ -615,7 +617,7 @@ unsafe fn tile<F: Fmt, const T: usize>(g: &Group, a: &ActBlocks<'_>, p32: &[i8],
                 let row = g.w.add(r.min(g.nr - 1) * g.rb + b0 * F::BYTES);
                 let x = a.qs.as_ptr().add(t0 * k + s0 * F::SB);
                 let p = p32.as_ptr().wrapping_add(t0 * pk + s0 * F::SB);
-                F::row::<T>(row, x, p, k, pk, ns / F::SB_PER_BLOCK, r, sums);
+                F::row::<T>(row, x, p, k, pk, ns / F::SB_PER_BLOCK, r, &sums);
             }
             for c in (0..ns).step_by(8) {
                 let scales = |f: *const f32| -> [__m256; 8] {

@@ -15,6 +15,12 @@
 //!
 //! Legacy blocks are read in pairs against the activation in pair order (`p32`: the first 16
 //! codes of both blocks, then their last 16), so that one `vpmaddubsw` serves two blocks.
+//!
+//! The same kernel runs a decode step of a few tokens (`step_quant`): each weight block is
+//! loaded and decoded once into registers and multiplied by up to [`TOKENS`] tokens'
+//! activations, each token's sums going to its own buffer and float chains; so a token's result
+//! is the one-token GEMV's, bit for bit. Past 4 or 5 tokens (measured, the table's
+//! `min_tokens`) the GEMM's panels cost less per token.
 
 #![allow(clippy::missing_safety_doc)]
 

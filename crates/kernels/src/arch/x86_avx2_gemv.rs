@@ -147,20 +147,19 @@ trait Fmt {
     /// Whether scales are f16 bits (`d16`, `m16`) rather than f32 (`dw`, `mw`).
     const F16_SCALES: bool;
     /// Reduces `nb` blocks at `p` of row `r` into `out`, against `T` tokens' activations of
-    /// the same segment (`x` natural order, tokens `k` apart; `p32` pair order, tokens `pk`
-    /// apart); each weight block is loaded and decoded once for all `T`. Units are written up
+    /// the same segment (`x`); each weight block is loaded and decoded once for all `T`. Units are written up
     /// to an even number of scale blocks.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn row<const T: usize>(
-        p: *const u8,
-        x: *const i8,
-        p32: *const i8,
-        k: usize,
-        pk: usize,
-        nb: usize,
-        r: usize,
-        out: &RowSums,
-    );
+    unsafe fn row<const T: usize>(p: *const u8, x: Acts, nb: usize, r: usize, out: &RowSums);
+}
+
+/// The activations of `T` tokens from one segment on: `x` natural order (tokens `k` apart),
+/// `p32` pair order (tokens `pk` apart).
+#[derive(Clone, Copy)]
+struct Acts {
+    x: *const i8,
+    p32: *const i8,
+    k: usize,
+    pk: usize,
 }
 
 /// The 32 codes of a 4- or 5-bit legacy block at `b` in element order.
@@ -249,19 +248,10 @@ impl<B: LegacyBlock> Fmt for Legacy<B> {
     const F16_SCALES: bool = true;
 
     #[inline(always)]
-    unsafe fn row<const T: usize>(
-        p: *const u8,
-        _x: *const i8,
-        p32: *const i8,
-        _k: usize,
-        pk: usize,
-        nb: usize,
-        r: usize,
-        out: &RowSums,
-    ) {
+    unsafe fn row<const T: usize>(p: *const u8, x: Acts, nb: usize, r: usize, out: &RowSums) {
         // SAFETY: within this function's contract: the CPU has the target features it (or its
         // caller) names, and the caller's pointers and lengths are valid for what it touches.
-        unsafe { legacy_row::<B, T>(p, p32, pk, nb, r, out) }
+        unsafe { legacy_row::<B, T>(p, x.p32, x.pk, nb, r, out) }
     }
 }
 
@@ -386,19 +376,10 @@ impl<const FIVE: bool> Fmt for K4<FIVE> {
     const F16_SCALES: bool = false;
 
     #[inline(always)]
-    unsafe fn row<const T: usize>(
-        p: *const u8,
-        x: *const i8,
-        _p32: *const i8,
-        k: usize,
-        _pk: usize,
-        nb: usize,
-        r: usize,
-        out: &RowSums,
-    ) {
+    unsafe fn row<const T: usize>(p: *const u8, x: Acts, nb: usize, r: usize, out: &RowSums) {
         // SAFETY: within this function's contract: the CPU has the target features it (or its
         // caller) names, and the caller's pointers and lengths are valid for what it touches.
-        unsafe { k4_row::<FIVE, T>(p, x, k, nb, r, out) }
+        unsafe { k4_row::<FIVE, T>(p, x.x, x.k, nb, r, out) }
     }
 }
 
@@ -448,19 +429,10 @@ impl Fmt for Q6K {
     const F16_SCALES: bool = false;
 
     #[inline(always)]
-    unsafe fn row<const T: usize>(
-        p: *const u8,
-        x: *const i8,
-        _p32: *const i8,
-        k: usize,
-        _pk: usize,
-        nb: usize,
-        r: usize,
-        out: &RowSums,
-    ) {
+    unsafe fn row<const T: usize>(p: *const u8, x: Acts, nb: usize, r: usize, out: &RowSums) {
         // SAFETY: within this function's contract: the CPU has the target features it (or its
         // caller) names, and the caller's pointers and lengths are valid for what it touches.
-        unsafe { q6k_row::<T>(p, x, k, nb, r, out) }
+        unsafe { q6k_row::<T>(p, x.x, x.k, nb, r, out) }
     }
 }
 
@@ -522,25 +494,38 @@ struct Buffers<const T: usize> {
     mw: [MaybeUninit<f32>; SEG * 8],
 }
 
-/// Every row of `w` against every token of `a` (see the module docs): 8 rows at a time, each
-/// 8-row group against the tokens in tiles of up to [`TOKENS`] (the group's rows stream from
-/// memory once, later tiles read them from cache). Writes `out[t * stride + r]`; `p32` holds
-/// the tokens' codes in pair order (`k` rounded up to 64 apart) for the 32-element formats.
+/// One product: quantized rows `w` (`rb` bytes, `k` elements each) against every token of `a`,
+/// into `out[t * stride + r]`; `p32` holds the tokens' codes in pair order (`k` rounded up to 64
+/// apart) for the 32-element formats.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    w: &'a [u8],
+    rb: usize,
+    k: usize,
+    a: &'a ActBlocks<'a>,
+    p32: &'a [i8],
+    out: *mut f32,
+    stride: usize,
+}
+
+/// Every row against every token of `j` (see the module docs): 8 rows at a time, each 8-row
+/// group against the tokens in tiles of up to [`TOKENS`] (the group's rows stream from memory
+/// once, later tiles read them from cache).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn tokens<F: Fmt>(w: &[u8], rb: usize, k: usize, a: &ActBlocks<'_>, p32: &[i8], out: *mut f32, stride: usize) {
+unsafe fn tokens<F: Fmt>(j: &Job<'_>) {
     // SAFETY: within this function's contract: the CPU has the target features it (or its
     // caller) names, and the caller's pointers and lengths are valid for what it touches.
     unsafe {
-        debug_assert_eq!(a.sblock, F::SB);
-        debug_assert_eq!(k % (F::SB * F::SB_PER_BLOCK), 0);
-        debug_assert!(w.len().is_multiple_of(rb));
-        debug_assert!(!F::F16_SCALES || p32.len() >= a.n_tokens * k.next_multiple_of(64));
-        match a.n_tokens {
-            1 => tiles::<F, 1>(w, rb, k, a, p32, out, stride),
-            2 => tiles::<F, 2>(w, rb, k, a, p32, out, stride),
-            3 => tiles::<F, 3>(w, rb, k, a, p32, out, stride),
-            _ => tiles::<F, TOKENS>(w, rb, k, a, p32, out, stride),
+        debug_assert_eq!(j.a.sblock, F::SB);
+        debug_assert_eq!(j.k % (F::SB * F::SB_PER_BLOCK), 0);
+        debug_assert!(j.w.len().is_multiple_of(j.rb));
+        debug_assert!(!F::F16_SCALES || j.p32.len() >= j.a.n_tokens * j.k.next_multiple_of(64));
+        match j.a.n_tokens {
+            1 => tiles::<F, 1>(j),
+            2 => tiles::<F, 2>(j),
+            3 => tiles::<F, 3>(j),
+            _ => tiles::<F, TOKENS>(j),
         }
     }
 }
@@ -548,18 +533,11 @@ unsafe fn tokens<F: Fmt>(w: &[u8], rb: usize, k: usize, a: &ActBlocks<'_>, p32: 
 /// [`tokens`] with buffers for tiles of up to `T` tokens.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn tiles<F: Fmt, const T: usize>(
-    w: &[u8],
-    rb: usize,
-    k: usize,
-    a: &ActBlocks<'_>,
-    p32: &[i8],
-    out: *mut f32,
-    stride: usize,
-) {
+unsafe fn tiles<F: Fmt, const T: usize>(j: &Job<'_>) {
     // SAFETY: within this function's contract: the CPU has the target features it (or its
     // caller) names, and the caller's pointers and lengths are valid for what it touches.
     unsafe {
+        let Job { w, rb, k, a, p32, out, stride } = *j;
         let mut buf = Buffers::<T> {
             units: [const { [const { MaybeUninit::uninit() }; SEG / 2 * 8] }; T],
             d16: [const { MaybeUninit::uninit() }; SEG * 8],
@@ -621,9 +599,13 @@ unsafe fn tile<F: Fmt, const T: usize>(g: Group, a: &ActBlocks<'_>, p32: &[i8], 
             // Rows past the matrix repeat its last row, so every buffer is written.
             for r in 0..8 {
                 let row = g.w.add(r.min(g.nr - 1) * g.rb + b0 * F::BYTES);
-                let x = a.qs.as_ptr().add(t0 * k + s0 * F::SB);
-                let p = p32.as_ptr().wrapping_add(t0 * pk + s0 * F::SB);
-                F::row::<T>(row, x, p, k, pk, ns / F::SB_PER_BLOCK, r, &sums);
+                let x = Acts {
+                    x: a.qs.as_ptr().add(t0 * k + s0 * F::SB),
+                    p32: p32.as_ptr().wrapping_add(t0 * pk + s0 * F::SB),
+                    k,
+                    pk,
+                };
+                F::row::<T>(row, x, ns / F::SB_PER_BLOCK, r, &sums);
             }
             for c in (0..ns).step_by(8) {
                 let scales = |f: *const f32| -> [__m256; 8] {
@@ -683,56 +665,54 @@ unsafe fn tile<F: Fmt, const T: usize>(g: Group, a: &ActBlocks<'_>, p32: &[i8], 
 }
 
 macro_rules! gemv_fns {
-    ($($name:ident => $fmt:ty),* $(,)?) => {$(
+    ($($name:ident $ty:ident => $fmt:ty),* $(,)?) => {
+        $(
+            #[target_feature(enable = "avx2,fma,f16c")]
+            pub(crate) unsafe fn $name(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+                let a = act.blocks.as_ref().expect("the AVX2 table asks for the block layout");
+                debug_assert_eq!(a.n_tokens, 1);
+                debug_assert_eq!(w.len(), out.len() * rb);
+                let job = Job { w, rb, k, a, p32: act.p32, out: out.as_mut_ptr(), stride: out.len() };
+                // SAFETY: this function's contract (the table's): the CPU has AVX2, valid rows.
+                unsafe { tokens::<$fmt>(&job) }
+            }
+        )*
+
+        /// The decode step of a few tokens (`crate::table::StepQFn`): quantized rows `w`
+        /// against every token of `a`, each weight block decoded once per [`TOKENS`] tokens, in
+        /// the GEMV's (and the GEMM's) float order.
         #[target_feature(enable = "avx2,fma,f16c")]
-        pub(crate) unsafe fn $name(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-            let a = act.blocks.as_ref().expect("the AVX2 table asks for the block layout");
-            debug_assert_eq!(a.n_tokens, 1);
-            debug_assert_eq!(w.len(), out.len() * rb);
-            // SAFETY: this function's contract (the table's): the CPU has AVX2, valid rows.
-            unsafe { tokens::<$fmt>(w, rb, k, a, act.p32, out.as_mut_ptr(), out.len()) }
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) unsafe fn step_quant(
+            ty: GgmlType,
+            w: &[u8],
+            rb: usize,
+            k: usize,
+            a: &ActBlocks<'_>,
+            p32: &[i8],
+            out: *mut f32,
+            stride: usize,
+        ) {
+            let job = Job { w, rb, k, a, p32, out, stride };
+            // SAFETY: this function's contract (the table's): the CPU has AVX2, valid rows and
+            // outputs.
+            unsafe {
+                match ty {
+                    $(GgmlType::$ty => tokens::<$fmt>(&job),)*
+                    other => unreachable!("{other} has no quantized step kernel"),
+                }
+            }
         }
-    )*};
+    };
 }
 
 gemv_fns! {
-    gemv_q4_0 => Legacy<BlockQ4_0>,
-    gemv_q4_1 => Legacy<BlockQ4_1>,
-    gemv_q5_0 => Legacy<BlockQ5_0>,
-    gemv_q5_1 => Legacy<BlockQ5_1>,
-    gemv_q8_0 => Legacy<BlockQ8_0>,
-    gemv_q4_k => K4<false>,
-    gemv_q5_k => K4<true>,
-    gemv_q6_k => Q6K,
-}
-
-/// The decode step of a few tokens (`crate::table::StepQFn`): quantized rows `w` against every
-/// token of `a`, each weight block decoded once per [`TOKENS`] tokens, in the GEMV's (and the
-/// GEMM's) float order.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn step_quant(
-    ty: GgmlType,
-    w: &[u8],
-    rb: usize,
-    k: usize,
-    a: &ActBlocks<'_>,
-    p32: &[i8],
-    out: *mut f32,
-    stride: usize,
-) {
-    // SAFETY: this function's contract (the table's): the CPU has AVX2, valid rows and outputs.
-    unsafe {
-        match ty {
-            GgmlType::Q4_0 => tokens::<Legacy<BlockQ4_0>>(w, rb, k, a, p32, out, stride),
-            GgmlType::Q4_1 => tokens::<Legacy<BlockQ4_1>>(w, rb, k, a, p32, out, stride),
-            GgmlType::Q5_0 => tokens::<Legacy<BlockQ5_0>>(w, rb, k, a, p32, out, stride),
-            GgmlType::Q5_1 => tokens::<Legacy<BlockQ5_1>>(w, rb, k, a, p32, out, stride),
-            GgmlType::Q8_0 => tokens::<Legacy<BlockQ8_0>>(w, rb, k, a, p32, out, stride),
-            GgmlType::Q4_K => tokens::<K4<false>>(w, rb, k, a, p32, out, stride),
-            GgmlType::Q5_K => tokens::<K4<true>>(w, rb, k, a, p32, out, stride),
-            GgmlType::Q6_K => tokens::<Q6K>(w, rb, k, a, p32, out, stride),
-            other => unreachable!("{other} has no quantized step kernel"),
-        }
-    }
+    gemv_q4_0 Q4_0 => Legacy<BlockQ4_0>,
+    gemv_q4_1 Q4_1 => Legacy<BlockQ4_1>,
+    gemv_q5_0 Q5_0 => Legacy<BlockQ5_0>,
+    gemv_q5_1 Q5_1 => Legacy<BlockQ5_1>,
+    gemv_q8_0 Q8_0 => Legacy<BlockQ8_0>,
+    gemv_q4_k Q4_K => K4<false>,
+    gemv_q5_k Q5_K => K4<true>,
+    gemv_q6_k Q6_K => Q6K,
 }

@@ -203,9 +203,12 @@ pub(crate) fn run_step(
     let spec = quant_spec(w.ty).expect("the caller checked the format");
     let (cols, rows, rb) = (w.cols, w.rows, w.row_bytes());
     let q_rb = quill_quant::row_bytes(spec.act, cols).expect("whole blocks");
-    // Sizes `p32` for n_tokens rows of at least `pk` too (`cols` is rounded up to 256 there).
     s.reserve(n_tokens, cols);
     let pk = cols.next_multiple_of(64);
+    if s.p32.len() < n_tokens * pk {
+        // More tokens than `STEP_MAX_TOKENS` (no table asks for that): grown here, once.
+        s.p32.resize(n_tokens * pk, 0);
+    }
     let MatmulScratch { q, qs, dx, corr, sx, p32, .. } = s;
     grow(q, (n_tokens * q_rb).div_ceil(64));
     let q = &mut crate::act::units_as_bytes_mut(q)[..n_tokens * q_rb];

@@ -134,8 +134,11 @@ impl MatmulScratch {
         grow(&mut self.q, (q_bytes * n_tokens).div_ceil(64));
         let lanes = SIMD_QUANT_TYPES.iter().map(|&t| lane_units(&quant_spec(t).unwrap(), cols)).max().unwrap_or(0);
         grow(&mut self.lanes, lanes);
-        if self.p32.len() < n_tokens * cols {
-            self.p32.resize(n_tokens * cols, 0);
+        // The pair-order codes serve the GEMV and the step kernel only (a few tokens), not a
+        // whole prompt.
+        let p32 = n_tokens.min(STEP_MAX_TOKENS) * cols;
+        if self.p32.len() < p32 {
+            self.p32.resize(p32, 0);
         }
         let n = n_tokens * cols;
         if self.qs.len() < n {
@@ -155,6 +158,11 @@ impl MatmulScratch {
         &mut units_as_bytes_mut(&mut self.q)[..n_tokens * row_bytes]
     }
 }
+
+/// The most tokens a backend's step kernel (`QuantKernels::step`) runs before its GEMM takes
+/// over: [`MatmulScratch::reserve`] sizes the step's buffers for this many, so that it allocates
+/// nothing per step (every backend's measured crossover is below it).
+pub(crate) const STEP_MAX_TOKENS: usize = 8;
 
 /// Token count from which a float-weight matmul runs as GEMM (weights decoded once into panels
 /// and reused across tokens) rather than as one GEMV per token; quantized weights switch at

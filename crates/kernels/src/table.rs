@@ -79,6 +79,7 @@ impl<F: Copy> ByFormat<F> {
 /// 32-element formats, `k_quant` for the K-quants (float formats switch at
 /// [`crate::GEMM_MIN_TOKENS`]).
 pub(crate) const fn min_tokens(legacy: usize, k_quant: usize) -> ByFormat<usize> {
+    assert!(legacy <= crate::matrix::STEP_MAX_TOKENS + 1 && k_quant <= crate::matrix::STEP_MAX_TOKENS + 1);
     let mut out = [crate::GEMM_MIN_TOKENS; FORMATS.len()];
     let mut i = 0;
     while i < FORMATS.len() {

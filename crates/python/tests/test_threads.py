@@ -1,11 +1,14 @@
 """The GIL is released while the model computes, and Ctrl-C interrupts a generation."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+
+import pytest
 
 
 def test_other_threads_run_while_the_model_computes(model):
@@ -65,6 +68,33 @@ SCRIPT = textwrap.dedent(
 )
 
 
+def _what_it_is_doing(pid):
+    """A process that did not end after Ctrl-C: its state, each thread's kernel wait and, where
+    gdb is installed, each thread's stack (so that a rare hang can be diagnosed from CI's log)."""
+    lines = []
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            lines += [line.strip() for line in f if line.startswith(("State", "Threads"))]
+        for tid in sorted(os.listdir(f"/proc/{pid}/task")):
+            with open(f"/proc/{pid}/task/{tid}/wchan") as f:
+                lines.append(f"thread {tid} waits in {f.read().strip() or '-'}")
+    except OSError as e:
+        lines.append(f"/proc: {e}")
+    gdb = shutil.which("gdb")
+    if gdb:
+        try:
+            r = subprocess.run(
+                [gdb, "-p", str(pid), "-batch", "-ex", "thread apply all bt 25"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            lines.append(r.stdout[-12000:])
+        except subprocess.TimeoutExpired:
+            lines.append("gdb timed out")
+    return "\n".join(lines)
+
+
 def test_ctrl_c_interrupts_a_generation(default_path):
     for mode in ("whole", "stream"):
         p = subprocess.Popen([sys.executable, "-c", SCRIPT, str(default_path), mode], stdout=subprocess.PIPE, text=True)
@@ -72,7 +102,17 @@ def test_ctrl_c_interrupts_a_generation(default_path):
             assert p.stdout.readline().strip() == "ready"
             time.sleep(0.5)
             os.kill(p.pid, signal.SIGINT)
-            out, _ = p.communicate(timeout=30)
+            try:
+                out, _ = p.communicate(timeout=30)
+            except subprocess.TimeoutExpired as e:
+                state = _what_it_is_doing(p.pid)
+                os.kill(p.pid, signal.SIGINT)
+                try:
+                    late, _ = p.communicate(timeout=10)
+                    again = f"a second SIGINT ended it (code {p.returncode}, output {late!r})"
+                except subprocess.TimeoutExpired:
+                    again = "a second SIGINT did not end it either"
+                pytest.fail(f"{mode}: no exit 30 s after SIGINT (output so far {e.stdout!r}); {again}\n{state}")
         finally:
             p.kill()
         assert p.returncode == 3 and "interrupted" in out, (mode, p.returncode, out)

@@ -1,5 +1,6 @@
-//! AVX2 GEMV (decode) of the quantized formats, in exactly the GEMM micro-kernel's order of
-//! float operations, so that a token gets bit for bit the same numbers alone (GEMV) as inside a
+//! The x86 GEMV (decode) of the quantized formats, written once over a byte dot product
+//! ([`Dot`]: AVX2's `vpmaddubsw`, or `vpdpbusd` for the AVX-512 and AVX-VNNI tables), in
+//! exactly the GEMM micro-kernel's order of float operations, so that a token gets bit for bit the same numbers alone (GEMV) as inside a
 //! batch (GEMM): what a multi-sequence engine needs for batch invariance.
 //!
 //! That order is, per output row and per scale block `s` in turn, into chain `c = s % 4`:
@@ -71,13 +72,63 @@ unsafe fn load2x16(p0: *const u8, p1: *const u8) -> __m256i {
     }
 }
 
-/// `sum(codes x activations)` per 4-byte lane (codes <= 127: no `vpmaddubsw` saturation).
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn dot_u8_i8(u: __m256i, x: *const i8) -> __m256i {
-    // SAFETY: within this function's contract: the CPU has the target features it (or its
-    // caller) names, and the caller's pointers and lengths are valid for what it touches.
-    unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(u, ld(x.cast())), _mm256_set1_epi16(1)) }
+/// The byte dot product the kernel is written over: per 4-byte lane, the sum of the products of
+/// 4 unsigned codes and 4 signed activations. Integer sums are exact, so every implementation
+/// gives the same bits; the entry points of each are instantiated with their target features
+/// (the kernel's generic functions are `#[inline(always)]` for that).
+pub(crate) trait Dot {
+    /// `acc` plus the lane sums of `u x x` (codes <= 127, or products that fit `vpmaddubsw`'s
+    /// i16 pairs).
+    unsafe fn dot(acc: __m256i, u: __m256i, x: __m256i) -> __m256i;
+    /// The lane sums of `u0 x x0` plus those of `u1 x x1`, for codes <= 31 (so that two
+    /// products pairs also sum exactly in i16).
+    unsafe fn dot2(u0: __m256i, x0: __m256i, u1: __m256i, x1: __m256i) -> __m256i;
+}
+
+/// AVX2: `vpmaddubsw` (pairs into i16), then `vpmaddwd` by ones (into i32 lanes).
+pub(crate) struct Maddubs;
+
+impl Dot for Maddubs {
+    #[inline(always)]
+    unsafe fn dot(acc: __m256i, u: __m256i, x: __m256i) -> __m256i {
+        // SAFETY: the caller's contract: the CPU has AVX2.
+        unsafe { _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1))) }
+    }
+
+    #[inline(always)]
+    unsafe fn dot2(u0: __m256i, x0: __m256i, u1: __m256i, x1: __m256i) -> __m256i {
+        // SAFETY: the caller's contract: the CPU has AVX2; codes <= 31 keep each product pair
+        // below 2^13, so two pairs sum exactly in i16.
+        unsafe {
+            let p = _mm256_add_epi16(_mm256_maddubs_epi16(u0, x0), _mm256_maddubs_epi16(u1, x1));
+            _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+        }
+    }
+}
+
+/// `vpdpbusd` on ymm registers: the EVEX form of AVX-512 VNNI (with AVX512VL), or, with `VEX`,
+/// AVX-VNNI's: 4 products per i32 lane added straight into the sums.
+pub(crate) struct Dpbusd<const VEX: bool>;
+
+impl<const VEX: bool> Dot for Dpbusd<VEX> {
+    #[inline(always)]
+    unsafe fn dot(acc: __m256i, u: __m256i, x: __m256i) -> __m256i {
+        // SAFETY: the caller's contract: the CPU has AVX-VNNI (`VEX`) or AVX-512 VNNI and VL,
+        // which the entry point that inlines this names.
+        unsafe {
+            if VEX {
+                _mm256_dpbusd_avx_epi32(acc, u, x)
+            } else {
+                _mm256_dpbusd_epi32(acc, u, x)
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn dot2(u0: __m256i, x0: __m256i, u1: __m256i, x1: __m256i) -> __m256i {
+        // SAFETY: as for `dot`.
+        unsafe { Self::dot(Self::dot(_mm256_setzero_si256(), u0, x0), u1, x1) }
+    }
 }
 
 /// Two registers of one scale block each (8 lanes) as one register of both (4 lanes each).
@@ -149,7 +200,7 @@ trait Fmt {
     /// Reduces `nb` blocks at `p` of row `r` into `out`, against `T` tokens' activations of
     /// the same segment (`x`); each weight block is loaded and decoded once for all `T`. Units are written up
     /// to an even number of scale blocks.
-    unsafe fn row<const T: usize>(p: *const u8, x: Acts, nb: usize, r: usize, out: &RowSums);
+    unsafe fn row<D: Dot, const T: usize>(p: *const u8, x: Acts, nb: usize, r: usize, out: &RowSums);
 }
 
 /// The activations of `T` tokens from one segment on: `x` natural order (tokens `k` apart),
@@ -248,10 +299,10 @@ impl<B: LegacyBlock> Fmt for Legacy<B> {
     const F16_SCALES: bool = true;
 
     #[inline(always)]
-    unsafe fn row<const T: usize>(p: *const u8, x: Acts, nb: usize, r: usize, out: &RowSums) {
+    unsafe fn row<D: Dot, const T: usize>(p: *const u8, x: Acts, nb: usize, r: usize, out: &RowSums) {
         // SAFETY: within this function's contract: the CPU has the target features it (or its
         // caller) names, and the caller's pointers and lengths are valid for what it touches.
-        unsafe { legacy_row::<B, T>(p, x.p32, x.pk, nb, r, out) }
+        unsafe { legacy_row::<B, D, T>(p, x.p32, x.pk, nb, r, out) }
     }
 }
 
@@ -284,30 +335,27 @@ unsafe fn legacy_pair_codes<B: LegacyBlock>(b0: *const u8, b1: *const u8) -> [__
 
 /// A pair's codes ([`legacy_pair_codes`]) against 64 activation bytes in pair order: the
 /// integer sums of both blocks, four lanes each.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn legacy_pair_dot<B: LegacyBlock>(c: &[__m256i; 4], a: *const i8) -> __m256i {
-    // SAFETY: within this function's contract: the CPU has the target features it (or its
-    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+#[inline(always)]
+unsafe fn legacy_pair_dot<B: LegacyBlock, D: Dot>(c: &[__m256i; 4], a: *const i8) -> __m256i {
+    // SAFETY: within this function's contract: the CPU has the target features its caller
+    // names, and the caller's pointers and lengths are valid for what it touches.
     unsafe {
-        let ones = _mm256_set1_epi16(1);
+        let (x0, x1) = (ld(a.cast()), ld(a.add(32).cast()));
         if B::SIGNED {
-            let plo = _mm256_maddubs_epi16(c[2], _mm256_sign_epi8(ld(a.cast()), c[0]));
-            let phi = _mm256_maddubs_epi16(c[3], _mm256_sign_epi8(ld(a.add(32).cast()), c[1]));
-            return _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
+            // ggml's sign trick: |w| x (x with w's sign) are the products w x.
+            let lo = D::dot(_mm256_setzero_si256(), c[2], _mm256_sign_epi8(x0, c[0]));
+            return D::dot(lo, c[3], _mm256_sign_epi8(x1, c[1]));
         }
-        // Codes <= 31: each product pair is below 2^13, so two sum exactly in i16.
-        let p = _mm256_add_epi16(
-            _mm256_maddubs_epi16(c[0], ld(a.cast())),
-            _mm256_maddubs_epi16(c[1], ld(a.add(32).cast())),
-        );
-        _mm256_madd_epi16(p, ones)
+        D::dot2(c[0], x0, c[1], x1)
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn legacy_row<B: LegacyBlock, const T: usize>(
+// The functions generic over `D` are `#[inline(always)]` without target features, so that each
+// entry point's features reach every instruction; they hold no closures, which would not
+// inherit those features (and their intrinsics would become calls).
+
+#[inline(always)]
+unsafe fn legacy_row<B: LegacyBlock, D: Dot, const T: usize>(
     p: *const u8,
     p32: *const i8,
     pk: usize,
@@ -315,31 +363,45 @@ unsafe fn legacy_row<B: LegacyBlock, const T: usize>(
     r: usize,
     out: &RowSums,
 ) {
-    // SAFETY: within this function's contract: the CPU has the target features it (or its
-    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    // SAFETY: within this function's contract: the CPU has the target features its caller
+    // names, and the caller's pointers and lengths are valid for what it touches.
     unsafe {
         let zero = [0u8; MAX_LEGACY_BYTES];
-        let pair_at = |b: usize, b1: *const u8| {
-            let b0 = p.add(b * B::BYTES);
-            let codes = legacy_pair_codes::<B>(b0, b1);
-            for t in 0..T {
-                *out.units.add(t * out.ustride + b / 2 * 8 + r) =
-                    legacy_pair_dot::<B>(&codes, p32.add(t * pk + 32 * b));
-            }
-            *out.d16.add(b * 8 + r) = rd16(b0.add(B::D));
-            *out.d16.add((b + 1) * 8 + r) = rd16(b1.add(B::D));
-            if let Some(m) = B::M {
-                *out.m16.add(b * 8 + r) = rd16(b0.add(m));
-                *out.m16.add((b + 1) * 8 + r) = rd16(b1.add(m));
-            }
-        };
         let full = nb / 2 * 2;
         for b in (0..full).step_by(2) {
-            pair_at(b, p.add((b + 1) * B::BYTES));
+            legacy_pair::<B, D, T>(p, p32, pk, b, p.add((b + 1) * B::BYTES), r, out);
         }
         if full < nb {
             // The odd last block pairs with a zero block (zero codes, zero scale).
-            pair_at(full, zero.as_ptr());
+            legacy_pair::<B, D, T>(p, p32, pk, full, zero.as_ptr(), r, out);
+        }
+    }
+}
+
+/// Blocks `b` (at `p`) and `b + 1` (at `b1`) of row `r` against `T` tokens into `out`.
+#[inline(always)]
+unsafe fn legacy_pair<B: LegacyBlock, D: Dot, const T: usize>(
+    p: *const u8,
+    p32: *const i8,
+    pk: usize,
+    b: usize,
+    b1: *const u8,
+    r: usize,
+    out: &RowSums,
+) {
+    // SAFETY: within this function's contract: the CPU has the target features its caller
+    // names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let b0 = p.add(b * B::BYTES);
+        let codes = legacy_pair_codes::<B>(b0, b1);
+        for t in 0..T {
+            *out.units.add(t * out.ustride + b / 2 * 8 + r) = legacy_pair_dot::<B, D>(&codes, p32.add(t * pk + 32 * b));
+        }
+        *out.d16.add(b * 8 + r) = rd16(b0.add(B::D));
+        *out.d16.add((b + 1) * 8 + r) = rd16(b1.add(B::D));
+        if let Some(m) = B::M {
+            *out.m16.add(b * 8 + r) = rd16(b0.add(m));
+            *out.m16.add((b + 1) * 8 + r) = rd16(b1.add(m));
         }
     }
 }
@@ -376,16 +438,15 @@ impl<const FIVE: bool> Fmt for K4<FIVE> {
     const F16_SCALES: bool = false;
 
     #[inline(always)]
-    unsafe fn row<const T: usize>(p: *const u8, x: Acts, nb: usize, r: usize, out: &RowSums) {
+    unsafe fn row<D: Dot, const T: usize>(p: *const u8, x: Acts, nb: usize, r: usize, out: &RowSums) {
         // SAFETY: within this function's contract: the CPU has the target features it (or its
         // caller) names, and the caller's pointers and lengths are valid for what it touches.
-        unsafe { k4_row::<FIVE, T>(p, x.x, x.k, nb, r, out) }
+        unsafe { k4_row::<FIVE, D, T>(p, x.x, x.k, nb, r, out) }
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn k4_row<const FIVE: bool, const T: usize>(
+#[inline(always)]
+unsafe fn k4_row<const FIVE: bool, D: Dot, const T: usize>(
     p: *const u8,
     x: *const i8,
     k: usize,
@@ -403,7 +464,8 @@ unsafe fn k4_row<const FIVE: bool, const T: usize>(
                 let (lo, hi) = k4_codes::<FIVE>(bp, h);
                 for t in 0..T {
                     let xb = x.add(t * k + 256 * b + 64 * h);
-                    let v = pair(dot_u8_i8(lo, xb), dot_u8_i8(hi, xb.add(32)));
+                    let z = _mm256_setzero_si256();
+                    let v = pair(D::dot(z, lo, ld(xb.cast())), D::dot(z, hi, ld(xb.add(32).cast())));
                     *out.units.add(t * out.ustride + (4 * b + h) * 8 + r) = v;
                 }
             }
@@ -429,16 +491,15 @@ impl Fmt for Q6K {
     const F16_SCALES: bool = false;
 
     #[inline(always)]
-    unsafe fn row<const T: usize>(p: *const u8, x: Acts, nb: usize, r: usize, out: &RowSums) {
+    unsafe fn row<D: Dot, const T: usize>(p: *const u8, x: Acts, nb: usize, r: usize, out: &RowSums) {
         // SAFETY: within this function's contract: the CPU has the target features it (or its
         // caller) names, and the caller's pointers and lengths are valid for what it touches.
-        unsafe { q6k_row::<T>(p, x.x, x.k, nb, r, out) }
+        unsafe { q6k_row::<D, T>(p, x.x, x.k, nb, r, out) }
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn q6k_row<const T: usize>(p: *const u8, x: *const i8, k: usize, nb: usize, r: usize, out: &RowSums) {
+#[inline(always)]
+unsafe fn q6k_row<D: Dot, const T: usize>(p: *const u8, x: *const i8, k: usize, nb: usize, r: usize, out: &RowSums) {
     // SAFETY: within this function's contract: the CPU has the target features it (or its
     // caller) names, and the caller's pointers and lengths are valid for what it touches.
     unsafe {
@@ -451,7 +512,8 @@ unsafe fn q6k_row<const T: usize>(p: *const u8, x: *const i8, k: usize, nb: usiz
                     let yc = q6k_codes(bp, h, c);
                     for t in 0..T {
                         let xb = x.add(t * k + 256 * b + 128 * h + 32 * c);
-                        *out.units.add(t * out.ustride + (8 * b + 4 * h + c) * 8 + r) = dot_u8_i8(yc, xb);
+                        *out.units.add(t * out.ustride + (8 * b + 4 * h + c) * 8 + r) =
+                            D::dot(_mm256_setzero_si256(), yc, ld(xb.cast()));
                     }
                 }
             }
@@ -511,9 +573,8 @@ struct Job<'a> {
 /// Every row against every token of `j` (see the module docs): 8 rows at a time, each 8-row
 /// group against the tokens in tiles of up to [`TOKENS`] (the group's rows stream from memory
 /// once, later tiles read them from cache).
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn tokens<F: Fmt>(j: &Job<'_>) {
+#[inline(always)]
+unsafe fn tokens<F: Fmt, D: Dot>(j: &Job<'_>) {
     // SAFETY: within this function's contract: the CPU has the target features it (or its
     // caller) names, and the caller's pointers and lengths are valid for what it touches.
     unsafe {
@@ -522,18 +583,17 @@ unsafe fn tokens<F: Fmt>(j: &Job<'_>) {
         debug_assert!(j.w.len().is_multiple_of(j.rb));
         debug_assert!(!F::F16_SCALES || j.p32.len() >= j.a.n_tokens * j.k.next_multiple_of(64));
         match j.a.n_tokens {
-            1 => tiles::<F, 1>(j),
-            2 => tiles::<F, 2>(j),
-            3 => tiles::<F, 3>(j),
-            _ => tiles::<F, TOKENS>(j),
+            1 => tiles::<F, D, 1>(j),
+            2 => tiles::<F, D, 2>(j),
+            3 => tiles::<F, D, 3>(j),
+            _ => tiles::<F, D, TOKENS>(j),
         }
     }
 }
 
 /// [`tokens`] with buffers for tiles of up to `T` tokens.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn tiles<F: Fmt, const T: usize>(j: &Job<'_>) {
+#[inline(always)]
+unsafe fn tiles<F: Fmt, D: Dot, const T: usize>(j: &Job<'_>) {
     // SAFETY: within this function's contract: the CPU has the target features it (or its
     // caller) names, and the caller's pointers and lengths are valid for what it touches.
     unsafe {
@@ -559,10 +619,10 @@ unsafe fn tiles<F: Fmt, const T: usize>(j: &Job<'_>) {
             let g = Group { w: w.as_ptr().add(r0 * rb), rb, nr, k, out: out.add(r0), stride };
             for t0 in (0..a.n_tokens).step_by(T) {
                 match a.n_tokens - t0 {
-                    n if n >= T => tile::<F, T>(g, a, p32, t0, sums),
-                    1 => tile::<F, 1>(g, a, p32, t0, sums),
-                    2 => tile::<F, 2>(g, a, p32, t0, sums),
-                    _ => tile::<F, 3>(g, a, p32, t0, sums),
+                    n if n >= T => tile::<F, D, T>(g, a, p32, t0, sums),
+                    1 => tile::<F, D, 1>(g, a, p32, t0, sums),
+                    2 => tile::<F, D, 2>(g, a, p32, t0, sums),
+                    _ => tile::<F, D, 3>(g, a, p32, t0, sums),
                 }
             }
         }
@@ -580,12 +640,63 @@ struct Group {
     stride: usize,
 }
 
+/// The scales of scale blocks `c..c + 8` of a segment's 8 rows, rows on lanes: `(d, m)` (`m`
+/// only with `min`); from f16 bits `[s][row]` (`f16`, the first `n` blocks) or f32 `[row][SEG]`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn block_scales(sums: RowSums, c: usize, n: usize, f16: bool, min: bool) -> ([__m256; 8], [__m256; 8]) {
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        if f16 {
+            let at = |f: *const u16, j: usize| _mm256_cvtph_ps(_mm_loadu_si128(f.add((c + j) * 8).cast()));
+            let d: [__m256; 8] = std::array::from_fn(|j| if j < n { at(sums.d16, j) } else { _mm256_setzero_ps() });
+            let m = if min { std::array::from_fn(|j| if j < n { at(sums.m16, j) } else { d[j] }) } else { d };
+            return (d, m);
+        }
+        let rows = |f: *const f32| -> [__m256; 8] {
+            let t = transpose8(std::array::from_fn(|r| ld(f.add(r * SEG + c).cast())));
+            t.map(|v| _mm256_castsi256_ps(v))
+        };
+        (rows(sums.dw), if min { rows(sums.mw) } else { [_mm256_setzero_ps(); 8] })
+    }
+}
+
+/// One token's activation terms for a run of scale blocks from `s`: corrections (formats whose
+/// sums need them), scales, and sums (formats with a minimum).
+#[derive(Clone, Copy)]
+struct ChainAt {
+    corr: Option<*const i32>,
+    dx: *const f32,
+    sx: Option<*const f32>,
+    s: usize,
+}
+
+/// Scale block `at.s + j` of 8 rows (integer sums `i`, rows on lanes) into the float chain
+/// `acc`, in the order of `crate::order`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn chain_step(at: ChainAt, j: usize, mut i: __m256i, ds: &[__m256; 8], ms: &[__m256; 8], acc: &mut __m256) {
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let s = at.s + j;
+        if let Some(corr) = at.corr {
+            i = _mm256_add_epi32(i, _mm256_set1_epi32(*corr.add(s)));
+        }
+        let scale = _mm256_mul_ps(ds[j], _mm256_set1_ps(*at.dx.add(s)));
+        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), scale, *acc);
+        if let Some(sx) = at.sx {
+            *acc = _mm256_fmadd_ps(ms[j], _mm256_set1_ps(*sx.add(s)), *acc);
+        }
+    }
+}
+
 /// One row group against tokens `t0..t0 + T`: each segment of the 8 rows is reduced to units
 /// (every weight block decoded once for the `T` tokens), then per token the float chains of
 /// `crate::order` run on the 8 rows at once (rows on lanes).
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn tile<F: Fmt, const T: usize>(g: Group, a: &ActBlocks<'_>, p32: &[i8], t0: usize, sums: RowSums) {
+#[inline(always)]
+unsafe fn tile<F: Fmt, D: Dot, const T: usize>(g: Group, a: &ActBlocks<'_>, p32: &[i8], t0: usize, sums: RowSums) {
     // SAFETY: within this function's contract: the CPU has the target features it (or its
     // caller) names, and the caller's pointers and lengths are valid for what it touches.
     unsafe {
@@ -605,51 +716,31 @@ unsafe fn tile<F: Fmt, const T: usize>(g: Group, a: &ActBlocks<'_>, p32: &[i8], 
                     k,
                     pk,
                 };
-                F::row::<T>(row, x, ns / F::SB_PER_BLOCK, r, &sums);
+                F::row::<D, T>(row, x, ns / F::SB_PER_BLOCK, r, &sums);
             }
             for c in (0..ns).step_by(8) {
-                let scales = |f: *const f32| -> [__m256; 8] {
-                    let t = transpose8(std::array::from_fn(|r| ld(f.add(r * SEG + c).cast())));
-                    t.map(|v| _mm256_castsi256_ps(v))
-                };
-                let (ds, ms) = if F::F16_SCALES {
-                    let at = |f: *const u16, j: usize| _mm256_cvtph_ps(_mm_loadu_si128(f.add((c + j) * 8).cast()));
-                    let n = (ns - c).min(8);
-                    let d: [__m256; 8] =
-                        std::array::from_fn(|j| if j < n { at(sums.d16, j) } else { _mm256_setzero_ps() });
-                    let m =
-                        if F::MIN { std::array::from_fn(|j| if j < n { at(sums.m16, j) } else { d[j] }) } else { d };
-                    (d, m)
-                } else {
-                    (scales(sums.dw), if F::MIN { scales(sums.mw) } else { [_mm256_setzero_ps(); 8] })
-                };
                 let n = (ns - c).min(8);
+                let (ds, ms) = block_scales(sums, c, n, F::F16_SCALES, F::MIN);
                 for (t, chains) in chains.iter_mut().enumerate() {
-                    let step = |j: usize, mut i: __m256i, acc: &mut __m256| {
-                        let s = t * n_sb + s0 + c + j;
-                        if !F::SIGNED {
-                            i = _mm256_add_epi32(i, _mm256_set1_epi32(*corr.add(s)));
-                        }
-                        let scale = _mm256_mul_ps(ds[j], _mm256_set1_ps(*dx.add(s)));
-                        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), scale, *acc);
-                        if F::MIN {
-                            *acc = _mm256_fmadd_ps(ms[j], _mm256_set1_ps(*sx.add(s)), *acc);
-                        }
+                    let at = ChainAt {
+                        corr: (!F::SIGNED).then_some(corr),
+                        dx,
+                        sx: F::MIN.then_some(sx),
+                        s: t * n_sb + s0 + c,
                     };
                     // Chain s % 4: s0 and c are multiples of 8, so the chain of c + j is j % 4.
                     let units = sums.units.add(t * sums.ustride);
-                    let [c0, c1, c2, c3] = chains;
                     for jq in (0..n).step_by(4) {
                         let (a, b) = unit_sums(units.add((c + jq) / 2 * 8));
-                        step(jq, a, c0);
+                        chain_step(at, jq, a, &ds, &ms, &mut chains[0]);
                         if jq + 1 < n {
-                            step(jq + 1, b, c1);
+                            chain_step(at, jq + 1, b, &ds, &ms, &mut chains[1]);
                         }
                         if jq + 2 < n {
                             let (a, b) = unit_sums(units.add((c + jq + 2) / 2 * 8));
-                            step(jq + 2, a, c2);
+                            chain_step(at, jq + 2, a, &ds, &ms, &mut chains[2]);
                             if jq + 3 < n {
-                                step(jq + 3, b, c3);
+                                chain_step(at, jq + 3, b, &ds, &ms, &mut chains[3]);
                             }
                         }
                     }
@@ -664,24 +755,27 @@ unsafe fn tile<F: Fmt, const T: usize>(g: Group, a: &ActBlocks<'_>, p32: &[i8], 
     }
 }
 
+/// The GEMV entry points (`gemv_<format>`) and the step entry (`step_quant`) of the kernel
+/// over one [`Dot`], compiled with `$features`.
 macro_rules! gemv_fns {
-    ($($name:ident $ty:ident => $fmt:ty),* $(,)?) => {
+    ($features:literal, $dot:ty; $($name:ident $ty:ident => $fmt:ty),* $(,)?) => {
         $(
-            #[target_feature(enable = "avx2,fma,f16c")]
+            #[target_feature(enable = $features)]
             pub(crate) unsafe fn $name(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
-                let a = act.blocks.as_ref().expect("the AVX2 table asks for the block layout");
+                let a = act.blocks.as_ref().expect("the x86 tables ask for the block layout");
                 debug_assert_eq!(a.n_tokens, 1);
                 debug_assert_eq!(w.len(), out.len() * rb);
                 let job = Job { w, rb, k, a, p32: act.p32, out: out.as_mut_ptr(), stride: out.len() };
-                // SAFETY: this function's contract (the table's): the CPU has AVX2, valid rows.
-                unsafe { tokens::<$fmt>(&job) }
+                // SAFETY: this function's contract (the table's): the CPU has the features
+                // named above, valid rows.
+                unsafe { tokens::<$fmt, $dot>(&job) }
             }
         )*
 
         /// The decode step of a few tokens (`crate::table::StepQFn`): quantized rows `w`
         /// against every token of `a`, each weight block decoded once per [`TOKENS`] tokens, in
         /// the GEMV's (and the GEMM's) float order.
-        #[target_feature(enable = "avx2,fma,f16c")]
+        #[target_feature(enable = $features)]
         #[allow(clippy::too_many_arguments)]
         pub(crate) unsafe fn step_quant(
             ty: GgmlType,
@@ -694,11 +788,11 @@ macro_rules! gemv_fns {
             stride: usize,
         ) {
             let job = Job { w, rb, k, a, p32, out, stride };
-            // SAFETY: this function's contract (the table's): the CPU has AVX2, valid rows and
-            // outputs.
+            // SAFETY: this function's contract (the table's): the CPU has the features named
+            // above, valid rows and outputs.
             unsafe {
                 match ty {
-                    $(GgmlType::$ty => tokens::<$fmt>(&job),)*
+                    $(GgmlType::$ty => tokens::<$fmt, $dot>(&job),)*
                     other => unreachable!("{other} has no quantized step kernel"),
                 }
             }
@@ -706,13 +800,33 @@ macro_rules! gemv_fns {
     };
 }
 
-gemv_fns! {
-    gemv_q4_0 Q4_0 => Legacy<BlockQ4_0>,
-    gemv_q4_1 Q4_1 => Legacy<BlockQ4_1>,
-    gemv_q5_0 Q5_0 => Legacy<BlockQ5_0>,
-    gemv_q5_1 Q5_1 => Legacy<BlockQ5_1>,
-    gemv_q8_0 Q8_0 => Legacy<BlockQ8_0>,
-    gemv_q4_k Q4_K => K4<false>,
-    gemv_q5_k Q5_K => K4<true>,
-    gemv_q6_k Q6_K => Q6K,
+/// Passes the quantized formats and their [`Fmt`]s to `gemv_fns!` after `$args`.
+macro_rules! quant_formats {
+    ($($args:tt)*) => {
+        gemv_fns! {$($args)*;
+            gemv_q4_0 Q4_0 => Legacy<BlockQ4_0>,
+            gemv_q4_1 Q4_1 => Legacy<BlockQ4_1>,
+            gemv_q5_0 Q5_0 => Legacy<BlockQ5_0>,
+            gemv_q5_1 Q5_1 => Legacy<BlockQ5_1>,
+            gemv_q8_0 Q8_0 => Legacy<BlockQ8_0>,
+            gemv_q4_k Q4_K => K4<false>,
+            gemv_q5_k Q5_K => K4<true>,
+            gemv_q6_k Q6_K => Q6K,
+        }
+    };
+}
+
+quant_formats!("avx2,fma,f16c", Maddubs);
+
+/// The kernel on AVX-512 VNNI's `vpdpbusd` (EVEX, ymm registers): the AVX-512 table's.
+pub(crate) mod vnni512 {
+    use super::*;
+    quant_formats!("avx2,fma,f16c,avx512vnni,avx512vl", Dpbusd<false>);
+}
+
+/// The kernel on AVX-VNNI's `vpdpbusd` (VEX): the AVX-VNNI table's, with AVX2's float GEMVs.
+pub(crate) mod avxvnni {
+    use super::*;
+    pub(crate) use super::{gemv_bf16, gemv_f16, gemv_f32};
+    quant_formats!("avx2,fma,f16c,avxvnni", Dpbusd<true>);
 }

@@ -1,19 +1,26 @@
-//! The AVX2 function table, and the AVX-VNNI one: the same kernels with the integer GEMM
-//! micro-kernel on `vpdpbusd` (the same integer sums, so the same bits; the AVX2 GEMV, which
-//! sums in the GEMM's float order, serves one-token products on both). The AVX-VNNI table has
-//! not run on the machine that wrote it, which lacks AVX-VNNI.
+//! The AVX2 function table, and the AVX-VNNI one: the same kernels with the integer sums of the
+//! GEMM micro-kernel, the GEMV and the step kernel on `vpdpbusd` (the same integers, so the
+//! same bits). The AVX-VNNI table has not run on a machine with AVX-VNNI yet; its GEMV and step
+//! are the AVX-512 table's code with the VEX instruction, tested on an AVX-512 VNNI CPU.
 
 use super::x86_avx2 as k;
 use super::x86_avx2_gemm as g;
 use super::x86_avx2_gemv as v;
 use crate::dispatch::{Backend, Kernels};
 use crate::panel::PanelKind;
-use crate::table::{formats, gemv_table, min_tokens, unpack_table, ActLayout, GemmKernels, MicroI8Fn, QuantKernels};
+use crate::table::{
+    formats, gemv_table, min_tokens, unpack_table, ActLayout, GemmKernels, GemvKernels, MicroI8Fn, QuantKernels,
+    StepQFn,
+};
 
-pub(crate) static KERNELS: Kernels = table(Backend::Avx2, g::gemm_u8);
-pub(crate) static VNNI_KERNELS: Kernels = table(Backend::AvxVnni, g::gemm_u8_vnni);
+use super::x86_avx2_gemv::avxvnni as vv;
 
-const fn table(backend: Backend, micro_i8: MicroI8Fn) -> Kernels {
+pub(crate) static KERNELS: Kernels = table(Backend::Avx2, g::gemm_u8, formats!(gemv_table!(v)), v::step_quant);
+pub(crate) static VNNI_KERNELS: Kernels =
+    table(Backend::AvxVnni, g::gemm_u8_vnni, formats!(gemv_table!(vv)), vv::step_quant);
+
+/// The table of `backend`: its integer GEMM micro-kernel, quantized GEMVs and step kernel.
+const fn table(backend: Backend, micro_i8: MicroI8Fn, gemv: GemvKernels, step: StepQFn) -> Kernels {
     Kernels {
         backend,
         quant: QuantKernels {
@@ -22,8 +29,8 @@ const fn table(backend: Backend, micro_i8: MicroI8Fn) -> Kernels {
             q8_k: k::quantize_q8_k,
             layout: ActLayout::Blocks,
             gemv_in_gemm_order: true,
-            gemv: formats!(gemv_table!(v)),
-            step: Some(v::step_quant),
+            gemv,
+            step: Some(step),
         },
         gemm: Some(GemmKernels {
             nr: g::NR,

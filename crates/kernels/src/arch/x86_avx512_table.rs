@@ -6,12 +6,12 @@ use crate::dispatch::{Backend, Kernels};
 use crate::panel::PanelKind;
 use crate::table::{formats, gemv_table, min_tokens, unpack_table, ActLayout, GemmKernels, QuantKernels};
 
-/// The GEMV of this table: AVX-512 for float weights; for quantized weights the AVX2 GEMV,
-/// which sums in the one order of `crate::order` that the AVX-512 GEMM follows too, so that a
-/// decode token gets the same bits alone as in a batch (the AVX-512 CPUs run AVX2 code; on the
-/// Xeon of issue 20 the AVX2 path decoded one stream at 225 t/s against AVX-512's 235).
+/// The GEMV of this table: AVX-512 for float weights; for quantized weights the x86 GEMV on
+/// AVX-512 VNNI's `vpdpbusd` (ymm registers), which sums in the one order of `crate::order`
+/// that the AVX-512 GEMM follows too, so that a decode token gets the same bits alone as in a
+/// batch.
 mod gemv {
-    pub(crate) use super::super::x86_avx2_gemv::{
+    pub(crate) use super::super::x86_avx2_gemv::vnni512::{
         gemv_q4_0, gemv_q4_1, gemv_q4_k, gemv_q5_0, gemv_q5_1, gemv_q5_k, gemv_q6_k, gemv_q8_0,
     };
     pub(crate) use super::super::x86_avx512::{gemv_bf16, gemv_f16, gemv_f32};
@@ -26,7 +26,7 @@ pub(crate) static KERNELS: Kernels = Kernels {
         layout: ActLayout::Blocks,
         gemv_in_gemm_order: true,
         gemv: formats!(gemv_table!(gemv)),
-        step: Some(super::x86_avx2_gemv::step_quant),
+        step: Some(super::x86_avx2_gemv::vnni512::step_quant),
     },
     gemm: Some(GemmKernels {
         nr: g::NR,

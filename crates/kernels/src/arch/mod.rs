@@ -12,7 +12,7 @@ pub(crate) mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2_gemm;
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod x86_avx2_gemv;
+pub(crate) mod x86_gemv;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2_table;
 #[cfg(target_arch = "x86_64")]

@@ -1,5 +1,5 @@
 //! AVX2 + FMA + F16C: the [`Simd`] vocabulary of the float algorithms (`crate::simd`), and the
-//! activation quantizers. The integer GEMV kernels are in `x86_avx2_gemv.rs`, the GEMM kernels
+//! activation quantizers. The integer GEMV kernels are in `x86_gemv.rs`, the GEMM kernels
 //! in `x86_avx2_gemm.rs`.
 //!
 //! `exp` builds `2^n` in the exponent bits: 0 below -87.33, saturating at e^88.37.

@@ -26,7 +26,7 @@ use gguf_file::GgmlType;
 
 use quill_quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
 
-use super::x86_avx2_gemv as v;
+use super::x86_gemv as v;
 use crate::act::ActBlocks;
 use crate::formats::k_layout::*;
 use crate::formats::LegacyBlock;
@@ -410,13 +410,6 @@ unsafe fn store_rows(out: *mut f32, acc: [__m256; 2], n_rows: usize) {
     }
 }
 
-/// The final sum of an output's accumulator chains: `(c0 + c1) + (c2 + c3)` (`crate::order`).
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-pub(crate) fn sum_chains(c: [__m256; CHAINS]) -> __m256 {
-    _mm256_add_ps(_mm256_add_ps(c[0], c[1]), _mm256_add_ps(c[2], c[3]))
-}
-
 /// The exact integer sums `isum_s + corr_s` (`crate::order`) of one scale block for the 16
 /// rows of a panel and `T` tokens: the instruction set's byte dot product.
 trait BlockSums {
@@ -572,7 +565,7 @@ unsafe fn tile_u8<const T: usize, const MIN: bool, I: BlockSums>(
             }
         }
         for t in 0..T {
-            let acc: [__m256; 2] = std::array::from_fn(|r| sum_chains(std::array::from_fn(|c| chains[c][r][t])));
+            let acc: [__m256; 2] = std::array::from_fn(|r| v::sum_chains(std::array::from_fn(|c| chains[c][r][t])));
             store_rows(out.add((t0 + t) * out_stride), acc, n_rows);
         }
     }

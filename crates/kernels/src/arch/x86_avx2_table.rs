@@ -5,7 +5,7 @@
 
 use super::x86_avx2 as k;
 use super::x86_avx2_gemm as g;
-use super::x86_avx2_gemv as v;
+use super::x86_gemv as v;
 use crate::dispatch::{Backend, Kernels};
 use crate::panel::PanelKind;
 use crate::table::{
@@ -13,7 +13,7 @@ use crate::table::{
     StepQFn,
 };
 
-use super::x86_avx2_gemv::avxvnni as vv;
+use super::x86_gemv::avxvnni as vv;
 
 pub(crate) static KERNELS: Kernels = table(Backend::Avx2, g::gemm_u8, formats!(gemv_table!(v)), v::step_quant);
 pub(crate) static VNNI_KERNELS: Kernels =

@@ -11,7 +11,7 @@ use crate::table::{formats, gemv_table, min_tokens, unpack_table, ActLayout, Gem
 /// that the AVX-512 GEMM follows too, so that a decode token gets the same bits alone as in a
 /// batch.
 mod gemv {
-    pub(crate) use super::super::x86_avx2_gemv::vnni512::{
+    pub(crate) use super::super::x86_gemv::vnni512::{
         gemv_q4_0, gemv_q4_1, gemv_q4_k, gemv_q5_0, gemv_q5_1, gemv_q5_k, gemv_q6_k, gemv_q8_0,
     };
     pub(crate) use super::super::x86_avx512::{gemv_bf16, gemv_f16, gemv_f32};
@@ -26,7 +26,7 @@ pub(crate) static KERNELS: Kernels = Kernels {
         layout: ActLayout::Blocks,
         gemv_in_gemm_order: true,
         gemv: formats!(gemv_table!(gemv)),
-        step: Some(super::x86_avx2_gemv::vnni512::step_quant),
+        step: Some(super::x86_gemv::vnni512::step_quant),
     },
     gemm: Some(GemmKernels {
         nr: g::NR,

@@ -32,7 +32,6 @@ use std::mem::MaybeUninit;
 use gguf_file::GgmlType;
 use quill_quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
 
-use super::x86_avx2_gemm::sum_chains;
 // The float formats' GEMV (written once for every backend), so that this module names them all.
 pub(crate) use super::x86_avx2::{gemv_bf16, gemv_f16, gemv_f32};
 use crate::act::{ActBlocks, GemvAct};
@@ -129,6 +128,13 @@ impl<const VEX: bool> Dot for Dpbusd<VEX> {
         // SAFETY: as for `dot`.
         unsafe { Self::dot(Self::dot(_mm256_setzero_si256(), u0, x0), u1, x1) }
     }
+}
+
+/// The final sum of an output's accumulator chains: `(c0 + c1) + (c2 + c3)` (`crate::order`).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) fn sum_chains(c: [__m256; CHAINS]) -> __m256 {
+    _mm256_add_ps(_mm256_add_ps(c[0], c[1]), _mm256_add_ps(c[2], c[3]))
 }
 
 /// Two registers of one scale block each (8 lanes) as one register of both (4 lanes each).

@@ -12,8 +12,6 @@ pub(crate) mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2_gemm;
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod x86_gemv;
-#[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2_table;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx512;
@@ -21,3 +19,5 @@ pub(crate) mod x86_avx512;
 pub(crate) mod x86_avx512_gemm;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx512_table;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_gemv;

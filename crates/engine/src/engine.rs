@@ -197,7 +197,7 @@ impl<'m, 'a> Engine<'m, 'a> {
     pub fn run(&mut self, inbox: &Inbox) {
         loop {
             if inbox.aborted() {
-                self.abort_all("the server is shutting down");
+                self.abort_all("the server is shutting down", inbox);
                 inbox.abort_waiting("the server is shutting down");
                 return;
             }
@@ -205,7 +205,7 @@ impl<'m, 'a> Engine<'m, 'a> {
                 Ok(worked) => worked,
                 Err(_) => {
                     // A bug, not a request's fault: end what ran, keep serving.
-                    self.abort_all("internal error in the engine (see the server log)");
+                    self.abort_all("internal error in the engine (see the server log)", inbox);
                     true
                 }
             };
@@ -244,7 +244,7 @@ impl<'m, 'a> Engine<'m, 'a> {
         });
         if let Err(e) = result {
             // Only an engine bug builds a bad batch: end its sequences rather than panic.
-            self.abort_all(&format!("internal error: {e}"));
+            self.abort_all(&format!("internal error: {e}"), inbox);
             return true;
         }
         stats.steps.fetch_add(1, Ordering::Relaxed);
@@ -312,7 +312,7 @@ impl<'m, 'a> Engine<'m, 'a> {
         let reuse = if members[0] == first { reuse } else { 0 };
         if req.max_tokens == 0 && !req.prompt_logprobs {
             for &s in &members {
-                self.finish(s, Finish::Length);
+                self.finish(s, Finish::Length, inbox);
             }
             return;
         }
@@ -507,17 +507,20 @@ impl<'m, 'a> Engine<'m, 'a> {
             }
             if let Some(f) = seq.finish.take() {
                 stats.finished.fetch_add(1, Ordering::Relaxed);
-                self.finish(slot, f);
+                self.finish(slot, f, inbox);
             }
         }
         stats.generated_tokens.fetch_add(sampled, Ordering::Relaxed);
     }
 
-    /// Ends the sequence in `slot` and frees the slot.
-    fn finish(&mut self, slot: usize, why: Finish) {
+    /// Ends the sequence in `slot` and frees the slot. The `running` counter is updated before
+    /// the client hears of the end, so that a client that has seen its request finish reads
+    /// counters that include it.
+    fn finish(&mut self, slot: usize, why: Finish, inbox: &Inbox) {
         if let Some(seq) = self.slots[slot].take() {
-            seq.stream.send(Event::Done(why));
             self.release(slot);
+            inbox.stats().running.store(self.running(), Ordering::SeqCst);
+            seq.stream.send(Event::Done(why));
         }
     }
 
@@ -551,10 +554,10 @@ impl<'m, 'a> Engine<'m, 'a> {
     }
 
     /// Ends every sequence with [`Finish::Aborted`].
-    fn abort_all(&mut self, why: &str) {
+    fn abort_all(&mut self, why: &str, inbox: &Inbox) {
         self.prefills.clear();
         for slot in 0..self.slots.len() {
-            self.finish(slot, Finish::Aborted(why.to_owned()));
+            self.finish(slot, Finish::Aborted(why.to_owned()), inbox);
         }
     }
 }

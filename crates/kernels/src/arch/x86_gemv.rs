@@ -1,7 +1,8 @@
 //! The x86 GEMV (decode) of the quantized formats, written once over a byte dot product
 //! ([`Dot`]: AVX2's `vpmaddubsw`, or `vpdpbusd` for the AVX-512 and AVX-VNNI tables), in
-//! exactly the GEMM micro-kernel's order of float operations, so that a token gets bit for bit the same numbers alone (GEMV) as inside a
-//! batch (GEMM): what a multi-sequence engine needs for batch invariance.
+//! exactly the GEMM micro-kernel's order of float operations, so that a token gets bit for bit
+//! the same numbers alone (GEMV) as inside a batch (GEMM): what a multi-sequence engine needs
+//! for batch invariance.
 //!
 //! That order is, per output row and per scale block `s` in turn, into chain `c = s % 4`:
 //! `acc[c] = fma(f32(isum_s + corr_s), dw_s * dx_s, acc[c])`, then for formats with a minimum

@@ -708,8 +708,13 @@ unsafe fn tile<F: Fmt, D: Dot, const T: usize>(g: Group, a: &ActBlocks<'_>, p32:
     // caller) names, and the caller's pointers and lengths are valid for what it touches.
     unsafe {
         let (k, n_sb, pk) = (g.k, a.n_sb, g.k.next_multiple_of(64));
-        let (dx, corr, sx) = (a.dx.as_ptr().add(t0 * n_sb), a.corr.as_ptr().add(t0 * n_sb), a.sx.as_ptr());
-        let sx = if F::MIN { sx.add(t0 * n_sb) } else { sx };
+        // The tile's activation terms; each token's start at `s` below.
+        let from = ChainAt {
+            corr: (!F::SIGNED).then_some(a.corr.as_ptr().add(t0 * n_sb)),
+            dx: a.dx.as_ptr().add(t0 * n_sb),
+            sx: F::MIN.then_some(a.sx.as_ptr().wrapping_add(t0 * n_sb)),
+            s: 0,
+        };
         let mut chains = [[_mm256_setzero_ps(); CHAINS]; T];
         for s0 in (0..n_sb).step_by(SEG) {
             let ns = (n_sb - s0).min(SEG);
@@ -729,12 +734,7 @@ unsafe fn tile<F: Fmt, D: Dot, const T: usize>(g: Group, a: &ActBlocks<'_>, p32:
                 let n = (ns - c).min(8);
                 let (ds, ms) = block_scales(sums, c, n, F::F16_SCALES, F::MIN);
                 for (t, chains) in chains.iter_mut().enumerate() {
-                    let at = ChainAt {
-                        corr: (!F::SIGNED).then_some(corr),
-                        dx,
-                        sx: F::MIN.then_some(sx),
-                        s: t * n_sb + s0 + c,
-                    };
+                    let at = ChainAt { s: t * n_sb + s0 + c, ..from };
                     // Chain s % 4: s0 and c are multiples of 8, so the chain of c + j is j % 4.
                     let units = sums.units.add(t * sums.ustride);
                     for jq in (0..n).step_by(4) {

@@ -6,7 +6,9 @@
 //!
 //! The weights are the whole model (random codes, sane scales), so that a step streams them
 //! from memory as decode does; `QUILL_BENCH_HOT=1` runs one block's matrices over and over
-//! instead (cache-resident weights: the compute rate, beside the memory rate). Quantized models
+//! instead (cache-resident weights: the compute rate, beside the memory rate). With
+//! `QUILL_BENCH_META=FILE` each group's weights (parameters and bytes) are appended to FILE as
+//! JSON lines. Quantized models
 //! store the output projection as Q6_K, as llama-quantize's files do (and, like them, fall back to
 //! legacy types where a row is not whole 256-element blocks). `QUILL_BENCH_MODELS`
 //! (`124M,1558M`), `QUILL_BENCH_TYPES` (`q4_0,q8_0,q4_k,f16`) and `QUILL_BENCH_M`
@@ -95,12 +97,15 @@ fn decode_step(c: &mut Criterion) {
             let ws = model_weights(ty, n, layers, hot);
             let mats: Vec<Matrix<'_>> = ws.iter().map(|(t, r, c, w)| Matrix::new(*t, *r, *c, w).unwrap()).collect();
             let params: usize = mats.iter().map(|m| m.rows * m.cols).sum();
+            let bytes: usize = mats.iter().map(|m| m.data.len()).sum();
             let x = common::activations(max_m * 4 * n, 3);
             let mut out = vec![0f32; max_m * 50257];
             let mut scratch = MatmulScratch::with_capacity(max_m, 4 * n);
             scratch.set_row_invariant(true);
             let hot_s = if hot { "/hot" } else { "" };
-            let mut g = c.benchmark_group(format!("decode_step/{}/{threads}t/{model}/{tname}{hot_s}", k.backend()));
+            let group = format!("decode_step/{}/{threads}t/{model}/{tname}{hot_s}", k.backend());
+            write_meta(&group, params, bytes);
+            let mut g = c.benchmark_group(group);
             g.sample_size(10)
                 .warm_up_time(std::time::Duration::from_millis(300))
                 .measurement_time(std::time::Duration::from_secs(if model == "124M" || hot { 1 } else { 3 }));
@@ -117,6 +122,16 @@ fn decode_step(c: &mut Criterion) {
             g.finish();
         }
     }
+}
+
+/// Appends one JSON line `{group, params, bytes}` (the step's weights) to the file named by
+/// `QUILL_BENCH_META`, if set: `cargo xtask bench step` turns times into rates with it.
+fn write_meta(group: &str, params: usize, bytes: usize) {
+    use std::io::Write;
+    let Ok(path) = std::env::var("QUILL_BENCH_META") else { return };
+    let line = format!("{{\"group\": \"{group}\", \"params\": {params}, \"bytes\": {bytes}}}\n");
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).expect("QUILL_BENCH_META: open");
+    f.write_all(line.as_bytes()).expect("QUILL_BENCH_META: write");
 }
 
 criterion_group!(benches, decode_step);

@@ -36,6 +36,10 @@ pub struct StepArgs {
     /// Skip the cache-resident (hot) sweep and the compute-rate columns.
     #[arg(long)]
     pub no_hot: bool,
+    /// Run no benches: rebuild the outputs from criterion's last estimates of the same sweep
+    /// (the ceilings are measured again).
+    #[arg(long)]
+    pub report_only: bool,
 }
 
 const BEGIN: &str = "<!-- step:begin -->";
@@ -151,6 +155,26 @@ impl Row {
 }
 
 /// The rows of one model and type from criterion's estimates.
+/// The hot group whose rate stands for a type's compute rate: that of the swept shape with the
+/// smallest hot block (one GPT-2 1558M block of F16 or Q8_0 does not fit a 32 MB cache), with
+/// its parameters.
+fn hot_source(
+    args: &StepArgs,
+    prefix: &str,
+    ty: &str,
+    meta: &HashMap<String, (f64, f64)>,
+) -> Option<(String, f64, String)> {
+    if args.no_hot {
+        return None;
+    }
+    let hot = |shape: &String| format!("{prefix}/{shape}/{ty}/hot");
+    let shape = args.shapes.iter().filter(|s| meta.contains_key(&hot(s))).min_by(|a, b| {
+        let bytes = |s: &String| meta[&hot(s)].1;
+        bytes(a).total_cmp(&bytes(b))
+    })?;
+    Some((hot(shape), meta[&hot(shape)].0, shape.clone()))
+}
+
 fn rows_of(
     repo: &Path,
     args: &StepArgs,
@@ -160,14 +184,14 @@ fn rows_of(
     bw: f64,
 ) -> Result<Vec<Row>> {
     let (params, bytes) = *meta.get(group).with_context(|| format!("{group}: not in the bench's meta"))?;
-    let hot_group = format!("{group}/hot");
-    let hot_meta = (!args.no_hot).then(|| meta.get(&hot_group).copied()).flatten();
+    let prefix = group.rsplitn(3, '/').nth(2).context("group name")?;
+    let hot_src = hot_source(args, prefix, ty, meta);
     let times: Vec<f64> = args.m.iter().map(|m| median_ms(repo, group, &format!("m{m}"))).collect::<Result<_>>()?;
     let mut rows = Vec::new();
     for (&m, &t) in args.m.iter().zip(&times) {
-        let hot = match hot_meta {
-            Some((hot_params, _)) => {
-                let rate = hot_params * m as f64 / (median_ms(repo, &hot_group, &format!("m{m}"))? / 1e3);
+        let hot = match &hot_src {
+            Some((hot_group, hot_params, _)) => {
+                let rate = hot_params * m as f64 / (median_ms(repo, hot_group, &format!("m{m}"))? / 1e3);
                 Some((rate, params * m as f64 / rate * 1e3))
             }
             None => None,
@@ -191,10 +215,12 @@ pub fn run(repo: &Path, args: StepArgs) -> Result<()> {
     let out_dir = args.out.clone().unwrap_or_else(|| repo.join("bench").join(backend.name()));
     let meta = repo.join("target/criterion/quill-step-meta.jsonl");
     std::fs::create_dir_all(meta.parent().context("meta path")?)?;
-    let _ = std::fs::remove_file(&meta);
-    sweep(repo, &args, false, &meta)?;
-    if !args.no_hot {
-        sweep(repo, &args, true, &meta)?;
+    if !args.report_only {
+        let _ = std::fs::remove_file(&meta);
+        sweep(repo, &args, false, &meta)?;
+        if !args.no_hot {
+            sweep(repo, &args, true, &meta)?;
+        }
     }
     let meta = read_meta(&meta)?;
     let threads = std::env::var("QUILL_BENCH_THREADS").unwrap_or_else(|_| "2".into());
@@ -214,7 +240,9 @@ pub fn run(repo: &Path, args: StepArgs) -> Result<()> {
         }
         panels.push((format!("GPT-2 {shape}"), groups));
     }
-    write_outputs(&out_dir, backend, &threads, &limits, &rows, &panels)
+    let hot_shape = args.shapes.iter().min_by_key(|s| s.trim_end_matches('M').parse::<u64>().unwrap_or(u64::MAX));
+    let hot_shape = hot_shape.map_or("-", |s| s.as_str());
+    write_outputs(&out_dir, backend, &threads, &limits, &rows, &panels, hot_shape)
 }
 
 /// `decode_step.json`, `decode_step.svg` and the generated part of `DECODE_STEP.md`.
@@ -225,6 +253,7 @@ fn write_outputs(
     limits: &Limits,
     rows: &[Row],
     panels: &[(String, Vec<svg::Group>)],
+    hot_shape: &str,
 ) -> Result<()> {
     std::fs::create_dir_all(out_dir)?;
     let quill_sysinfo::Cpu { name, simd_flags } = quill_sysinfo::cpu();
@@ -239,18 +268,21 @@ fn write_outputs(
     std::fs::write(out_dir.join("decode_step.svg"), svg::chart(&title, panels))?;
     let g = |v: Option<f64>| v.map(|v| format!("{:.0} G", v / 1e9)).unwrap_or_else(|| "-".into());
     let mut table = format!(
-        "`cargo xtask bench step` on {cpu}, {threads} threads. Measured in the same run: read bandwidth \
+        "`cargo xtask bench step` on {cpu}, {threads} threads. Measured by the run that wrote this table: read bandwidth \
          {:.1} GB/s, int8 {} and f32 {} multiply-adds/s (`quill_kernels::ceiling`).\n\n\
          ![decode step](decode_step.svg)\n\n\
          Step ms: every weight product of one decode step, weights streamed from memory (cold). G/s: \
          multiply-adds per second, cold, and hot (one block's matrices over and over, cache-resident: \
-         the kernels' compute rate). Memory ms: the step's weight bytes at the measured bandwidth; \
-         compute ms: its multiply-adds at the hot rate; binds: the larger.\n\n\
+         the kernels' compute rate; every shape takes the hot rate of the smallest swept shape, {}, \
+         as one block of the larger ones does not fit a last-level cache). Memory ms: the step's \
+         weight bytes at the measured bandwidth; compute ms: its multiply-adds at the hot rate; \
+         binds: the larger.\n\n\
          | model | type | m | step ms | x m = 1 | G/s | hot G/s | memory ms | compute ms | binds |\n\
          | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
         limits.bandwidth_gbs,
         g(limits.int8),
-        g(limits.f32)
+        g(limits.f32),
+        hot_shape,
     );
     for r in rows {
         table.push_str(&r.markdown());

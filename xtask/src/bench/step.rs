@@ -240,9 +240,9 @@ pub fn run(repo: &Path, args: StepArgs) -> Result<()> {
         }
         panels.push((format!("GPT-2 {shape}"), groups));
     }
-    let hot_shape = args.shapes.iter().min_by_key(|s| s.trim_end_matches('M').parse::<u64>().unwrap_or(u64::MAX));
-    let hot_shape = hot_shape.map_or("-", |s| s.as_str());
-    write_outputs(&out_dir, backend, &threads, &limits, &rows, &panels, hot_shape)
+    let prefix = format!("decode_step/{}/{threads}t", backend.name());
+    let hot_shape = args.types.first().and_then(|ty| hot_source(&args, &prefix, ty, &meta)).map(|h| h.2);
+    write_outputs(&out_dir, backend, &threads, &limits, &rows, &panels, hot_shape.as_deref().unwrap_or("-"))
 }
 
 /// `decode_step.json`, `decode_step.svg` and the generated part of `DECODE_STEP.md`.

@@ -8,9 +8,8 @@
 //! from memory as decode does; `QUILL_BENCH_HOT=1` runs one block's matrices over and over
 //! instead (cache-resident weights: the compute rate, beside the memory rate). With
 //! `QUILL_BENCH_META=FILE` each group's weights (parameters and bytes) are appended to FILE as
-//! JSON lines. Quantized models
-//! store the output projection as Q6_K, as llama-quantize's files do (and, like them, fall back to
-//! legacy types where a row is not whole 256-element blocks). `QUILL_BENCH_MODELS`
+//! JSON lines. Quantized models store the output projection as Q6_K, as llama-quantize's files
+//! do (and, like them, fall back to legacy types where a row is not whole 256-element blocks). `QUILL_BENCH_MODELS`
 //! (`124M,1558M`), `QUILL_BENCH_TYPES` (`q4_0,q8_0,q4_k,f16`) and `QUILL_BENCH_M`
 //! (`1,2,3,4,8,16,32,64`) pick the sweep; `QUILL_KERNEL` the backend. Rows are row-invariant, as
 //! in the engine.

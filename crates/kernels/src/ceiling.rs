@@ -89,12 +89,12 @@ mod x86 {
     use std::hint::black_box;
 
     /// Returns (multiply-adds done, a checksum).
-    #[target_feature(enable = "avx2,fma")]
     ///
     /// Unlike `vpdpbusd`, `vpmaddubsw` does not read its accumulator: products of the same two
     /// registers would be computed once per iteration, not twelve times. So each product takes
     /// its own activation register, loaded from a small buffer of varied bytes (loads are not
     /// the limit: three per cycle against one or two multiplies).
+    #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn int8_avx2(n: u64) -> (u64, u64) {
         let ones = _mm256_set1_epi16(1);
         let mut acc = [_mm256_setzero_si256(); 12];

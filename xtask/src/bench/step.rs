@@ -154,7 +154,6 @@ impl Row {
     }
 }
 
-/// The rows of one model and type from criterion's estimates.
 /// The hot group whose rate stands for a type's compute rate: that of the swept shape with the
 /// smallest hot block (one GPT-2 1558M block of F16 or Q8_0 does not fit a 32 MB cache), with
 /// its parameters.
@@ -175,18 +174,20 @@ fn hot_source(
     Some((hot(shape), meta[&hot(shape)].0, shape.clone()))
 }
 
+/// The rows of one model and type (criterion group `{prefix}/{shape}/{ty}`) from criterion's
+/// estimates.
 fn rows_of(
     repo: &Path,
     args: &StepArgs,
+    prefix: &str,
     (shape, ty): (&str, &str),
-    group: &str,
     meta: &HashMap<String, (f64, f64)>,
     bw: f64,
 ) -> Result<Vec<Row>> {
-    let (params, bytes) = *meta.get(group).with_context(|| format!("{group}: not in the bench's meta"))?;
-    let prefix = group.rsplitn(3, '/').nth(2).context("group name")?;
+    let group = format!("{prefix}/{shape}/{ty}");
+    let (params, bytes) = *meta.get(&group).with_context(|| format!("{group}: not in the bench's meta"))?;
     let hot_src = hot_source(args, prefix, ty, meta);
-    let times: Vec<f64> = args.m.iter().map(|m| median_ms(repo, group, &format!("m{m}"))).collect::<Result<_>>()?;
+    let times: Vec<f64> = args.m.iter().map(|m| median_ms(repo, &group, &format!("m{m}"))).collect::<Result<_>>()?;
     let mut rows = Vec::new();
     for (&m, &t) in args.m.iter().zip(&times) {
         let hot = match &hot_src {
@@ -225,14 +226,14 @@ pub fn run(repo: &Path, args: StepArgs) -> Result<()> {
     let meta = read_meta(&meta)?;
     let threads = std::env::var("QUILL_BENCH_THREADS").unwrap_or_else(|_| "2".into());
     let limits = measure_limits(backend, threads.parse().context("QUILL_BENCH_THREADS")?)?;
+    let prefix = format!("decode_step/{}/{threads}t", backend.name());
     let mut rows = Vec::new();
     let mut panels = Vec::new();
     for shape in &args.shapes {
         let mut groups: Vec<svg::Group> =
             args.m.iter().map(|m| svg::Group { label: format!("m = {m}"), bars: Vec::new() }).collect();
         for ty in &args.types {
-            let group = format!("decode_step/{}/{threads}t/{shape}/{ty}", backend.name());
-            let r = rows_of(repo, &args, (shape, ty), &group, &meta, limits.bandwidth_gbs)?;
+            let r = rows_of(repo, &args, &prefix, (shape, ty), &meta, limits.bandwidth_gbs)?;
             for (row, g) in r.iter().zip(groups.iter_mut()) {
                 g.bars.push((ty.clone(), row.vs_m1));
             }
@@ -240,7 +241,6 @@ pub fn run(repo: &Path, args: StepArgs) -> Result<()> {
         }
         panels.push((format!("GPT-2 {shape}"), groups));
     }
-    let prefix = format!("decode_step/{}/{threads}t", backend.name());
     let hot_shape = args.types.first().and_then(|ty| hot_source(&args, &prefix, ty, &meta)).map(|h| h.2);
     write_outputs(&out_dir, backend, &threads, &limits, &rows, &panels, hot_shape.as_deref().unwrap_or("-"))
 }

@@ -39,6 +39,7 @@ pub enum GgmlType {
     F64,
     IQ1_M,
     BF16,
+    Q4_0_8_8,
     TQ1_0,
     TQ2_0,
     MXFP4,
@@ -93,6 +94,10 @@ pub const TYPE_TABLE: &[TypeInfo] = &[
     row(GgmlType::F64, 28, "f64", 1, 8),
     row(GgmlType::IQ1_M, 29, "iq1_m", 256, 56),
     row(GgmlType::BF16, 30, "bf16", 1, 2),
+    // Q4_0 blocks of 8 rows interleaved (ggml's `block_q4_0x8`, written by llama.cpp's
+    // quantizer from late 2024 until it moved the repacking into its loader): a tensor's bytes
+    // are the same size as Q4_0's, but one "row" of them is not that row's blocks.
+    row(GgmlType::Q4_0_8_8, 33, "q4_0_8x8", 32, 18),
     row(GgmlType::TQ1_0, 34, "tq1_0", 256, 54),
     row(GgmlType::TQ2_0, 35, "tq2_0", 256, 66),
     row(GgmlType::MXFP4, 39, "mxfp4", 32, 17),
@@ -147,6 +152,17 @@ impl GgmlType {
         (n / bs).checked_mul(self.block_bytes())
     }
 
+    /// Rows whose blocks are stored interleaved, as one unit (8 for `Q4_0_8_8`, else 1): a
+    /// tensor of this type has a multiple of this many rows, and only whole groups of them can
+    /// be read.
+    pub fn row_group(self) -> u64 {
+        if self == GgmlType::Q4_0_8_8 {
+            8
+        } else {
+            1
+        }
+    }
+
     /// Bits per weight of this type.
     pub fn bits_per_weight(self) -> f64 {
         self.block_bytes() as f64 * 8.0 / self.block_size() as f64
@@ -183,5 +199,8 @@ mod tests {
         assert_eq!(GgmlType::from_id(4), None, "Q4_2 was retired");
         assert_eq!(GgmlType::from_name("Q6_K"), Some(GgmlType::Q6_K));
         assert!((GgmlType::Q4_0.bits_per_weight() - 4.5).abs() < 1e-12);
+        assert_eq!(GgmlType::from_id(33), Some(GgmlType::Q4_0_8_8));
+        assert_eq!(GgmlType::Q4_0_8_8.row_bytes(768), GgmlType::Q4_0.row_bytes(768));
+        assert_eq!((GgmlType::Q4_0_8_8.row_group(), GgmlType::Q4_0.row_group()), (8, 1));
     }
 }

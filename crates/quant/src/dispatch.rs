@@ -5,6 +5,7 @@
 use std::mem::size_of;
 
 use crate::float::{BF16, F16, F32};
+use crate::interleave::GROUP_ROWS;
 use crate::kquants::{Q4_K, Q5_K, Q6_K, Q8_K};
 use crate::legacy::{Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1};
 use crate::{BlockFormat, GgmlType, QuantError};
@@ -49,7 +50,7 @@ formats! {
 /// Bytes of `n` elements of `ty` (a row), from gguf-file's type table; an error if `n` is not
 /// a whole number of blocks or `ty` is not supported here.
 pub fn row_bytes(ty: GgmlType, n: usize) -> Result<usize, QuantError> {
-    visit_format(ty, ())?;
+    visit_format(blocks_of(ty), ())?;
     let block_size = ty.block_size() as usize;
     if !n.is_multiple_of(block_size) {
         return Err(QuantError::ElementsNotWholeBlocks { ty, n_elements: n, block_size });
@@ -57,8 +58,18 @@ pub fn row_bytes(ty: GgmlType, n: usize) -> Result<usize, QuantError> {
     (n / block_size).checked_mul(ty.block_bytes() as usize).ok_or(QuantError::Overflow { ty, n_elements: n })
 }
 
+/// The block format of `ty`'s bytes: Q4_0 for the interleaved `Q4_0_8_8`, else `ty`.
+fn blocks_of(ty: GgmlType) -> GgmlType {
+    if ty == GgmlType::Q4_0_8_8 {
+        GgmlType::Q4_0
+    } else {
+        ty
+    }
+}
+
 /// The activation type `ty`'s dot product takes (ggml-cpu `type_traits_cpu` `vec_dot_type`).
 pub fn dot_type(ty: GgmlType) -> Result<GgmlType, QuantError> {
+    let ty = blocks_of(ty);
     struct V;
     impl FormatVisitor for V {
         type Output = GgmlType;
@@ -79,7 +90,8 @@ impl FormatVisitor for () {
 ///
 /// Each row must be a whole number of blocks (a 1600-wide row cannot be Q4_K) and `dst` exactly
 /// `row_bytes(ty, n_per_row) * rows` long. `dst` need not be aligned. Pure: callers may
-/// quantize disjoint row ranges in parallel.
+/// quantize disjoint row ranges in parallel (whole groups of [`GgmlType::row_group`] rows:
+/// `Q4_0_8_8` is Q4_0 interleaved by 8 rows).
 pub fn quantize(ty: GgmlType, src: &[f32], n_per_row: usize, dst: &mut [u8]) -> Result<(), QuantError> {
     struct V<'a> {
         src: &'a [f32],
@@ -105,7 +117,36 @@ pub fn quantize(ty: GgmlType, src: &[f32], n_per_row: usize, dst: &mut [u8]) -> 
     if dst.len() != expected {
         return Err(QuantError::DstBytes { ty, n_elements: src.len(), expected, found: dst.len() });
     }
+    if ty == GgmlType::Q4_0_8_8 {
+        let rows = src.len() / n_per_row;
+        if !rows.is_multiple_of(GROUP_ROWS) {
+            return Err(QuantError::RowsNotGroups { ty, rows, group: GROUP_ROWS });
+        }
+        // Q4_0 a group at a time, interleaved from a one-group buffer.
+        let mut group = vec![0u8; GROUP_ROWS * ty_bytes];
+        for (x, out) in src.chunks_exact(GROUP_ROWS * n_per_row).zip(dst.chunks_exact_mut(group.len())) {
+            visit_format(GgmlType::Q4_0, V { src: x, dst: &mut group })?;
+            crate::interleave::interleave_group(&group, out);
+        }
+        return Ok(());
+    }
     visit_format(ty, V { src, dst })
+}
+
+/// Dequantizes rows of `n_per_row` elements of any supported type, the interleaved `Q4_0_8_8`
+/// included (whose rows come in groups of 8), into `dst` (exactly the elements of `src`).
+pub fn dequantize_rows(ty: GgmlType, src: &[u8], n_per_row: usize, dst: &mut [f32]) -> Result<(), QuantError> {
+    if ty != GgmlType::Q4_0_8_8 {
+        return dequantize(ty, src, dst);
+    }
+    let mut q4 = vec![0u8; src.len()];
+    crate::interleave::deinterleave_q4_0x8(src, n_per_row, &mut q4)?;
+    dequantize(GgmlType::Q4_0, &q4, dst).map_err(|e| match e {
+        QuantError::DstElements { n_blocks, expected, found, .. } => {
+            QuantError::DstElements { ty, n_blocks, expected, found }
+        }
+        other => other,
+    })
 }
 
 /// Quantizes whole blocks of `src` into `dst` (lengths already checked), through a small
@@ -128,6 +169,9 @@ fn quantize_as<F: BlockFormat>(src: &[f32], dst: &mut [u8]) {
 /// Dequantizes `src` (whole blocks of `ty`) into `dst`, which must hold exactly the number of
 /// elements those blocks encode. `src` need not be aligned.
 pub fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
+    if ty == GgmlType::Q4_0_8_8 {
+        return Err(QuantError::Interleaved { ty });
+    }
     struct V<'a> {
         src: &'a [u8],
         dst: &'a mut [f32],
@@ -161,6 +205,9 @@ pub fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Quant
 /// The reference dot product of a row `w` of `ty` with a row `x` already quantized to
 /// `dot_type(ty)` (both as bytes, both whole blocks, the same number of elements).
 pub fn vec_dot_ref(ty: GgmlType, w: &[u8], x: &[u8]) -> Result<f32, QuantError> {
+    if ty == GgmlType::Q4_0_8_8 {
+        return Err(QuantError::Interleaved { ty });
+    }
     struct V<'a> {
         w: &'a [u8],
         x: &'a [u8],

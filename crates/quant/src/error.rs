@@ -33,6 +33,12 @@ pub enum QuantError {
     #[error("{ty}: size overflows usize for {n_elements} elements")]
     Overflow { ty: GgmlType, n_elements: usize },
 
+    #[error("{ty}: {rows} rows is not a whole number of {group}-row interleaved groups")]
+    RowsNotGroups { ty: GgmlType, rows: usize, group: usize },
+
+    #[error("{ty} interleaves the blocks of 8 rows: it is read by whole groups of rows (quill_quant::dequantize_rows), not block by block")]
+    Interleaved { ty: GgmlType },
+
     #[error("vec_dot {ty} x {dot_ty}: {w_elements} weight elements against {x_elements} activation elements")]
     DotLength { ty: GgmlType, dot_ty: GgmlType, w_elements: usize, x_elements: usize },
 }
@@ -40,7 +46,7 @@ pub enum QuantError {
 /// What can go wrong choosing per-tensor types.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
-    #[error("unknown file type '{name}' (expected one of: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_m, q5_k_m, q6_k)")]
+    #[error("unknown file type '{name}' (expected one of: f32, f16, bf16, q8_0, q4_0, q4_0_8_8, q4_1, q5_0, q5_1, q4_k_m, q5_k_m, q6_k)")]
     UnknownFileType { name: String },
 
     #[error("tensor type override '{spec}': expected REGEX=TYPE")]

@@ -30,13 +30,15 @@ mod cast;
 mod dispatch;
 mod error;
 pub mod float;
+pub mod interleave;
 pub mod kquants;
 pub mod legacy;
 pub mod policy;
 
 pub use cast::{blocks_as_bytes, cast_blocks, cast_blocks_mut};
 pub use dispatch::{
-    dequantize, dot_type, quantize, row_bytes, vec_dot_ref, visit_format, FormatVisitor, SUPPORTED_TYPES,
+    dequantize, dequantize_rows, dot_type, quantize, row_bytes, vec_dot_ref, visit_format, FormatVisitor,
+    SUPPORTED_TYPES,
 };
 pub use error::{PolicyError, QuantError};
 pub use float::{bf16_to_fp32, fp16_to_fp32, fp32_to_bf16, fp32_to_fp16, BF16, F16, F32};

@@ -14,6 +14,10 @@
 //!    of `use_more_bits`: the first and last eighth, and every third layer between.
 //! 5. A type whose block does not divide the row (ne0) falls back: Q4_K -> Q5_0, Q5_K -> Q5_1,
 //!    Q6_K -> Q8_0, and anything that still does not fit -> F16.
+//! 6. Quill's own file type `q4_0_8_8` is the Q4_0 file with every Q4_0 tensor whose rows come
+//!    in whole groups of 8 stored interleaved (`Q4_0_8_8`, [`crate::interleave`]): the same
+//!    values, laid out for the decode kernels; de-interleaved, it is llama-quantize's Q4_0 file.
+//!    (llama.cpp wrote such files in late 2024 and now repacks Q4_0 in memory at load instead.)
 //!
 //! One difference in form, not in result: llama.cpp counts attention-value and ffn_down tensors
 //! as it meets them (in layer order); here the layer is read from the `blk.N.` prefix, which
@@ -41,11 +45,29 @@ pub enum FileType {
     Q4_K_M,
     Q5_K_M,
     Q6_K,
+    Q4_0_8_8,
 }
 
 impl FileType {
-    /// Every file type, in llama-quantize's listing order.
+    /// Every file type: llama-quantize's ([`FileType::LLAMA_QUANTIZE`]), then Quill's
+    /// interleaved Q4_0.
     pub const ALL: &'static [FileType] = &[
+        FileType::Q4_0,
+        FileType::Q4_1,
+        FileType::Q5_0,
+        FileType::Q5_1,
+        FileType::Q4_K_M,
+        FileType::Q5_K_M,
+        FileType::Q6_K,
+        FileType::Q8_0,
+        FileType::F16,
+        FileType::BF16,
+        FileType::F32,
+        FileType::Q4_0_8_8,
+    ];
+
+    /// The file types today's llama-quantize writes too, in its listing order.
+    pub const LLAMA_QUANTIZE: &'static [FileType] = &[
         FileType::Q4_0,
         FileType::Q4_1,
         FileType::Q5_0,
@@ -73,6 +95,7 @@ impl FileType {
             FileType::Q4_K_M => "q4_k_m",
             FileType::Q5_K_M => "q5_k_m",
             FileType::Q6_K => "q6_k",
+            FileType::Q4_0_8_8 => "q4_0_8_8",
         }
     }
 
@@ -104,6 +127,8 @@ impl FileType {
             FileType::Q5_K_M => 17,
             FileType::Q6_K => 18,
             FileType::BF16 => 32,
+            // LLAMA_FTYPE_MOSTLY_Q4_0_8_8 (retired by llama.cpp, still its number).
+            FileType::Q4_0_8_8 => 35,
         }
     }
 
@@ -126,6 +151,7 @@ impl FileType {
             FileType::Q4_K_M => GgmlType::Q4_K,
             FileType::Q5_K_M => GgmlType::Q5_K,
             FileType::Q6_K => GgmlType::Q6_K,
+            FileType::Q4_0_8_8 => GgmlType::Q4_0,
         }
     }
 }
@@ -157,6 +183,7 @@ const WEIGHT_TYPES: &[GgmlType] = &[
     GgmlType::Q4_K,
     GgmlType::Q5_K,
     GgmlType::Q6_K,
+    GgmlType::Q4_0_8_8,
 ];
 
 /// A user override, llama-quantize's `--tensor-type REGEX=TYPE`.
@@ -325,7 +352,15 @@ impl QuantPolicy {
             Some(o) => o.ty,
             None => self.mixture_type(name, ne0, default),
         };
-        fallback(new_type, ne0)
+        let new_type = fallback(new_type, ne0);
+        // Rule 6: interleave Q4_0 in whole groups of rows; a partial group stays Q4_0.
+        let rows: u64 = dims.iter().skip(1).product();
+        let group = GgmlType::Q4_0_8_8.row_group();
+        match new_type {
+            GgmlType::Q4_0 if self.file_type == FileType::Q4_0_8_8 && rows.is_multiple_of(group) => GgmlType::Q4_0_8_8,
+            GgmlType::Q4_0_8_8 if !rows.is_multiple_of(group) => GgmlType::Q4_0,
+            other => other,
+        }
     }
 
     /// llama-quant.cpp llama_tensor_get_type_impl for the file types offered (arch gpt2: not
@@ -413,6 +448,20 @@ mod tests {
         assert_eq!(pick(8), [0, 3, 6, 7]);
         assert_eq!(pick(2), [1]);
         assert_eq!(pick(48), [0, 1, 2, 3, 4, 5, 8, 11, 14, 17, 20, 23, 26, 29, 32, 35, 38, 41, 42, 43, 44, 45, 46, 47]);
+    }
+
+    #[test]
+    fn q4_0_8_8_interleaves_the_q4_0_tensors_of_whole_row_groups() {
+        check(FileType::Q4_0_8_8, 768, 12, |_| [Q6_K, Q4_0_8_8, Q4_0_8_8, Q4_0_8_8, Q4_0_8_8]);
+        // An untied embedding of 50257 rows is Q4_0 in a Q4_0 file: not whole groups of 8.
+        let p = QuantPolicy::new(FileType::Q4_0_8_8, 12, true);
+        assert_eq!(p.tensor_type("token_embd.weight", &[768, 50257], F32), Q4_0);
+        let o = TensorOverride::parse("ffn_up=q4_0_8x8").unwrap();
+        let p = QuantPolicy::new(FileType::Q8_0, 12, false).with_overrides([o]);
+        assert_eq!(p.tensor_type("blk.0.ffn_up.weight", &[768, 3072], F32), Q4_0_8_8);
+        assert_eq!(p.tensor_type("blk.0.ffn_up.weight", &[768, 3071], F32), Q4_0);
+        assert_eq!(FileType::from_name("Q4_0_8_8"), Ok(FileType::Q4_0_8_8));
+        assert_eq!(FileType::from_ftype_id(35), Some(FileType::Q4_0_8_8));
     }
 
     #[test]

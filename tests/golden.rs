@@ -159,6 +159,33 @@ fn prefill_equals_decodes() {
     }
 }
 
+/// A `q4_0_8_8` file (Q4_0 interleaved by 8 rows) gives its Q4_0 original's logits bit for bit,
+/// prefill (GEMM over de-interleaved panels) and decode (the interleaved kernels) alike.
+#[test]
+fn interleaved_q4_0_file_gives_q4_0_logits() {
+    let meta = golden_meta();
+    let prompts = meta["prompts"].as_array().unwrap();
+    for m in meta["models"].as_array().unwrap() {
+        let name = m["name"].as_str().unwrap();
+        let spec = spec_of(m, meta["n_vocab"].as_u64().unwrap() as usize);
+        let files = [FileType::Q4_0, FileType::Q4_0_8_8].map(|ft| GgufFile::open(gguf(name, &spec, ft)).unwrap());
+        let interleaved = files[1].tensors().filter(|t| t.ty() == quill::gguf::GgmlType::Q4_0_8_8).count();
+        assert!(interleaved >= 4, "{name}: only {interleaved} interleaved tensors");
+        let models = [0, 1].map(|i| Gpt2Model::load(&files[i]).unwrap());
+        let ids: Vec<u32> = prompts[1]["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let ids = &ids[..ids.len().min(models[0].config.n_ctx / 2)];
+        let run = |model: &Gpt2Model<'_>| {
+            let mut s = model.session(SessionOptions::default()).unwrap();
+            let mut out = s.prefill(&ids[..ids.len() - 2]).unwrap().to_vec();
+            for &id in &ids[ids.len() - 2..] {
+                out.extend_from_slice(s.decode(id).unwrap());
+            }
+            out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        };
+        assert!(run(&models[0]) == run(&models[1]), "{name}: q4_0_8_8 logits differ from q4_0's");
+    }
+}
+
 #[test]
 fn context_limit_is_an_error_not_corruption() {
     let meta = golden_meta();

@@ -15,7 +15,7 @@ pub struct Args {
     input: PathBuf,
     /// The GGUF file to write (replaced atomically when complete).
     output: PathBuf,
-    /// Target type: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_m, q5_k_m, q6_k.
+    /// Target type: f32, f16, bf16, q8_0, q4_0, q4_0_8_8 (Q4_0 interleaved by 8 rows for the decode kernels), q4_1, q5_0, q5_1, q4_k_m, q5_k_m, q6_k.
     #[arg(short = 't', long = "type", value_parser = parse_file_type)]
     file_type: FileType,
     /// Override the type of tensors whose name matches REGEX (repeatable; first match wins).

@@ -91,7 +91,7 @@ impl Source {
             (Source::Gguf(f), _) => {
                 let view = f.tensor(&t.name).expect("listed from this file");
                 let mut out = vec![0.0f32; view.info.n_elements as usize];
-                quill_quant::dequantize(view.ty(), view.data, &mut out)
+                quill_quant::dequantize_rows(view.ty(), view.data, t.dims[0] as usize, &mut out)
                     .map_err(|source| ConvertError::Quant { name: t.name.clone(), source })?;
                 if let Some(index) = out.iter().position(|v| !v.is_finite()) {
                     let what = if out[index].is_nan() { "NaN" } else { "an infinity" };
@@ -227,8 +227,9 @@ pub fn convert(
         let ne0 = t.dims[0] as usize;
         let mut out = vec![0u8; rep.bytes_out as usize];
         let row_out = (rep.bytes_out as usize) / (data.len() / ne0).max(1);
-        // Rows in parallel, in chunks large enough to amortise the scheduling.
-        let rows_per_task = (1 << 16) / ne0 + 1;
+        // Rows in parallel, in chunks large enough to amortise the scheduling (whole groups of
+        // an interleaved type's rows).
+        let rows_per_task = ((1 << 16) / ne0 + 1).next_multiple_of(rep.to.row_group() as usize);
         data.par_chunks(ne0 * rows_per_task).zip(out.par_chunks_mut(row_out * rows_per_task)).try_for_each(
             |(src, dst)| {
                 quill_quant::quantize(rep.to, src, ne0, dst)

@@ -152,7 +152,7 @@ mod tests {
     fn decoded_rows_dequantize_like_quant() {
         let k = 512;
         let x: Vec<f32> = (0..k).map(|i| ((i * 37) % 101) as f32 / 7.0 - 6.0 + (i as f32 * 0.1).sin()).collect();
-        for &ty in SIMD_QUANT_TYPES {
+        for &ty in SIMD_QUANT_TYPES.iter().filter(|&&t| t != GgmlType::Q4_0_8_8) {
             let spec = quant_spec(ty).unwrap();
             let mut w = vec![0u8; quill_quant::row_bytes(ty, k).unwrap()];
             quill_quant::quantize(ty, &x, k, &mut w).unwrap();
@@ -175,7 +175,7 @@ mod tests {
     fn codes_never_exceed_max_code() {
         let k = 512;
         let mut state = 0x1234_5678_9abc_def0u64;
-        for &ty in SIMD_QUANT_TYPES {
+        for &ty in SIMD_QUANT_TYPES.iter().filter(|&&t| t != GgmlType::Q4_0_8_8) {
             let spec = quant_spec(ty).unwrap();
             let n = quill_quant::row_bytes(ty, k).unwrap();
             for _ in 0..50 {

@@ -12,6 +12,9 @@ pub enum KernelError {
     #[error("matrix rows of {cols} elements are not a whole number of {ty} blocks")]
     PartialBlock { ty: GgmlType, cols: usize },
 
+    #[error("matrix of type {ty} has {rows} rows, not a whole number of its {group}-row interleaved groups")]
+    PartialGroup { ty: GgmlType, rows: usize, group: usize },
+
     #[error("weights of type {0} are not supported for matrix products")]
     Unsupported(GgmlType),
 

@@ -91,6 +91,8 @@ macro_rules! specs {
 
 specs! {
     Q4_0 => Q8_0, P32, 32, 8, false, 15;
+    // Q4_0 interleaved by 8 rows: the same blocks (`quill_quant::interleave`).
+    Q4_0_8_8 => Q8_0, P32, 32, 8, false, 15;
     Q4_1 => Q8_1, P32, 32, 0, true, 15;
     Q5_0 => Q8_0, P32, 32, 16, false, 31;
     Q5_1 => Q8_1, P32, 32, 0, true, 31;

@@ -21,6 +21,7 @@ mod error;
 mod formats;
 mod gemm;
 mod gemv;
+mod interleaved;
 mod matrix;
 mod ops;
 mod order;

@@ -30,10 +30,15 @@ impl<'a> Matrix<'a> {
         if quill_quant::dot_type(ty).is_err() {
             return Err(KernelError::Unsupported(ty));
         }
+        let group = ty.row_group() as usize;
+        if !rows.is_multiple_of(group) {
+            return Err(KernelError::PartialGroup { ty, rows, group });
+        }
         Ok(Matrix { ty, rows, cols, data, row_bytes })
     }
 
-    /// The bytes of row `r`.
+    /// The bytes of row `r` (for an interleaved type, `Q4_0_8_8`, the `r`-th row-sized slice of
+    /// its groups: use [`Matrix::dequantize_row`] for its values).
     pub fn row(&self, r: usize) -> &'a [u8] {
         &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
     }
@@ -47,6 +52,13 @@ impl<'a> Matrix<'a> {
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
         let row = self.row(r);
         match self.ty {
+            GgmlType::Q4_0_8_8 => {
+                let group = &self.data[r / 8 * 8 * self.row_bytes..][..8 * self.row_bytes];
+                for (b, o) in out.chunks_exact_mut(32).enumerate() {
+                    let blk = quill_quant::interleave::row_block(group, r % 8, b);
+                    quill_quant::dequantize(GgmlType::Q4_0, &blk, o).expect("Matrix::new checked the sizes");
+                }
+            }
             GgmlType::F32 => {
                 for (o, b) in out.iter_mut().zip(row.chunks_exact(4)) {
                     *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);

@@ -41,6 +41,8 @@ pub(crate) struct Panel {
     pub row_mw: Vec<f32>,
     /// `[nr][k]` decoded codes, for the kernels that lay them out themselves.
     pub rows: Vec<u8>,
+    /// Interleaved weights (`Q4_0_8_8`) de-interleaved to Q4_0 rows ([`Panel::take_q4_0_rows`]).
+    q4_0: Vec<u8>,
 }
 
 impl Panel {
@@ -60,6 +62,7 @@ impl Panel {
             row_dw: Vec::new(),
             row_mw: Vec::new(),
             rows: Vec::new(),
+            q4_0: Vec::new(),
         }
     }
 
@@ -93,6 +96,32 @@ impl Panel {
         if self.rows.len() < nr * k {
             self.rows.resize(nr * k, 0);
         }
+        if let Some(rb) = spec.filter(|s| s.ty == GgmlType::Q4_0_8_8).and_then(|_| GgmlType::Q4_0.row_bytes(k as u64)) {
+            if self.q4_0.len() < nr * rb as usize {
+                self.q4_0.resize(nr * rb as usize, 0);
+            }
+        }
+    }
+
+    /// Interleaved rows `w` (`Q4_0_8_8`, whole groups of 8 rows of `row_bytes`) as the Q4_0 rows
+    /// they interleave, in the panel's own buffer (sized by [`Panel::prepare`]), taken out so
+    /// that a builder can read them while it fills the panel: put it back with
+    /// [`Panel::put_back_q4_0`].
+    pub fn take_q4_0_rows(&mut self, w: &[u8], row_bytes: usize) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.q4_0);
+        if buf.len() < w.len() {
+            buf.resize(w.len(), 0);
+        }
+        let group = quill_quant::interleave::GROUP_ROWS * row_bytes;
+        for (src, dst) in w.chunks_exact(group).zip(buf.chunks_exact_mut(group)) {
+            quill_quant::interleave::deinterleave_group(src, dst);
+        }
+        buf
+    }
+
+    /// Returns the buffer of [`Panel::take_q4_0_rows`].
+    pub fn put_back_q4_0(&mut self, buf: Vec<u8>) {
+        self.q4_0 = buf;
     }
 
     /// Mutable view of the panel's code bytes.
@@ -129,8 +158,21 @@ impl Default for Panel {
 
 /// Decodes the rows in `w` into `panel.rows` (`[nr][k]`, rows past the matrix hold the zero
 /// code `offset`) and the panel's scales; the caller lays the codes out.
+/// Interleaved rows (`Q4_0_8_8`) are de-interleaved first and decoded as the Q4_0 they are.
 #[inline(always)]
 pub(crate) fn decode_rows(spec: &QuantSpec, w: &[u8], row_bytes: usize, panel: &mut Panel) {
+    if spec.ty == GgmlType::Q4_0_8_8 {
+        let q4 = panel.take_q4_0_rows(w, row_bytes);
+        decode_rows_as(GgmlType::Q4_0, spec, &q4[..w.len()], row_bytes, panel);
+        panel.put_back_q4_0(q4);
+    } else {
+        decode_rows_as(spec.ty, spec, w, row_bytes, panel);
+    }
+}
+
+/// [`decode_rows`] of rows stored as `ty`.
+#[inline(always)]
+fn decode_rows_as(ty: GgmlType, spec: &QuantSpec, w: &[u8], row_bytes: usize, panel: &mut Panel) {
     let (nr, k, n_sb) = (panel.nr, panel.k, panel.n_sb);
     let n_rows = w.len() / row_bytes;
     debug_assert!(n_rows <= nr && w.len() == n_rows * row_bytes);
@@ -141,7 +183,7 @@ pub(crate) fn decode_rows(spec: &QuantSpec, w: &[u8], row_bytes: usize, panel: &
         let codes = &mut panel.rows[r * k..(r + 1) * k];
         if r < n_rows {
             let row = &w[r * row_bytes..(r + 1) * row_bytes];
-            decode_row(spec.ty, row, k, codes, &mut panel.row_dw, &mut panel.row_mw);
+            decode_row(ty, row, k, codes, &mut panel.row_dw, &mut panel.row_mw);
         } else {
             codes.fill(spec.offset as u8);
             panel.row_dw[..n_sb].fill(0.0);

@@ -128,6 +128,13 @@ mod gemv {
     pub(super) const gemv_q4_k: GemvFn = gemv_ref::<Q4_K>;
     pub(super) const gemv_q5_k: GemvFn = gemv_ref::<Q5_K>;
     pub(super) const gemv_q6_k: GemvFn = gemv_ref::<Q6_K>;
+    pub(super) const gemv_q4_0_8_8: GemvFn = gemv_interleaved;
+}
+
+/// Q4_0 interleaved by 8 rows: each group de-interleaved, then the Q4_0 reference.
+fn gemv_interleaved(w: &[u8], row_bytes: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    // SAFETY: the reference runs on any CPU and reads the ggml activation blocks of `act`.
+    unsafe { crate::interleaved::gemv_groups(gemv_ref::<Q4_0>, w, row_bytes, k, act, out) }
 }
 
 pub(crate) static KERNELS: Kernels = Kernels {

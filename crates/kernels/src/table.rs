@@ -32,7 +32,8 @@ macro_rules! formats {
             Q8_0 gemv_q8_0 unpack_q8_0,
             Q4_K gemv_q4_k unpack_q4_k,
             Q5_K gemv_q5_k unpack_q5_k,
-            Q6_K gemv_q6_k unpack_q6_k
+            Q6_K gemv_q6_k unpack_q6_k,
+            Q4_0_8_8 gemv_q4_0_8_8 unpack_q4_0_8_8
         }
     };
 }
@@ -45,7 +46,7 @@ macro_rules! format_types {
 }
 
 /// Every weight format with kernels, in table order.
-pub(crate) const FORMATS: [GgmlType; 11] = formats!(format_types!());
+pub(crate) const FORMATS: [GgmlType; 12] = formats!(format_types!());
 
 /// The GEMV kernels of a backend: `formats!(gemv_table!(m))` lists `m::gemv_<format>` for every
 /// format of [`formats!`] (`m` a module name in scope).

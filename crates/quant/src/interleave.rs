@@ -85,6 +85,20 @@ pub fn interleave_group(src: &[u8], dst: &mut [u8]) {
     }
 }
 
+/// The Q4_0 bytes of block `b` of row `r` (< 8) of one group (`group`, whole block columns).
+pub fn row_block(group: &[u8], r: usize, b: usize) -> [u8; BLOCK] {
+    let col = &group[b * GROUP_BLOCK..][..GROUP_BLOCK];
+    let mut blk = [0u8; BLOCK];
+    blk[..2].copy_from_slice(&col[2 * r..2 * r + 2]);
+    for half in 0..2 {
+        let chunk = &col[16 + 8 * (8 * half + r)..][..8];
+        for (q, &c) in blk[2 + 8 * half..2 + 8 * half + 8].iter_mut().zip(chunk) {
+            *q = c ^ 0x88;
+        }
+    }
+    blk
+}
+
 /// One group: the 8 Q4_0 rows that `src` (one group, `8 * nb * 18` bytes) interleaves, into
 /// `dst` (as long).
 ///
@@ -93,16 +107,9 @@ pub fn interleave_group(src: &[u8], dst: &mut [u8]) {
 pub fn deinterleave_group(src: &[u8], dst: &mut [u8]) {
     assert!(src.len() == dst.len() && src.len().is_multiple_of(GROUP_BLOCK), "whole block columns of a group");
     let rb = src.len() / GROUP_ROWS;
-    for (b, col) in src.chunks_exact(GROUP_BLOCK).enumerate() {
+    for b in 0..rb / BLOCK {
         for r in 0..GROUP_ROWS {
-            let blk = &mut dst[r * rb + b * BLOCK..][..BLOCK];
-            blk[..2].copy_from_slice(&col[2 * r..2 * r + 2]);
-            for half in 0..2 {
-                let chunk = &col[16 + 8 * (8 * half + r)..][..8];
-                for (q, &c) in blk[2 + 8 * half..2 + 8 * half + 8].iter_mut().zip(chunk) {
-                    *q = c ^ 0x88;
-                }
-            }
+            dst[r * rb + b * BLOCK..][..BLOCK].copy_from_slice(&row_block(src, r, b));
         }
     }
 }

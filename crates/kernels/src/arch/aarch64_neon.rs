@@ -96,6 +96,14 @@ unsafe fn group_q4_0(p: *const u8, a: *const u8, acc: float32x4_t) -> float32x4_
     }
 }
 
+/// Q4_0 interleaved by 8 rows: each group de-interleaved, then [`gemv_q4_0`] (the same bits
+/// as the Q4_0 file on this backend).
+pub(crate) unsafe fn gemv_q4_0_8_8(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+    // SAFETY: this function's contract (the table's): the CPU has NEON and dotprod, `act` is
+    // in the lane layout gemv_q4_0 reads, whole groups of rows.
+    unsafe { crate::interleaved::gemv_groups(gemv_q4_0, w, rb, k, act, out) }
+}
+
 #[target_feature(enable = "neon,dotprod")]
 pub(crate) unsafe fn gemv_q4_0(w: &[u8], rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
     // SAFETY: within this function's contract: the CPU has the target features it (or its

@@ -20,4 +20,8 @@ pub(crate) mod x86_avx512_gemm;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx512_table;
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_dot;
+#[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_gemv;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_q4x8;

@@ -13,7 +13,7 @@ use crate::table::{formats, gemv_table, min_tokens, unpack_table, ActLayout, Gem
 mod gemv {
     pub(crate) use super::super::x86_avx512::{gemv_bf16, gemv_f16, gemv_f32};
     pub(crate) use super::super::x86_gemv::vnni512::{
-        gemv_q4_0, gemv_q4_1, gemv_q4_k, gemv_q5_0, gemv_q5_1, gemv_q5_k, gemv_q6_k, gemv_q8_0,
+        gemv_q4_0, gemv_q4_0_8_8, gemv_q4_1, gemv_q4_k, gemv_q5_0, gemv_q5_1, gemv_q5_k, gemv_q6_k, gemv_q8_0,
     };
 }
 

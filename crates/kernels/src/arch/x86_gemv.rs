@@ -40,26 +40,14 @@ use crate::formats::k_layout::*;
 use crate::formats::{LegacyBlock, MAX_LEGACY_BYTES};
 use crate::CHAINS;
 
+pub(crate) use super::x86_dot::{ld, rd16, sum_chains, Dot, Dpbusd, Maddubs};
+
 /// Scale blocks per buffered segment of a row (rows with more are done in segments: the float
 /// chain carries on across them, so the order is unchanged). Large enough for every GPT-2 row
 /// (6400 elements = 400 Q6_K sub-blocks) to be one segment: a row split in segments is read as
 /// interleaved streams, which cut a Q6_K GEMV at k = 3072 from 7.7 to 4.7 GB/s here. The
 /// buffers take 112 KB of stack.
 const SEG: usize = 512;
-
-#[inline(always)]
-pub(crate) unsafe fn rd16(p: *const u8) -> u16 {
-    // SAFETY: within this function's contract: the CPU has the target features it (or its
-    // caller) names, and the caller's pointers and lengths are valid for what it touches.
-    unsafe { p.cast::<u16>().read_unaligned() }
-}
-
-#[inline(always)]
-pub(crate) unsafe fn ld(p: *const u8) -> __m256i {
-    // SAFETY: within this function's contract: the CPU has the target features it (or its
-    // caller) names, and the caller's pointers and lengths are valid for what it touches.
-    unsafe { _mm256_loadu_si256(p.cast()) }
-}
 
 /// Two 16-byte loads as one register.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -70,72 +58,6 @@ unsafe fn load2x16(p0: *const u8, p1: *const u8) -> __m256i {
     unsafe {
         _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(_mm_loadu_si128(p0.cast())), _mm_loadu_si128(p1.cast()))
     }
-}
-
-/// The byte dot product the kernel is written over: per 4-byte lane, the sum of the products of
-/// 4 unsigned codes and 4 signed activations. Integer sums are exact, so every implementation
-/// gives the same bits; the entry points of each are instantiated with their target features
-/// (the kernel's generic functions are `#[inline(always)]` for that).
-pub(crate) trait Dot {
-    /// `acc` plus the lane sums of `u x x` (codes <= 127, or products that fit `vpmaddubsw`'s
-    /// i16 pairs).
-    unsafe fn dot(acc: __m256i, u: __m256i, x: __m256i) -> __m256i;
-    /// The lane sums of `u0 x x0` plus those of `u1 x x1`, for codes <= 31 (so that two
-    /// products pairs also sum exactly in i16).
-    unsafe fn dot2(u0: __m256i, x0: __m256i, u1: __m256i, x1: __m256i) -> __m256i;
-}
-
-/// AVX2: `vpmaddubsw` (pairs into i16), then `vpmaddwd` by ones (into i32 lanes).
-pub(crate) struct Maddubs;
-
-impl Dot for Maddubs {
-    #[inline(always)]
-    unsafe fn dot(acc: __m256i, u: __m256i, x: __m256i) -> __m256i {
-        // SAFETY: the caller's contract: the CPU has AVX2.
-        unsafe { _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1))) }
-    }
-
-    #[inline(always)]
-    unsafe fn dot2(u0: __m256i, x0: __m256i, u1: __m256i, x1: __m256i) -> __m256i {
-        // SAFETY: the caller's contract: the CPU has AVX2; codes <= 31 keep each product pair
-        // below 2^13, so two pairs sum exactly in i16.
-        unsafe {
-            let p = _mm256_add_epi16(_mm256_maddubs_epi16(u0, x0), _mm256_maddubs_epi16(u1, x1));
-            _mm256_madd_epi16(p, _mm256_set1_epi16(1))
-        }
-    }
-}
-
-/// `vpdpbusd` on ymm registers: the EVEX form of AVX-512 VNNI (with AVX512VL), or, with `VEX`,
-/// AVX-VNNI's: 4 products per i32 lane added straight into the sums.
-pub(crate) struct Dpbusd<const VEX: bool>;
-
-impl<const VEX: bool> Dot for Dpbusd<VEX> {
-    #[inline(always)]
-    unsafe fn dot(acc: __m256i, u: __m256i, x: __m256i) -> __m256i {
-        // SAFETY: the caller's contract: the CPU has AVX-VNNI (`VEX`) or AVX-512 VNNI and VL,
-        // which the entry point that inlines this names.
-        unsafe {
-            if VEX {
-                _mm256_dpbusd_avx_epi32(acc, u, x)
-            } else {
-                _mm256_dpbusd_epi32(acc, u, x)
-            }
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn dot2(u0: __m256i, x0: __m256i, u1: __m256i, x1: __m256i) -> __m256i {
-        // SAFETY: as for `dot`.
-        unsafe { Self::dot(Self::dot(_mm256_setzero_si256(), u0, x0), u1, x1) }
-    }
-}
-
-/// The final sum of an output's accumulator chains: `(c0 + c1) + (c2 + c3)` (`crate::order`).
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-pub(crate) fn sum_chains(c: [__m256; CHAINS]) -> __m256 {
-    _mm256_add_ps(_mm256_add_ps(c[0], c[1]), _mm256_add_ps(c[2], c[3]))
 }
 
 /// Two registers of one scale block each (8 lanes) as one register of both (4 lanes each).
@@ -779,6 +701,17 @@ macro_rules! gemv_fns {
             }
         )*
 
+        /// The GEMV of Q4_0 interleaved by 8 rows (`Q4_0_8_8`), in Q4_0's float order
+        /// (`super::x86_q4x8`).
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn gemv_q4_0_8_8(w: &[u8], _rb: usize, k: usize, act: &GemvAct<'_>, out: &mut [f32]) {
+            let a = act.blocks.as_ref().expect("the x86 tables ask for the block layout");
+            debug_assert_eq!(a.n_tokens, 1);
+            // SAFETY: this function's contract (the table's): the CPU has the features named
+            // above, whole groups of rows, one output per row.
+            unsafe { $crate::arch::x86_q4x8::product::<$dot>(w, k, a, out.as_mut_ptr(), out.len()) }
+        }
+
         /// The decode step of a few tokens (`crate::table::StepQFn`): quantized rows `w`
         /// against every token of `a`, each weight block decoded once per [`TOKENS`] tokens, in
         /// the GEMV's (and the GEMM's) float order.
@@ -800,6 +733,7 @@ macro_rules! gemv_fns {
             unsafe {
                 match ty {
                     $(GgmlType::$ty => tokens::<$fmt, $dot>(&job),)*
+                    GgmlType::Q4_0_8_8 => $crate::arch::x86_q4x8::product::<$dot>(w, k, a, out, stride),
                     other => unreachable!("{other} has no quantized step kernel"),
                 }
             }

@@ -48,7 +48,8 @@ fn activations(n: usize, block: usize, rng: &mut Rng) -> Vec<f32> {
 #[test]
 fn unit_scales_give_exact_integer_sums() {
     let mut rng = Rng::new(42);
-    for &ty in SIMD_QUANT_TYPES {
+    // Q4_0_8_8 holds Q4_0's blocks (its own test: tests::matmul).
+    for &ty in SIMD_QUANT_TYPES.iter().filter(|&&t| t != GgmlType::Q4_0_8_8) {
         let bs = ty.block_size() as usize;
         let act_block = quill_quant::dot_type(ty).unwrap().block_size() as usize;
         for cols in [bs, 3 * bs, 768.max(bs)] {

@@ -12,8 +12,18 @@ use proptest::prelude::*;
 use super::{magnitudes, random_matrix, scalar, simd_tables, Rng};
 use crate::{MatmulScratch, Matrix};
 
-/// Every format with kernels (the table's one list).
-const TYPES: [GgmlType; 11] = crate::table::FORMATS;
+/// Every format with kernels (the table's one list) but the interleaved Q4_0_8_8, whose rows
+/// come in groups of 8 (it has its own test: [`interleaved_q4_0_gives_q4_0_s_bits`]).
+const TYPES: [GgmlType; 11] = {
+    let mut t = [GgmlType::F32; 11];
+    let mut i = 0;
+    while i < t.len() {
+        t[i] = crate::table::FORMATS[i];
+        i += 1;
+    }
+    assert!(matches!(crate::table::FORMATS[11], GgmlType::Q4_0_8_8));
+    t
+};
 
 fn check(ty: GgmlType, rows: usize, cols: usize, n_tokens: usize, seed: u64) {
     let mut rng = Rng::new(seed);
@@ -224,4 +234,48 @@ fn decode_steps_of_every_width_equal_each_row_alone() {
             }
         }
     }
+}
+
+/// Q4_0 interleaved by 8 rows gives every backend's Q4_0 bits, at every width, row-invariant or
+/// not (its own GEMV and step kernels, the GEMM through de-interleaved panels), on rows of an
+/// odd number of blocks and rows longer than a GEMV segment; `dequantize_row` reads its rows.
+#[test]
+fn interleaved_q4_0_gives_q4_0_s_bits() {
+    use quill_quant::interleave::interleave_q4_0x8;
+    for (rows, cols) in [(8, 32), (16, 96), (24, 160), (64, 768), (40, 32 * 530)] {
+        let mut rng = Rng::new(rows as u64 + cols as u64);
+        let q4 = random_matrix(GgmlType::Q4_0, rows, cols, &mut rng);
+        let mut il = vec![0u8; q4.len()];
+        interleave_q4_0x8(&q4, cols, &mut il).unwrap();
+        let a = Matrix::new(GgmlType::Q4_0, rows, cols, &q4).unwrap();
+        let b = Matrix::new(GgmlType::Q4_0_8_8, rows, cols, &il).unwrap();
+        for k in simd_tables().into_iter().chain([scalar()]) {
+            for n_tokens in [1, 2, 3, 4, 5, 7, 9, 16, 20] {
+                let x = rng.activations(n_tokens * cols);
+                for invariant in [false, true] {
+                    let mut out = [vec![0f32; n_tokens * rows], vec![0f32; n_tokens * rows]];
+                    for (m, o) in [a, b].iter().zip(&mut out) {
+                        let mut s = MatmulScratch::new();
+                        s.set_row_invariant(invariant);
+                        k.matmul(m, &x, n_tokens, o, &mut s);
+                    }
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&out[1]),
+                        bits(&out[0]),
+                        "{:?} {rows}x{cols} x{n_tokens} invariant {invariant}",
+                        k.backend()
+                    );
+                }
+            }
+        }
+        let (mut want, mut got) = (vec![0f32; cols], vec![0f32; cols]);
+        for r in [0, 5, rows - 1] {
+            a.dequantize_row(r, &mut want);
+            b.dequantize_row(r, &mut got);
+            assert_eq!(got, want, "row {r}");
+        }
+    }
+    let err = Matrix::new(GgmlType::Q4_0_8_8, 12, 32, &[0u8; 12 * 18]).unwrap_err();
+    assert_eq!(err, crate::KernelError::PartialGroup { ty: GgmlType::Q4_0_8_8, rows: 12, group: 8 });
 }

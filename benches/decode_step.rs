@@ -41,6 +41,7 @@ fn ty_of(name: &str) -> GgmlType {
         "f16" => GgmlType::F16,
         "bf16" => GgmlType::BF16,
         "q4_0" => GgmlType::Q4_0,
+        "q4_0_8_8" => GgmlType::Q4_0_8_8,
         "q4_1" => GgmlType::Q4_1,
         "q5_0" => GgmlType::Q5_0,
         "q5_1" => GgmlType::Q5_1,

@@ -46,6 +46,13 @@ impl Rng {
 /// `rows x cols` weights of `ty`: random bytes, with every scale field set to a small normal
 /// f16 (and F16 / F32 elements drawn in [-1, 1)), so that no NaN or subnormal slows a path.
 pub fn matrix_bytes(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+    if ty == GgmlType::Q4_0_8_8 {
+        // Q4_0 interleaved by 8 rows: the same codes as the Q4_0 matrix of this seed.
+        let q4 = matrix_bytes(GgmlType::Q4_0, rows, cols, seed);
+        let mut w = vec![0u8; q4.len()];
+        quill::quant::interleave::interleave_q4_0x8(&q4, cols, &mut w).expect("whole groups of 8 rows");
+        return w;
+    }
     let mut rng = Rng(seed | 1);
     let n = ty.row_bytes(cols as u64).unwrap() as usize * rows;
     let mut w: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();

@@ -77,16 +77,18 @@ impl<F: Copy> ByFormat<F> {
 }
 
 /// A backend's GEMM crossovers ([`GemmKernels::min_tokens`]): `legacy` tokens for the
-/// 32-element formats, `k_quant` for the K-quants (float formats switch at
-/// [`crate::GEMM_MIN_TOKENS`]).
-pub(crate) const fn min_tokens(legacy: usize, k_quant: usize) -> ByFormat<usize> {
-    assert!(legacy <= crate::matrix::STEP_MAX_TOKENS + 1 && k_quant <= crate::matrix::STEP_MAX_TOKENS + 1);
+/// 32-element formats, `k_quant` for the K-quants, `interleaved` for Q4_0_8_8 (float formats
+/// switch at [`crate::GEMM_MIN_TOKENS`]).
+pub(crate) const fn min_tokens(legacy: usize, k_quant: usize, interleaved: usize) -> ByFormat<usize> {
+    let most = crate::matrix::STEP_MAX_TOKENS + 1;
+    assert!(legacy <= most && k_quant <= most && interleaved <= most);
     let mut out = [crate::GEMM_MIN_TOKENS; FORMATS.len()];
     let mut i = 0;
     while i < FORMATS.len() {
         out[i] = match FORMATS[i] {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => crate::GEMM_MIN_TOKENS,
             GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => k_quant,
+            GgmlType::Q4_0_8_8 => interleaved,
             _ => legacy,
         };
         i += 1;

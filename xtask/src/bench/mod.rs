@@ -104,6 +104,16 @@ fn run_json(cmd: &mut Command, what: &str) -> Result<Json> {
         .with_context(|| format!("{what} printed no JSON: {}", String::from_utf8_lossy(&o.stdout)))
 }
 
+/// The file llama-bench runs for model `m`: the same file, but for Quill's interleaved
+/// `q4_0_8_8` (which today's llama.cpp no longer reads) its Q4_0 original beside it, the same
+/// values, which llama.cpp's loader repacks into that very layout in memory.
+fn llama_file(m: &models::BenchModel) -> Option<PathBuf> {
+    if m.file_type != "q4_0_8_8" {
+        return Some(m.path.clone());
+    }
+    Some(m.path.with_file_name("q4_0.gguf")).filter(|p| p.is_file())
+}
+
 /// `rows` (llama-bench's JSON rows) with `model_filename` set to `name`.
 fn with_filename(mut rows: Json, name: &str) -> Json {
     for r in rows.as_array_mut().into_iter().flatten() {
@@ -200,11 +210,12 @@ pub fn run(repo: &Path, args: Args) -> Result<()> {
             "quill bench",
         )?;
         let mut llama_rows = Json::Null;
-        if let Some(lb) = &args.llama_bench {
+        if let (Some(lb), Some(lpath)) = (&args.llama_bench, llama_file(m)) {
             log(&format!("[{}/{}] llama-bench {} {}", i + 1, models.len(), m.shape, m.file_type));
-            warm_page_cache(&m.path)?;
+            warm_page_cache(&lpath)?;
+            let lpath = lpath.to_str().context("utf-8 path")?;
             llama_rows = run_json(
-                Command::new(lb).args(["-m", path, "-p", &p, "-n", &n, "-r", &r, "-t", &t, "-o", "json"]),
+                Command::new(lb).args(["-m", lpath, "-p", &p, "-n", &n, "-r", &r, "-t", &t, "-o", "json"]),
                 "llama-bench",
             )?;
         }
@@ -382,6 +393,11 @@ fn markdown(m: &Machine, rows: &[Row]) -> String {
                 _ => "-".into(),
             },
         );
+    }
+    if rows.iter().any(|r| r.file_type == "q4_0_8_8" && r.llama_tg.is_some()) {
+        s += "\nq4_0_8_8 is the Q4_0 file interleaved by 8 rows (`quill quantize --type q4_0_8_8`, the same values): \
+              llama.cpp no longer reads such files, so its columns on those rows ran the Q4_0 file, which its loader \
+              repacks into the same interleaved layout in private memory.\n";
     }
     let ct2_rows: Vec<&Row> = rows.iter().filter(|r| r.ct2.is_some() && r.file_type == rows[0].file_type).collect();
     if !ct2_rows.is_empty() {

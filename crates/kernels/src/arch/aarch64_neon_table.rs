@@ -19,7 +19,9 @@ pub(crate) static KERNELS: Kernels = Kernels {
     },
     gemm: Some(GemmKernels {
         nr: g::NR,
-        min_tokens: min_tokens(4, 4),
+        // Q4_0_8_8 runs as the Q4_0 it holds (de-interleaved), so it switches where Q4_0 does:
+        // this GEMV does not sum in the GEMM's order, so the same switch keeps their bits equal.
+        min_tokens: min_tokens(4, 4, 4),
         int_kind: PanelKind::U8,
         unpack: formats!(unpack_table!(g)),
         micro_i8: g::gemm_sdot,

@@ -33,7 +33,8 @@ pub(crate) static KERNELS: Kernels = Kernels {
         // Measured on a Zen 4 class EPYC (124M decode step, cold and hot weights, one run): the
         // step kernel beats the GEMM at 4 tokens for the legacy formats (1.2-1.3x for Q4_0 and
         // Q8_0), about ties at 5, and loses from 6; for the K-quants the GEMM wins from 4.
-        min_tokens: min_tokens(5, 4),
+        // Q4_0_8_8 switches where Q4_0 does (its step kernel not yet measured on AVX-512).
+        min_tokens: min_tokens(5, 4, 5),
         int_kind: PanelKind::U8,
         unpack: formats!(unpack_table!(g)),
         micro_i8: g::gemm_i8,

@@ -166,6 +166,11 @@ fn lies_about_the_model_are_refused_by_name() {
         ),
         (Micro::new(32, 1, 16).tensor("token_embd.weight", GgmlType::Q4_0, &[32, 300]), &["300 rows", "258 tokens"]),
         (
+            // Interleaved Q4_0 comes in groups of 8 rows: 258 is not a whole number of them.
+            Micro::new(32, 1, 16).tensor("token_embd.weight", GgmlType::Q4_0_8_8, &[32, 258]),
+            &["token_embd.weight", "258 rows", "8-row interleaved groups"],
+        ),
+        (
             Micro::new(32, 1, 16).tensor("blk.0.attn_norm.weight", GgmlType::Q8_0, &[32]),
             &["blk.0.attn_norm.weight", "q8_0"],
         ),

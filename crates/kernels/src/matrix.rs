@@ -174,7 +174,7 @@ impl MatmulScratch {
 /// The most tokens a backend's step kernel (`QuantKernels::step`) runs before its GEMM takes
 /// over: [`MatmulScratch::reserve`] sizes the step's buffers for this many, so that it allocates
 /// nothing per step (every backend's measured crossover is below it).
-pub(crate) const STEP_MAX_TOKENS: usize = 8;
+pub(crate) const STEP_MAX_TOKENS: usize = 16;
 
 /// Token count from which a float-weight matmul runs as GEMM (weights decoded once into panels
 /// and reused across tokens) rather than as one GEMV per token; quantized weights switch at

@@ -64,6 +64,30 @@ fn check_dst(expected: usize, found: usize) -> Result<(), QuantError> {
     Ok(())
 }
 
+/// The XOR that turns a chunk's 16 signed nibbles back into Q4_0's unsigned ones (and back).
+const FLIP: u64 = 0x8888_8888_8888_8888;
+
+/// 8 bytes at `at` as a little-endian u64.
+fn chunk(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Block `b` of row `r` (< 8) of one group (`group`, whole block columns) as Q4_0 bytes into
+/// `out`.
+pub fn row_block_into(group: &[u8], r: usize, b: usize, out: &mut [u8; BLOCK]) {
+    let col = &group[b * GROUP_BLOCK..][..GROUP_BLOCK];
+    out[..2].copy_from_slice(&col[2 * r..2 * r + 2]);
+    out[2..10].copy_from_slice(&(chunk(col, 16 + 8 * r) ^ FLIP).to_le_bytes());
+    out[10..18].copy_from_slice(&(chunk(col, 16 + 8 * (8 + r)) ^ FLIP).to_le_bytes());
+}
+
+/// The Q4_0 bytes of block `b` of row `r` (< 8) of one group (`group`, whole block columns).
+pub fn row_block(group: &[u8], r: usize, b: usize) -> [u8; BLOCK] {
+    let mut blk = [0u8; BLOCK];
+    row_block_into(group, r, b, &mut blk);
+    blk
+}
+
 /// One group: 8 Q4_0 rows (`src`, `8 * nb * 18` bytes) interleaved into `dst` (as long).
 ///
 /// # Panics
@@ -75,28 +99,10 @@ pub fn interleave_group(src: &[u8], dst: &mut [u8]) {
         for r in 0..GROUP_ROWS {
             let blk = &src[r * rb + b * BLOCK..][..BLOCK];
             col[2 * r..2 * r + 2].copy_from_slice(&blk[..2]);
-            for half in 0..2 {
-                let chunk = &mut col[16 + 8 * (8 * half + r)..][..8];
-                for (c, &q) in chunk.iter_mut().zip(&blk[2 + 8 * half..2 + 8 * half + 8]) {
-                    *c = q ^ 0x88;
-                }
-            }
+            col[16 + 8 * r..][..8].copy_from_slice(&(chunk(blk, 2) ^ FLIP).to_le_bytes());
+            col[16 + 8 * (8 + r)..][..8].copy_from_slice(&(chunk(blk, 10) ^ FLIP).to_le_bytes());
         }
     }
-}
-
-/// The Q4_0 bytes of block `b` of row `r` (< 8) of one group (`group`, whole block columns).
-pub fn row_block(group: &[u8], r: usize, b: usize) -> [u8; BLOCK] {
-    let col = &group[b * GROUP_BLOCK..][..GROUP_BLOCK];
-    let mut blk = [0u8; BLOCK];
-    blk[..2].copy_from_slice(&col[2 * r..2 * r + 2]);
-    for half in 0..2 {
-        let chunk = &col[16 + 8 * (8 * half + r)..][..8];
-        for (q, &c) in blk[2 + 8 * half..2 + 8 * half + 8].iter_mut().zip(chunk) {
-            *q = c ^ 0x88;
-        }
-    }
-    blk
 }
 
 /// One group: the 8 Q4_0 rows that `src` (one group, `8 * nb * 18` bytes) interleaves, into
@@ -109,7 +115,8 @@ pub fn deinterleave_group(src: &[u8], dst: &mut [u8]) {
     let rb = src.len() / GROUP_ROWS;
     for b in 0..rb / BLOCK {
         for r in 0..GROUP_ROWS {
-            dst[r * rb + b * BLOCK..][..BLOCK].copy_from_slice(&row_block(src, r, b));
+            let out: &mut [u8; BLOCK] = (&mut dst[r * rb + b * BLOCK..][..BLOCK]).try_into().expect("a block");
+            row_block_into(src, r, b, out);
         }
     }
 }

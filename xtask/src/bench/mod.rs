@@ -104,10 +104,10 @@ fn run_json(cmd: &mut Command, what: &str) -> Result<Json> {
         .with_context(|| format!("{what} printed no JSON: {}", String::from_utf8_lossy(&o.stdout)))
 }
 
-/// The file llama-bench runs for model `m`: the same file, but for Quill's interleaved
+/// The file llama.cpp (llama-bench, llama-server) runs for model `m`: the same file, but for Quill's interleaved
 /// `q4_0_8_8` (which today's llama.cpp no longer reads) its Q4_0 original beside it, the same
 /// values, which llama.cpp's loader repacks into that very layout in memory.
-fn llama_file(m: &models::BenchModel) -> Option<PathBuf> {
+pub(crate) fn llama_file(m: &models::BenchModel) -> Option<PathBuf> {
     if m.file_type != "q4_0_8_8" {
         return Some(m.path.clone());
     }

@@ -475,12 +475,12 @@ pub fn run(repo: &Path, args: ServeArgs) -> Result<()> {
                 q.agg_tps, q.ttft_ms.0, q.ttft_ms.1, q.tbt_ms.0, q.tbt_ms.1
             ));
             row.quill.push(q);
-            if let Some(ls) = &args.llama_server {
-                warm_page_cache(&m.path)?;
+            if let (Some(ls), Some(lpath)) = (&args.llama_server, super::llama_file(m)) {
+                warm_page_cache(&lpath)?;
                 let l = run_load(
                     Engine::Llama,
                     ls,
-                    &m.path,
+                    &lpath,
                     &Shape { clients: n, n_gen, n_ctx, threads: args.threads, extra: &llama_args, prefix: None },
                 )?;
                 log(&format!(
@@ -514,6 +514,13 @@ pub fn run(repo: &Path, args: ServeArgs) -> Result<()> {
         quill_sysinfo::UtcTime::now().readable(),
         n_ctx,
     );
+    let header = if rows.iter().any(|r| r.file_type == "q4_0_8_8" && !r.llama.is_empty()) {
+        header
+            + " llama-server ran the q4_0_8_8 rows' Q4_0 original (the same values; today's llama.cpp no longer reads \
+               interleaved files and repacks Q4_0 into that layout in memory itself)."
+    } else {
+        header
+    };
     std::fs::create_dir_all(&out_dir)?;
     let md = markdown(&header, &rows, n_gen);
     std::fs::write(out_dir.join("SERVE.md"), &md)?;

@@ -25,7 +25,7 @@ pub struct StepArgs {
     #[arg(long, value_delimiter = ',', default_value = "124M,1558M")]
     pub shapes: Vec<String>,
     /// Weight types (the bench's names: q4_0, q8_0, q4_k, f16, ...).
-    #[arg(long, value_delimiter = ',', default_value = "q4_0,q8_0,q4_k,f16")]
+    #[arg(long, value_delimiter = ',', default_value = "q4_0,q4_0_8_8,q8_0,q4_k,f16")]
     pub types: Vec<String>,
     /// Token rows per step.
     #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,8,16,32,64")]

@@ -37,10 +37,12 @@ const fn table(backend: Backend, micro_i8: MicroI8Fn, gemv: GemvKernels, step: S
             // Measured on a Zen 3 (124M decode step, cold weights, bench/avx2/DECODE_STEP.md):
             // the step kernel beats the GEMM by 1.2-1.5x at 2 and 3 tokens for every format,
             // by 1.1-1.2x at 4 for the legacy ones (even for the K-quants), and loses from 6.
-            // Q4_0_8_8's step kernel (cold 124M step, one run, Q4_0's GEMM beside it): 8.1 vs
+            // Q4_0_8_8's step kernel (124M step, one run, Q4_0's GEMM beside it, cold): 8.1 vs
             // 11.7 ms at 4 tokens, 14.7 vs 17.4 at 8, 27.4 vs 29.0 at 16, 49.6 vs 46.6 at 32;
-            // cache-hot the GEMM wins from 8: it runs up to 8 tokens.
-            min_tokens: min_tokens(5, 4, 9),
+            // against its own GEMM (panels de-interleaved first), cold and hot: 18-23 vs 22-27
+            // ms and 0.94 vs 1.1-1.3 ms at 12 tokens, 27-28 vs 27-32 and 1.1-1.3 vs 1.5 ms at
+            // 16: it runs up to 16 tokens.
+            min_tokens: min_tokens(5, 4, 17),
             int_kind: PanelKind::U8,
             unpack: formats!(unpack_table!(g)),
             micro_i8,

@@ -37,21 +37,21 @@ fn row_bytes_of(n_per_row: usize, len: usize) -> Result<usize, QuantError> {
 /// Q4_0 rows (`src`, whole groups of 8 rows of `n_per_row` elements) as `Q4_0_8_8` into `dst`
 /// (as long as `src`).
 pub fn interleave_q4_0x8(src: &[u8], n_per_row: usize, dst: &mut [u8]) -> Result<(), QuantError> {
-    let rb = row_bytes_of(n_per_row, src.len())?;
-    check_dst(src.len(), dst.len())?;
-    for (s, d) in src.chunks_exact(GROUP_ROWS * rb).zip(dst.chunks_exact_mut(GROUP_ROWS * rb)) {
-        interleave_group(s, d);
-    }
-    Ok(())
+    by_groups(src, n_per_row, dst, interleave_group)
 }
 
 /// `Q4_0_8_8` bytes (`src`, whole groups of 8 rows of `n_per_row` elements) as the Q4_0 rows
 /// they interleave, into `dst` (as long as `src`).
 pub fn deinterleave_q4_0x8(src: &[u8], n_per_row: usize, dst: &mut [u8]) -> Result<(), QuantError> {
+    by_groups(src, n_per_row, dst, deinterleave_group)
+}
+
+/// `group` over every group of 8 rows of `src` into `dst`, after checking both lengths.
+fn by_groups(src: &[u8], n_per_row: usize, dst: &mut [u8], group: fn(&[u8], &mut [u8])) -> Result<(), QuantError> {
     let rb = row_bytes_of(n_per_row, src.len())?;
     check_dst(src.len(), dst.len())?;
     for (s, d) in src.chunks_exact(GROUP_ROWS * rb).zip(dst.chunks_exact_mut(GROUP_ROWS * rb)) {
-        deinterleave_group(s, d);
+        group(s, d);
     }
     Ok(())
 }

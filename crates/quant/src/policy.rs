@@ -49,23 +49,6 @@ pub enum FileType {
 }
 
 impl FileType {
-    /// Every file type: llama-quantize's ([`FileType::LLAMA_QUANTIZE`]), then Quill's
-    /// interleaved Q4_0.
-    pub const ALL: &'static [FileType] = &[
-        FileType::Q4_0,
-        FileType::Q4_1,
-        FileType::Q5_0,
-        FileType::Q5_1,
-        FileType::Q4_K_M,
-        FileType::Q5_K_M,
-        FileType::Q6_K,
-        FileType::Q8_0,
-        FileType::F16,
-        FileType::BF16,
-        FileType::F32,
-        FileType::Q4_0_8_8,
-    ];
-
     /// The file types today's llama-quantize writes too, in its listing order.
     pub const LLAMA_QUANTIZE: &'static [FileType] = &[
         FileType::Q4_0,
@@ -80,6 +63,18 @@ impl FileType {
         FileType::BF16,
         FileType::F32,
     ];
+
+    /// Every file type: llama-quantize's ([`FileType::LLAMA_QUANTIZE`]), then Quill's
+    /// interleaved Q4_0.
+    pub const ALL: &'static [FileType] = &{
+        let mut all = [FileType::Q4_0_8_8; FileType::LLAMA_QUANTIZE.len() + 1];
+        let mut i = 0;
+        while i < FileType::LLAMA_QUANTIZE.len() {
+            all[i] = FileType::LLAMA_QUANTIZE[i];
+            i += 1;
+        }
+        all
+    };
 
     /// llama-quantize's name, lower case (`q4_k_m`).
     pub fn name(self) -> &'static str {

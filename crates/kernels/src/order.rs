@@ -17,9 +17,9 @@
 //! out = (acc[0] + acc[1]) + (acc[2] + acc[3])
 //! ```
 //!
-//! Four chains hide the FMA latency. The AVX2 kernels (GEMV, chunked decode steps, GEMM) and the
-//! NEON GEMM follow it; the AVX-512 kernels do not yet (their GEMV and GEMM sum in other orders,
-//! so that backend runs a row-invariant product as GEMM).
+//! Four chains hide the FMA latency. The x86 kernels (the GEMV and step kernels over `Dot`, the
+//! interleaved Q4_0 kernel, the AVX2 and AVX-512 GEMMs) and the NEON GEMM follow it; NEON's GEMV
+//! does not yet (that backend runs a row-invariant product as GEMM).
 
 /// Independent float accumulator chains per output (the x86 kernels name it; NEON's GEMM
 /// writes its four chains out).

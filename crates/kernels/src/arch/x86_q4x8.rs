@@ -1,8 +1,8 @@
 //! The x86 products of Q4_0 weights stored eight rows interleaved (`Q4_0_8_8`, see
 //! `quill_quant::interleave`): one load brings 8 bytes of four rows' blocks, so a `vpmaddubsw`
-//! multiplies four rows at once against one activation broadcast, the rows land on lanes without
-//! any horizontal reduction of a row's own sums, and the float chain of `crate::order` runs on 8
-//! rows at once straight from registers. Per 8 rows and block: 4 loads of codes, 8 products, one
+//! multiplies four rows at once against one activation broadcast, each row's sums stay in its own
+//! two lanes (one horizontal add per block joins them), and the float chain of `crate::order`
+//! runs on 8 rows at once straight from registers. Per 8 rows and block: 4 loads of codes, 8 products, one
 //! horizontal add, one float step (the row-at-a-time Q4_0 kernel needs about twice the
 //! instructions). Each row's float operations are exactly Q4_0's (`isum + corr`, `d * dx`, chain
 //! `s % 4`), so an interleaved file gives the same bits as its Q4_0 original.

@@ -22,7 +22,8 @@ use crate::errors::{value_error, IntoPy};
 ///     src: a Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer) or a
 ///         GGUF file.
 ///     dst: the GGUF file to write.
-///     type: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_m, q5_k_m or q6_k.
+///     type: f32, f16, bf16, q8_0, q4_0, q4_0_8_8 (Q4_0 interleaved by 8 rows), q4_1, q5_0,
+///         q5_1, q4_k_m, q5_k_m or q6_k.
 ///     tensor_types: ``{regex: type}`` (or ``[(regex, type)]``) overrides for tensors whose
 ///         name matches (first match wins), as ``--tensor-type``.
 ///     threads: threads to quantize with (default: all cores).

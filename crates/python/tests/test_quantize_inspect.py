@@ -7,7 +7,7 @@ from conftest import REPO, TINY_HF
 
 
 def test_quantize_is_byte_identical_to_the_cli(quill_bin, tmp_path):
-    for ty in ("q8_0", "q4_k_m"):
+    for ty in ("q8_0", "q4_k_m", "q4_0_8_8"):
         ours, theirs = tmp_path / f"py-{ty}.gguf", tmp_path / f"cli-{ty}.gguf"
         report = quill.quantize(TINY_HF, ours, ty)
         subprocess.run([str(quill_bin), "quantize", str(TINY_HF), str(theirs), "--type", ty], check=True, capture_output=True)

@@ -26,6 +26,12 @@ impl OutPtr {
     }
 }
 
+/// Whether the quantized kernels of `ty` read the activation in block-pair order (the
+/// 32-element formats, but not interleaved Q4_0, whose kernel broadcasts natural-order codes).
+fn reads_p32(ty: GgmlType) -> bool {
+    ty.block_size() == 32 && ty != GgmlType::Q4_0_8_8
+}
+
 /// Quantizes one row `x` to the activation format `ty` (ggml blocks) with the table's kernels.
 pub(crate) fn quantize_row(k: &Kernels, ty: GgmlType, x: &[f32], out: &mut [u8]) {
     // SAFETY: the table's kernels run on this CPU (Kernels::get checked its features); the
@@ -176,7 +182,7 @@ pub(crate) fn run(k: &Kernels, w: &Matrix<'_>, x: &[f32], n_tokens: usize, out: 
             }
             ActLayout::Blocks => {
                 let blocks = ActBlocks::pack(&spec, cols, 1, qt, qs, dx, corr, sx);
-                if spec.ty.block_size() == 32 {
+                if reads_p32(spec.ty) {
                     let p = &mut p32[..cols.next_multiple_of(64)];
                     pack_p32(blocks.qs, p);
                     act.p32 = p;
@@ -215,7 +221,7 @@ pub(crate) fn run_step(
     quantize_rows(k, spec.act, x, cols, q, q_rb);
     let act = ActBlocks::pack(&spec, cols, n_tokens, q, qs, dx, corr, sx);
     let p32 = &mut p32[..n_tokens * pk];
-    if spec.ty.block_size() == 32 {
+    if reads_p32(spec.ty) {
         for (t, p) in p32.chunks_exact_mut(pk).enumerate() {
             pack_p32(&act.qs[t * cols..(t + 1) * cols], p);
         }

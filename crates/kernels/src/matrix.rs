@@ -53,9 +53,10 @@ impl<'a> Matrix<'a> {
         let row = self.row(r);
         match self.ty {
             GgmlType::Q4_0_8_8 => {
-                let group = &self.data[r / 8 * 8 * self.row_bytes..][..8 * self.row_bytes];
+                let g = quill_quant::interleave::GROUP_ROWS;
+                let group = &self.data[r / g * g * self.row_bytes..][..g * self.row_bytes];
                 for (b, o) in out.chunks_exact_mut(32).enumerate() {
-                    let blk = quill_quant::interleave::row_block(group, r % 8, b);
+                    let blk = quill_quant::interleave::row_block(group, r % g, b);
                     quill_quant::dequantize(GgmlType::Q4_0, &blk, o).expect("Matrix::new checked the sizes");
                 }
             }

@@ -96,26 +96,25 @@ impl Panel {
         if self.rows.len() < nr * k {
             self.rows.resize(nr * k, 0);
         }
-        if let Some(rb) = spec.filter(|s| s.ty == GgmlType::Q4_0_8_8).and_then(|_| GgmlType::Q4_0.row_bytes(k as u64)) {
-            if self.q4_0.len() < nr * rb as usize {
-                self.q4_0.resize(nr * rb as usize, 0);
+        if spec.is_some_and(|s| s.ty == GgmlType::Q4_0_8_8) {
+            let bytes = nr * GgmlType::Q4_0.row_bytes(k as u64).unwrap_or(0) as usize;
+            if self.q4_0.len() < bytes {
+                self.q4_0.resize(bytes, 0);
             }
         }
     }
 
-    /// Interleaved rows `w` (`Q4_0_8_8`, whole groups of 8 rows of `row_bytes`) as the Q4_0 rows
+    /// Interleaved rows `w` (`Q4_0_8_8`, whole groups of 8 rows of the panel's `k`) as the Q4_0 rows
     /// they interleave, in the panel's own buffer (sized by [`Panel::prepare`]), taken out so
     /// that a builder can read them while it fills the panel: put it back with
     /// [`Panel::put_back_q4_0`].
-    pub fn take_q4_0_rows(&mut self, w: &[u8], row_bytes: usize) -> Vec<u8> {
+    pub fn take_q4_0_rows(&mut self, w: &[u8]) -> Vec<u8> {
         let mut buf = std::mem::take(&mut self.q4_0);
         if buf.len() < w.len() {
             buf.resize(w.len(), 0);
         }
-        let group = quill_quant::interleave::GROUP_ROWS * row_bytes;
-        for (src, dst) in w.chunks_exact(group).zip(buf.chunks_exact_mut(group)) {
-            quill_quant::interleave::deinterleave_group(src, dst);
-        }
+        quill_quant::interleave::deinterleave_q4_0x8(w, self.k, &mut buf[..w.len()])
+            .expect("Matrix::new checked whole groups of whole blocks");
         buf
     }
 
@@ -162,7 +161,7 @@ impl Default for Panel {
 #[inline(always)]
 pub(crate) fn decode_rows(spec: &QuantSpec, w: &[u8], row_bytes: usize, panel: &mut Panel) {
     if spec.ty == GgmlType::Q4_0_8_8 {
-        let q4 = panel.take_q4_0_rows(w, row_bytes);
+        let q4 = panel.take_q4_0_rows(w);
         decode_rows_as(GgmlType::Q4_0, spec, &q4[..w.len()], row_bytes, panel);
         panel.put_back_q4_0(q4);
     } else {

@@ -321,7 +321,7 @@ macro_rules! unpackers {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn unpack_q4_0_8_8(w: &[u8], row_bytes: usize, _k: usize, panel: &mut Panel) {
     debug_assert_eq!(panel.nr, NR);
-    let q4 = panel.take_q4_0_rows(w, row_bytes);
+    let q4 = panel.take_q4_0_rows(w);
     // SAFETY: this function's contract (the table's): the CPU has AVX2; `q4` holds the same
     // whole rows as Q4_0.
     unsafe { unpack_int::<LegacyPanel<BlockQ4_0>>(&q4[..w.len()], row_bytes, panel) };

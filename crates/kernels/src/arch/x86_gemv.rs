@@ -34,10 +34,12 @@ use gguf_file::GgmlType;
 use quill_quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
 
 // The float formats' GEMV (written once for every backend), so that this module names them all.
+use super::x86_avx2::Avx2;
 pub(crate) use super::x86_avx2::{gemv_bf16, gemv_f16, gemv_f32};
 use crate::act::{ActBlocks, GemvAct};
 use crate::formats::k_layout::*;
 use crate::formats::{LegacyBlock, MAX_LEGACY_BYTES};
+use crate::simd::prefetch_ahead;
 use crate::CHAINS;
 
 pub(crate) use super::x86_dot::{ld, rd16, sum_chains, Dot, Dpbusd, Maddubs};
@@ -322,6 +324,7 @@ unsafe fn legacy_pair<B: LegacyBlock, D: Dot, const T: usize>(
     // names, and the caller's pointers and lengths are valid for what it touches.
     unsafe {
         let b0 = p.add(b * B::BYTES);
+        prefetch_ahead::<Avx2>(b0, 2 * B::BYTES);
         let codes = legacy_pair_codes::<B>(b0, b1);
         for t in 0..T {
             *out.units.add(t * out.ustride + b / 2 * 8 + r) = legacy_pair_dot::<B, D>(&codes, p32.add(t * pk + 32 * b));
@@ -389,6 +392,7 @@ unsafe fn k4_row<const FIVE: bool, D: Dot, const T: usize>(
         let bytes = <K4<FIVE> as Fmt>::BYTES;
         for b in 0..nb {
             let bp = p.add(b * bytes);
+            prefetch_ahead::<Avx2>(bp, bytes);
             for h in 0..4 {
                 let (lo, hi) = k4_codes::<FIVE>(bp, h);
                 for t in 0..T {
@@ -434,6 +438,7 @@ unsafe fn q6k_row<D: Dot, const T: usize>(p: *const u8, x: *const i8, k: usize, 
     unsafe {
         for b in 0..nb {
             let bp = p.add(Q6K_BYTES * b);
+            prefetch_ahead::<Avx2>(bp, Q6K_BYTES);
             for h in 0..2 {
                 // 32 codes each: elements 128h + 32c.., i.e. sub-blocks 8h + 2c and 8h + 2c + 1,
                 // whose sums land in the low and high halves.

@@ -11,8 +11,10 @@
 
 use std::arch::x86_64::*;
 
+use super::x86_avx2::Avx2;
 use super::x86_dot::{ld, sum_chains, Dot};
 use crate::act::ActBlocks;
+use crate::simd::prefetch_ahead;
 use crate::CHAINS;
 
 /// Bytes of one group block: 8 F16 scales, then 128 bytes of codes (8-byte chunks, row `i % 8`
@@ -75,6 +77,7 @@ unsafe fn group_block<D: Dot, const T: usize>(
     // SAFETY: within this function's contract (that of `group`).
     unsafe {
         let bp = w.add(b * GROUP_BLOCK);
+        prefetch_ahead::<Avx2>(bp, GROUP_BLOCK);
         // Scales in the lanes' row order (0, 1, 4, 5, 2, 3, 6, 7).
         let d = _mm256_cvtph_ps(_mm_shuffle_epi32::<0xD8>(_mm_loadu_si128(bp.cast())));
         let codes = group_codes(bp);

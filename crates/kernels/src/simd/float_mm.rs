@@ -108,6 +108,7 @@ unsafe fn dot_tokens<S: Simd, W: FloatElem, X: FloatElem, const T: usize>(
         let full = k / step;
         let mut acc = [[S::zero(); 4]; T];
         for i in 0..full {
+            super::prefetch_ahead::<S>(p.add(step * i * W::BYTES), step * W::BYTES);
             for j in 0..4 {
                 let e = step * i + S::LANES * j;
                 let w = W::load::<S>(p.add(e * W::BYTES));

@@ -482,7 +482,8 @@ unsafe fn q6k_row<D: Dot, const T: usize>(p: *const u8, x: *const i8, k: usize, 
 }
 
 /// Sums 8 rows' registers of one unit across lanes: the rows' sums of the unit's first scale
-/// block (lanes = rows), then of its second.
+/// block (lanes = rows), then of its second. Unpacks and adds rather than `vphaddd` (which Zen 3
+/// runs on one pipe, two cycles each: that alone bound this step).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn unit_sums(u: *const __m256i) -> (__m256i, __m256i) {
@@ -490,9 +491,12 @@ unsafe fn unit_sums(u: *const __m256i) -> (__m256i, __m256i) {
     // caller) names, and the caller's pointers and lengths are valid for what it touches.
     unsafe {
         let v: [__m256i; 8] = std::array::from_fn(|r| *u.add(r));
-        // [r0, r1, r2, r3 | r0, r1, r2, r3] of blocks (first | second), and rows 4..8 likewise.
-        let a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-        let b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+        // Per 128-bit half (a block), rows a and b: [a0 + a2, b0 + b2, a1 + a3, b1 + b3].
+        let two = |a, b| _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+        // Then four rows' whole sums per half: [r0, r1, r2, r3].
+        let four = |p, q| _mm256_add_epi32(_mm256_unpacklo_epi64(p, q), _mm256_unpackhi_epi64(p, q));
+        let a = four(two(v[0], v[1]), two(v[2], v[3]));
+        let b = four(two(v[4], v[5]), two(v[6], v[7]));
         (_mm256_permute2x128_si256::<0x20>(a, b), _mm256_permute2x128_si256::<0x31>(a, b))
     }
 }
@@ -647,6 +651,43 @@ unsafe fn chain_step(at: ChainAt, j: usize, mut i: __m256i, ds: &[__m256; 8], ms
     }
 }
 
+/// Scale blocks `c..c + n` (`n <= 8`, `c` a multiple of 8) of a segment's 8 rows into the
+/// float chains of `T` tokens (token `t`'s terms from `at.s + t * n_sb`).
+#[inline(always)]
+unsafe fn chain_run<F: Fmt, const T: usize>(
+    sums: RowSums,
+    at: ChainAt,
+    n_sb: usize,
+    c: usize,
+    n: usize,
+    chains: &mut [[__m256; CHAINS]; T],
+) {
+    // SAFETY: within this function's contract: the CPU has the target features its caller
+    // names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let (ds, ms) = block_scales(sums, c, n, F::F16_SCALES, F::MIN);
+        for (t, chains) in chains.iter_mut().enumerate() {
+            let at = ChainAt { s: at.s + t * n_sb, ..at };
+            // Chain s % 4: s0 and c are multiples of 8, so the chain of c + j is j % 4.
+            let units = sums.units.add(t * sums.ustride);
+            for jq in (0..n).step_by(4) {
+                let (a, b) = unit_sums(units.add((c + jq) / 2 * 8));
+                chain_step(at, jq, a, &ds, &ms, &mut chains[0]);
+                if jq + 1 < n {
+                    chain_step(at, jq + 1, b, &ds, &ms, &mut chains[1]);
+                }
+                if jq + 2 < n {
+                    let (a, b) = unit_sums(units.add((c + jq + 2) / 2 * 8));
+                    chain_step(at, jq + 2, a, &ds, &ms, &mut chains[2]);
+                    if jq + 3 < n {
+                        chain_step(at, jq + 3, b, &ds, &ms, &mut chains[3]);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// One row group against tokens `t0..t0 + T`: each segment of the 8 rows is reduced to units
 /// (every weight block decoded once for the `T` tokens), then per token the float chains of
 /// `crate::order` run on the 8 rows at once (rows on lanes).
@@ -679,26 +720,12 @@ unsafe fn tile<F: Fmt, D: Dot, const T: usize>(g: Group, a: &ActBlocks<'_>, p32:
                 F::row::<D, T>(row, x, ns / F::SB_PER_BLOCK, r, &sums);
             }
             for c in (0..ns).step_by(8) {
-                let n = (ns - c).min(8);
-                let (ds, ms) = block_scales(sums, c, n, F::F16_SCALES, F::MIN);
-                for (t, chains) in chains.iter_mut().enumerate() {
-                    let at = ChainAt { s: t * n_sb + s0 + c, ..from };
-                    // Chain s % 4: s0 and c are multiples of 8, so the chain of c + j is j % 4.
-                    let units = sums.units.add(t * sums.ustride);
-                    for jq in (0..n).step_by(4) {
-                        let (a, b) = unit_sums(units.add((c + jq) / 2 * 8));
-                        chain_step(at, jq, a, &ds, &ms, &mut chains[0]);
-                        if jq + 1 < n {
-                            chain_step(at, jq + 1, b, &ds, &ms, &mut chains[1]);
-                        }
-                        if jq + 2 < n {
-                            let (a, b) = unit_sums(units.add((c + jq + 2) / 2 * 8));
-                            chain_step(at, jq + 2, a, &ds, &ms, &mut chains[2]);
-                            if jq + 3 < n {
-                                chain_step(at, jq + 3, b, &ds, &ms, &mut chains[3]);
-                            }
-                        }
-                    }
+                let at = ChainAt { s: s0 + c, ..from };
+                // A whole run of 8 (all but a row's last) with the count known, so that the
+                // steps are straight-line code.
+                match ns - c {
+                    8.. => chain_run::<F, T>(sums, at, n_sb, c, 8, &mut chains),
+                    n => chain_run::<F, T>(sums, at, n_sb, c, n, &mut chains),
                 }
             }
         }

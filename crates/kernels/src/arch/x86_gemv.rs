@@ -34,7 +34,6 @@ use gguf_file::GgmlType;
 use quill_quant::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
 
 // The float formats' GEMV (written once for every backend), so that this module names them all.
-use super::x86_avx2::Avx2;
 pub(crate) use super::x86_avx2::{gemv_bf16, gemv_f16, gemv_f32};
 use crate::act::{ActBlocks, GemvAct};
 use crate::formats::k_layout::*;
@@ -43,6 +42,8 @@ use crate::simd::prefetch_ahead;
 use crate::CHAINS;
 
 pub(crate) use super::x86_dot::{ld, rd16, sum_chains, Dot, Dpbusd, Maddubs};
+// The prefetch instruction (the same for every x86 table: SSE's).
+use super::x86_avx2::Avx2;
 
 /// Scale blocks per buffered segment of a row (rows with more are done in segments: the float
 /// chain carries on across them, so the order is unchanged). Large enough for every GPT-2 row

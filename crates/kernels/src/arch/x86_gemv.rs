@@ -211,8 +211,12 @@ pub(crate) unsafe fn q6k_codes(bp: *const u8, h: usize, c: usize) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 pub(crate) fn bit16(bits: u32) -> __m256i {
-    // One block's bits 0..16 as the "first block" of a pair and bits 16..32 as the second.
-    bit16_pair(u64::from(bits & 0xffff) | u64::from(bits >> 16) << 32).0
+    let v = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(bits as i32),
+        _mm256_set_epi64x(0x0303_0303_0303_0303, 0x0202_0202_0202_0202, 0x0101_0101_0101_0101, 0),
+    );
+    let sel = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
+    _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(v, sel), sel), _mm256_set1_epi8(16))
 }
 
 /// The fifth bits of a pair of blocks in pair order, from `bits` (the first block's 32 bits low,

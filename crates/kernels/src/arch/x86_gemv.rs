@@ -207,7 +207,9 @@ pub(crate) unsafe fn q6k_codes(bp: *const u8, h: usize, c: usize) -> __m256i {
     }
 }
 
-/// Byte `j` of the result is 16 if bit `j` of the 32-bit `bits` is set, else 0.
+/// Byte `j` of the result is 16 if bit `j` of the 32-bit `bits` is set, else 0. (Not written as
+/// half of [`bit16_pair`]: packing one block's bits into its 64-bit form cost the GEMM panels'
+/// Q5_0 unpacking measurably.)
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 pub(crate) fn bit16(bits: u32) -> __m256i {

@@ -1,26 +1,21 @@
 //! Activations quantized once per matmul, and the two orders the SIMD kernels read them in.
 //!
 //! A row `x` is first quantized to ggml's activation blocks (Q8_0, Q8_1 or Q8_K, bit-exact with
-//! `quill_quant`), then rearranged without changing any value:
-//!
-//! * **Lanes** (GEMV): per group of [`Lanes::group`] elements, the int8 codes in one or two
-//!   64-byte registers in the order the weight format unpacks to, then four 64-byte vectors of
-//!   16 lanes each (a lane = 4 bytes of each code register): the activation scale of the lane's
-//!   block (`dx`, f32), `corr = -offset * (sum of the lane's codes)` (i32, added to the integer
-//!   dot product so that unsigned weight codes need no sign fix-up), and for formats with a
-//!   minimum `sx`, the lane's share of `d * sum(q)` (f32). Elements past the row's end are zero,
-//!   with zero scales.
-//! * **Blocks** (GEMM): every token's codes in natural order, and per weight scale block
-//!   (`sblock` elements) of every token: `dx`, `corr` and `sx` as single values, which the
-//!   micro-kernel broadcasts.
+//! `quill_quant`), then rearranged without changing any value into the **block layout** every
+//! SIMD kernel reads (GEMV, decode step, GEMM): every token's codes in natural order, and per
+//! weight scale block (`sblock` elements) of every token the activation scale `dx`,
+//! `corr = -offset * (sum of the block's codes)` (i32, added to the integer dot product so that
+//! unsigned weight codes need no sign fix-up) and, for formats with a minimum, `sx` (the
+//! block's share of `d * sum(q)`), as single values the kernels broadcast. The 32-element formats'
+//! x86 GEMV and step kernels also read the codes in block-pair order ([`pack_p32`]).
 
 use gguf_file::GgmlType;
 use quill_quant::{cast_blocks, BlockQ8_0, BlockQ8_1, BlockQ8_K, Q8_0, Q8_1, Q8_K};
 
-use crate::formats::{Lanes, QuantSpec};
+use crate::formats::QuantSpec;
 use quill_quant::fp16_to_fp32 as fp16;
 
-/// 64 bytes aligned to 64: the unit of the lane layout (one SIMD register's worth).
+/// 64 bytes aligned to 64: the unit of the activation buffers (one AVX-512 register's worth).
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 pub(crate) struct A64(pub [u8; 64]);
@@ -50,16 +45,6 @@ pub(crate) fn grow(v: &mut Vec<A64>, n: usize) {
     }
 }
 
-/// 64-byte units per lane group: code registers, `dx`, `corr`, and `sx` when there is a min.
-pub(crate) fn group_units(spec: &QuantSpec) -> usize {
-    spec.lanes.regs() + 2 + usize::from(spec.has_min)
-}
-
-/// Units of one row of `k` elements in the lane layout.
-pub(crate) fn lane_units(spec: &QuantSpec, k: usize) -> usize {
-    k.div_ceil(spec.lanes.group()) * group_units(spec)
-}
-
 /// One token's activation as each GEMV kernel kind reads it.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Clone, Copy)]
@@ -72,8 +57,6 @@ pub(crate) struct GemvAct<'a> {
     pub xh: &'a [u16],
     /// The row as ggml activation blocks (scalar quantized kernels).
     pub q: &'a [u8],
-    /// The row in the lane layout (SIMD quantized kernels that ask for it).
-    pub lanes: &'a [A64],
     /// The row in the GEMM block layout (SIMD quantized kernels that ask for it).
     pub blocks: Option<ActBlocks<'a>>,
     /// With `blocks`, for 32-element formats: the codes in block-pair order ([`pack_p32`]).
@@ -130,69 +113,6 @@ impl<'a> ActRow<'a> {
             }
         }
     }
-}
-
-/// Rearranges one row of ggml activation blocks (`k` elements of `spec.act`) into the lane
-/// layout: `out` holds exactly [`lane_units`] units.
-pub(crate) fn pack_lanes(spec: &QuantSpec, k: usize, act: &[u8], out: &mut [A64]) {
-    let row = ActRow::new(spec.act, act);
-    let (group, regs, units) = (spec.lanes.group(), spec.lanes.regs(), group_units(spec));
-    debug_assert_eq!(out.len(), lane_units(spec, k));
-    debug_assert_eq!(k % 32, 0);
-    // Lanes covering one 32-element block: P32 lanes hold 4 + 4 elements, Nat lanes 4.
-    let lanes_per_block = match spec.lanes {
-        Lanes::P32 => 4,
-        Lanes::Nat => 8,
-    };
-    for (g, units_g) in out.chunks_exact_mut(units).enumerate() {
-        let mut sums = [0i32; 16];
-        let mut dx = [0f32; 16];
-        let mut sx = [0f32; 16];
-        for u in units_g[..regs].iter_mut() {
-            *u = A64::ZERO;
-        }
-        let start = g * group;
-        for e0 in (start..(start + group).min(k)).step_by(32) {
-            let (qs, d, s) = row.block32(e0);
-            for half in 0..2 {
-                let (reg, byte) = spec.lanes.place(e0 - start + 16 * half);
-                let dst = &mut units_g[reg].0[byte..byte + 16];
-                for (j, (o, &q)) in dst.iter_mut().zip(&qs[16 * half..16 * half + 16]).enumerate() {
-                    *o = q as u8;
-                    sums[(byte + j) / 4] += i32::from(q);
-                }
-                for l in byte / 4..byte / 4 + 4 {
-                    dx[l] = d;
-                    sx[l] = s / lanes_per_block as f32;
-                }
-            }
-        }
-        let corr: [i32; 16] = std::array::from_fn(|l| -spec.offset * sums[l]);
-        if spec.act == GgmlType::Q8_K {
-            sx = std::array::from_fn(|l| dx[l] * sums[l] as f32);
-        }
-        units_g[regs].0 = bytemuck_f32(&dx);
-        units_g[regs + 1].0 = bytemuck_i32(&corr);
-        if spec.has_min {
-            units_g[regs + 2].0 = bytemuck_f32(&sx);
-        }
-    }
-}
-
-fn bytemuck_f32(v: &[f32; 16]) -> [u8; 64] {
-    let mut out = [0u8; 64];
-    for (o, x) in out.chunks_exact_mut(4).zip(v) {
-        o.copy_from_slice(&x.to_le_bytes());
-    }
-    out
-}
-
-fn bytemuck_i32(v: &[i32; 16]) -> [u8; 64] {
-    let mut out = [0u8; 64];
-    for (o, x) in out.chunks_exact_mut(4).zip(v) {
-        o.copy_from_slice(&x.to_le_bytes());
-    }
-    out
 }
 
 /// All tokens' activations for the GEMM micro-kernel (see the module docs).
@@ -290,40 +210,13 @@ pub(crate) fn pack_blocks(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::formats::{quant_spec, SIMD_QUANT_TYPES};
+    use crate::formats::quant_spec;
 
     fn quantized(ty: GgmlType, x: &[f32]) -> (Vec<A64>, usize) {
         let n = quill_quant::row_bytes(ty, x.len()).unwrap();
         let mut buf = vec![A64::ZERO; n.div_ceil(64)];
         quill_quant::quantize(ty, x, x.len(), &mut units_as_bytes_mut(&mut buf)[..n]).unwrap();
         (buf, n)
-    }
-
-    /// Every code lands once in the lane layout, lane sums and scales agree with the blocks,
-    /// and padding past the row is zero.
-    #[test]
-    fn lanes_hold_every_code_once() {
-        for &ty in SIMD_QUANT_TYPES {
-            let spec = quant_spec(ty).unwrap();
-            for k in [256usize, 512, 768] {
-                let x: Vec<f32> = (0..k).map(|i| ((i * 7919) % 255) as f32 - 127.0).collect();
-                let (q, n) = quantized(spec.act, &x);
-                let mut lanes = vec![A64::ZERO; lane_units(&spec, k)];
-                pack_lanes(&spec, k, &units_as_bytes(&q)[..n], &mut lanes);
-                let mut dq = vec![0f32; k];
-                quill_quant::dequantize(spec.act, &units_as_bytes(&q)[..n], &mut dq).unwrap();
-                let units = group_units(&spec);
-                for (e, &want) in dq.iter().enumerate() {
-                    let (g, i) = (e / spec.lanes.group(), e % spec.lanes.group());
-                    let (reg, byte) = spec.lanes.place(i);
-                    let code = lanes[g * units + reg].0[byte] as i8;
-                    let dx = f32::from_le_bytes(
-                        lanes[g * units + spec.lanes.regs()].0[byte / 4 * 4..byte / 4 * 4 + 4].try_into().unwrap(),
-                    );
-                    assert_eq!(f32::from(code) * dx, want, "{ty} k={k} e={e}");
-                }
-            }
-        }
     }
 
     #[test]

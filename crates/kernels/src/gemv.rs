@@ -5,7 +5,7 @@ use gguf_file::GgmlType;
 use quill_quant::{cast_blocks_mut, Q8_0, Q8_1, Q8_K};
 use rayon::prelude::*;
 
-use crate::act::{grow, lane_units, pack_lanes, pack_p32, ActBlocks, GemvAct};
+use crate::act::{grow, pack_p32, ActBlocks, GemvAct};
 use crate::formats::quant_spec;
 use crate::table::{ActLayout, GemvFn, StepQFn};
 use crate::{Kernels, MatmulScratch, Matrix};
@@ -150,36 +150,28 @@ pub(crate) fn run(k: &Kernels, w: &Matrix<'_>, x: &[f32], n_tokens: usize, out: 
             let (xh, xr) = f16_rows(s, 1, cols);
             for (xt, ot) in x.chunks_exact(cols).zip(out.chunks_exact_mut(w.rows)) {
                 round_to_f16(xt, xh, xr);
-                par_rows(f, w, &GemvAct { x: xr, xh, q: &[], lanes: &[], blocks: None, p32: &[] }, ot);
+                par_rows(f, w, &GemvAct { x: xr, xh, q: &[], blocks: None, p32: &[] }, ot);
             }
             return;
         }
         for (xt, ot) in x.chunks_exact(cols).zip(out.chunks_exact_mut(w.rows)) {
-            par_rows(f, w, &GemvAct { x: xt, xh: &[], q: &[], lanes: &[], blocks: None, p32: &[] }, ot);
+            par_rows(f, w, &GemvAct { x: xt, xh: &[], q: &[], blocks: None, p32: &[] }, ot);
         }
         return;
     };
     let rb = quill_quant::row_bytes(spec.act, cols).expect("whole blocks");
     let layout = k.quant.layout;
-    if layout == ActLayout::Lanes {
-        grow(&mut s.lanes, lane_units(&spec, cols));
-    }
     if layout == ActLayout::Blocks {
         s.reserve(1, cols);
     }
-    let MatmulScratch { q, lanes, qs, dx, corr, sx, p32, .. } = s;
+    let MatmulScratch { q, qs, dx, corr, sx, p32, .. } = s;
     grow(q, (n_tokens * rb).div_ceil(64));
     let q = &mut crate::act::units_as_bytes_mut(q)[..n_tokens * rb];
     quantize_rows(k, spec.act, x, cols, q, rb);
     for (qt, ot) in q.chunks_exact(rb).zip(out.chunks_exact_mut(w.rows)) {
-        let mut act = GemvAct { x: &[], xh: &[], q: qt, lanes: &[], blocks: None, p32: &[] };
+        let mut act = GemvAct { x: &[], xh: &[], q: qt, blocks: None, p32: &[] };
         match layout {
             ActLayout::Ggml => {}
-            ActLayout::Lanes => {
-                let l = &mut lanes[..lane_units(&spec, cols)];
-                pack_lanes(&spec, cols, qt, l);
-                act.lanes = l;
-            }
             ActLayout::Blocks => {
                 let blocks = ActBlocks::pack(&spec, cols, 1, qt, qs, dx, corr, sx);
                 if reads_p32(spec.ty) {

@@ -36,7 +36,6 @@ pub use dispatch::{backend_from_env, Backend, Kernels};
 pub use error::KernelError;
 pub use matrix::{matmul, MatmulScratch, Matrix, GEMM_MIN_TOKENS};
 pub use ops::{add_assign, add_bias, gelu, layer_norm, softmax};
-#[cfg(target_arch = "x86_64")]
 pub(crate) use order::CHAINS;
 pub use pool::in_pool;
 

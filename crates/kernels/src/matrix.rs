@@ -5,8 +5,8 @@
 use gguf_file::GgmlType;
 use half::{bf16, f16};
 
-use crate::act::{grow, lane_units, units_as_bytes_mut, A64};
-use crate::formats::{is_float, quant_spec, SIMD_QUANT_TYPES};
+use crate::act::{grow, units_as_bytes_mut, A64};
+use crate::formats::{is_float, quant_spec};
 use crate::{KernelError, Kernels};
 
 /// A weight matrix viewed in place: `rows` rows of `cols` elements (`cols` contiguous, ggml's
@@ -87,8 +87,6 @@ impl<'a> Matrix<'a> {
 pub struct MatmulScratch {
     /// `[n_tokens]` rows of ggml activation blocks.
     pub(crate) q: Vec<A64>,
-    /// One token in the GEMV lane layout.
-    pub(crate) lanes: Vec<A64>,
     /// GEMM block layout: `[n_tokens][k]` codes, `[n_tokens][k / sblock]` scales, corrections
     /// and minimum terms.
     pub(crate) qs: Vec<i8>,
@@ -127,10 +125,9 @@ impl MatmulScratch {
     /// call and the number of threads. A multi-sequence engine needs this so that a sequence's
     /// tokens do not depend on which other sequences share its batch.
     ///
-    /// Quantized weights: GEMM gives each token the same sequence of float operations whatever
-    /// tile it lands in, and rows are split across threads whole; a backend whose GEMV does not
-    /// follow GEMM's order bit for bit ([`Kernels::gemv_matches_gemm`]) then runs one-token
-    /// products as GEMM too. Float weights: every width runs the panel-free kernel in the float
+    /// Quantized weights: every kernel (GEMV, step, GEMM) gives each token the same sequence of
+    /// float operations (`crate::order`) whatever tile it lands in, and rows are split across
+    /// threads whole, so this changes nothing for them. Float weights: every width runs the panel-free kernel in the float
     /// GEMV's order (`GemmKernels::step_f32`), so one token's product is the plain GEMV's.
     pub fn set_row_invariant(&mut self, on: bool) {
         self.row_invariant = on;
@@ -145,8 +142,6 @@ impl MatmulScratch {
             .max()
             .unwrap_or(0);
         grow(&mut self.q, (q_bytes * n_tokens).div_ceil(64));
-        let lanes = SIMD_QUANT_TYPES.iter().map(|&t| lane_units(&quant_spec(t).unwrap(), cols)).max().unwrap_or(0);
-        grow(&mut self.lanes, lanes);
         // The pair-order codes serve the GEMV and the step kernel only (a few tokens), not a
         // whole prompt.
         let p32 = n_tokens.min(STEP_MAX_TOKENS) * cols;
@@ -184,11 +179,11 @@ pub const GEMM_MIN_TOKENS: usize = 4;
 
 impl Kernels {
     /// Whether this table's GEMV gives every row of `ty` weights bit for bit what its GEMM gives
-    /// it (the same float operations in the same order), so that a row-invariant matmul
-    /// ([`MatmulScratch::set_row_invariant`]) may still run one-token products as GEMV. True of
-    /// tables without GEMM (every product is one GEMV per token).
+    /// it (the same float operations in the same order): the quantized formats on every table
+    /// (`crate::order`), and everything on tables without GEMM (every product is one GEMV per
+    /// token). Float weights' plain GEMV and GEMM sum differently.
     pub fn gemv_matches_gemm(&self, ty: GgmlType) -> bool {
-        self.gemm.is_none() || (quant_spec(ty).is_some() && self.quant.gemv_in_gemm_order)
+        self.gemm.is_none() || quant_spec(ty).is_some()
     }
 
     /// Whether a one-token product gives the same bits row-invariant (a server's decode step)
@@ -215,8 +210,7 @@ impl Kernels {
             Some(g) if quant_spec(w.ty).is_some() => g.min_tokens.get(w.ty).unwrap_or(GEMM_MIN_TOKENS),
             _ => GEMM_MIN_TOKENS,
         };
-        let min_tokens = if scratch.row_invariant && !self.gemv_matches_gemm(w.ty) { 1 } else { gemm_min };
-        if n_tokens >= min_tokens && gemm_ok {
+        if n_tokens >= gemm_min && gemm_ok {
             crate::gemm::run(self, w, x, n_tokens, out, scratch);
         } else if let Some(step) = self.quant.step.filter(|_| n_tokens > 1 && quant_spec(w.ty).is_some()) {
             crate::gemv::run_step(self, step, w, x, n_tokens, out, scratch);

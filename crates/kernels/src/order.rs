@@ -17,11 +17,9 @@
 //! out = (acc[0] + acc[1]) + (acc[2] + acc[3])
 //! ```
 //!
-//! Four chains hide the FMA latency. The x86 kernels (the GEMV and step kernels over `Dot`, the
-//! interleaved Q4_0 kernel, the AVX2 and AVX-512 GEMMs) and the NEON GEMM follow it; NEON's GEMV
-//! does not yet (that backend runs a row-invariant product as GEMM).
+//! Four chains hide the FMA latency. Every SIMD kernel follows it: on x86 the GEMV and step
+//! kernels over `Dot`, the interleaved Q4_0 kernel and the AVX2 and AVX-512 GEMMs; on NEON the
+//! GEMV and step kernel (four rows per register) and the GEMM.
 
-/// Independent float accumulator chains per output (the x86 kernels name it; NEON's GEMM
-/// writes its four chains out).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+/// Independent float accumulator chains per output.
 pub(crate) const CHAINS: usize = 4;

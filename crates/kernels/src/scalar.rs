@@ -139,15 +139,7 @@ fn gemv_interleaved(w: &[u8], row_bytes: usize, k: usize, act: &GemvAct<'_>, out
 
 pub(crate) static KERNELS: Kernels = Kernels {
     backend: Backend::Scalar,
-    quant: QuantKernels {
-        q8_0,
-        q8_1,
-        q8_k,
-        layout: ActLayout::Ggml,
-        gemv_in_gemm_order: true,
-        gemv: formats!(gemv_table!(gemv)),
-        step: None,
-    },
+    quant: QuantKernels { q8_0, q8_1, q8_k, layout: ActLayout::Ggml, gemv: formats!(gemv_table!(gemv)), step: None },
     gemm: None,
     ops: OpsKernels { layer_norm, gelu, softmax, add_assign, attn: AttnKernels::SCALAR },
 };

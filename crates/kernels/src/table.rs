@@ -104,8 +104,6 @@ pub(crate) type GemvKernels = ByFormat<GemvFn>;
 pub(crate) enum ActLayout {
     /// ggml's activation blocks as they are (the scalar reference).
     Ggml,
-    /// The lane layout ([`crate::act::pack_lanes`]).
-    Lanes,
     /// The GEMM block layout of one token ([`crate::act::pack_blocks`]).
     Blocks,
 }
@@ -118,10 +116,6 @@ pub(crate) struct QuantKernels {
     pub q8_k: unsafe fn(&[f32], &mut [BlockQ8_K]),
     /// The activation layout the GEMV kernels read.
     pub layout: ActLayout,
-    /// Whether the quantized GEMV kernels follow the GEMM micro-kernel's order of float
-    /// operations, so that a token gets the same bits from both (see
-    /// [`crate::Kernels::gemv_matches_gemm`]).
-    pub gemv_in_gemm_order: bool,
     pub gemv: GemvKernels,
     /// The decode step of a few tokens per weight read, where the backend has one: every
     /// quantized format of `crate::formats::quant_spec`, each (row, token) in the GEMV's order

@@ -18,13 +18,12 @@ use super::aarch64_neon::sdot;
 use crate::act::ActBlocks;
 use crate::formats::quant_spec;
 use crate::panel::{build_float, decode_rows, Panel, PanelKind};
+use crate::CHAINS;
 
 /// Rows per panel: two registers of 4 rows (the float panels: two registers of 4 lanes).
 pub(crate) const NR: usize = 8;
 /// Tokens per integer tile.
 const TI: usize = 8;
-/// Independent float accumulators per output (scale block `s` adds into chain `s % CHAINS`).
-const CHAINS: usize = 4;
 
 /// Lays the decoded rows of an integer panel (`panel.rows`, `[8][k]`) out as `[k / 4][8][4]`;
 /// Q8_0's codes (decoded as `q + 128`) go back to signed.

@@ -6,6 +6,8 @@ pub(crate) mod aarch64_neon;
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod aarch64_neon_gemm;
 #[cfg(target_arch = "aarch64")]
+pub(crate) mod aarch64_neon_gemv;
+#[cfg(target_arch = "aarch64")]
 pub(crate) mod aarch64_neon_table;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2;

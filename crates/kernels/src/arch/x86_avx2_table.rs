@@ -28,7 +28,6 @@ const fn table(backend: Backend, micro_i8: MicroI8Fn, gemv: GemvKernels, step: S
             q8_1: k::quantize_q8_1,
             q8_k: k::quantize_q8_k,
             layout: ActLayout::Blocks,
-            gemv_in_gemm_order: true,
             gemv,
             step: Some(step),
         },

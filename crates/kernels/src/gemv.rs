@@ -26,10 +26,12 @@ impl OutPtr {
     }
 }
 
-/// Whether the quantized kernels of `ty` read the activation in block-pair order (the
-/// 32-element formats, but not interleaved Q4_0, whose kernel broadcasts natural-order codes).
-fn reads_p32(ty: GgmlType) -> bool {
-    ty.block_size() == 32 && ty != GgmlType::Q4_0_8_8
+/// Whether the quantized GEMV and step kernels of `ty` in table `k` read the activation in
+/// block-pair order (where the table asks for it: the formats with 32-element scale blocks, but
+/// interleaved Q4_0, whose kernel broadcasts natural-order codes).
+fn reads_p32(k: &Kernels, ty: GgmlType) -> bool {
+    let spec = quant_spec(ty).expect("a quantized format");
+    k.quant.pair_order && spec.sblock == 32 && ty != GgmlType::Q4_0_8_8
 }
 
 /// Quantizes one row `x` to the activation format `ty` (ggml blocks) with the table's kernels.
@@ -174,7 +176,7 @@ pub(crate) fn run(k: &Kernels, w: &Matrix<'_>, x: &[f32], n_tokens: usize, out: 
             ActLayout::Ggml => {}
             ActLayout::Blocks => {
                 let blocks = ActBlocks::pack(&spec, cols, 1, qt, qs, dx, corr, sx);
-                if reads_p32(spec.ty) {
+                if reads_p32(k, spec.ty) {
                     let p = &mut p32[..cols.next_multiple_of(64)];
                     pack_p32(blocks.qs, p);
                     act.p32 = p;
@@ -213,7 +215,7 @@ pub(crate) fn run_step(
     quantize_rows(k, spec.act, x, cols, q, q_rb);
     let act = ActBlocks::pack(&spec, cols, n_tokens, q, qs, dx, corr, sx);
     let p32 = &mut p32[..n_tokens * pk];
-    if reads_p32(spec.ty) {
+    if reads_p32(k, spec.ty) {
         for (t, p) in p32.chunks_exact_mut(pk).enumerate() {
             pack_p32(&act.qs[t * cols..(t + 1) * cols], p);
         }

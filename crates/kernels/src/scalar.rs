@@ -139,7 +139,15 @@ fn gemv_interleaved(w: &[u8], row_bytes: usize, k: usize, act: &GemvAct<'_>, out
 
 pub(crate) static KERNELS: Kernels = Kernels {
     backend: Backend::Scalar,
-    quant: QuantKernels { q8_0, q8_1, q8_k, layout: ActLayout::Ggml, gemv: formats!(gemv_table!(gemv)), step: None },
+    quant: QuantKernels {
+        q8_0,
+        q8_1,
+        q8_k,
+        layout: ActLayout::Ggml,
+        pair_order: false,
+        gemv: formats!(gemv_table!(gemv)),
+        step: None,
+    },
     gemm: None,
     ops: OpsKernels { layer_norm, gelu, softmax, add_assign, attn: AttnKernels::SCALAR },
 };

@@ -116,6 +116,10 @@ pub(crate) struct QuantKernels {
     pub q8_k: unsafe fn(&[f32], &mut [BlockQ8_K]),
     /// The activation layout the GEMV kernels read.
     pub layout: ActLayout,
+    /// Whether the GEMV and step kernels of the formats with 32-element scale blocks (but
+    /// interleaved Q4_0) also read the activation codes in block-pair order
+    /// ([`crate::act::pack_p32`]).
+    pub pair_order: bool,
     pub gemv: GemvKernels,
     /// The decode step of a few tokens per weight read, where the backend has one: every
     /// quantized format of `crate::formats::quant_spec`, each (row, token) in the GEMV's order

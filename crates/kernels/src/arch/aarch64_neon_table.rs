@@ -14,6 +14,7 @@ pub(crate) static KERNELS: Kernels = Kernels {
         q8_1: k::quantize_q8_1,
         q8_k: k::quantize_q8_k,
         layout: ActLayout::Blocks,
+        pair_order: false,
         gemv: formats!(gemv_table!(v)),
         step: Some(v::step_quant),
     },

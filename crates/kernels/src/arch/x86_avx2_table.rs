@@ -28,6 +28,7 @@ const fn table(backend: Backend, micro_i8: MicroI8Fn, gemv: GemvKernels, step: S
             q8_1: k::quantize_q8_1,
             q8_k: k::quantize_q8_k,
             layout: ActLayout::Blocks,
+            pair_order: true,
             gemv,
             step: Some(step),
         },

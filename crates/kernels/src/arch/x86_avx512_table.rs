@@ -24,6 +24,7 @@ pub(crate) static KERNELS: Kernels = Kernels {
         q8_1: k::quantize_q8_1,
         q8_k: k::quantize_q8_k,
         layout: ActLayout::Blocks,
+        pair_order: true,
         gemv: formats!(gemv_table!(gemv)),
         step: Some(super::x86_gemv::vnni512::step_quant),
     },

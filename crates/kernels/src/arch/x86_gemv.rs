@@ -63,13 +63,6 @@ unsafe fn load2x16(p0: *const u8, p1: *const u8) -> __m256i {
     }
 }
 
-/// Two registers of one scale block each (8 lanes) as one register of both (4 lanes each).
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn pair(a: __m256i, b: __m256i) -> __m256i {
-    _mm256_add_epi32(_mm256_permute2x128_si256::<0x20>(a, b), _mm256_permute2x128_si256::<0x31>(a, b))
-}
-
 /// Transposes 8 rows of 8 dwords: output `j` holds dword `j` of every input row.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
@@ -182,6 +175,35 @@ pub(crate) unsafe fn k4_codes<const FIVE: bool>(bp: *const u8, h: usize) -> (__m
             hi = _mm256_or_si256(hi, _mm256_slli_epi16::<4>(b1));
         }
         (lo, hi)
+    }
+}
+
+/// The codes of sub-blocks `2h` and `2h + 1` of a Q4_K (`FIVE = false`) or Q5_K block at `bp`
+/// in pair order (as [`legacy_pair_codes`]): elements 0..16 of both sub-blocks, then 16..32 of
+/// both, so that one [`Dot::dot2`] against the activation's pair order leaves both sub-blocks'
+/// sums in one unit (no lane crossing after the products). Each 16 bytes of nibbles is loaded
+/// into both lanes and shifted per lane: the low nibbles (sub-block `2h`) stay in the low lane,
+/// the high ones (`2h + 1`) come down in the high lane.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn k4_pair_codes<const FIVE: bool>(bp: *const u8, h: usize) -> (__m256i, __m256i) {
+    // SAFETY: within this function's contract: the CPU has the target features it (or its
+    // caller) names, and the caller's pointers and lengths are valid for what it touches.
+    unsafe {
+        let both =
+            |p: *const u8, sh: __m256i| _mm256_srlv_epi32(_mm256_broadcastsi128_si256(_mm_loadu_si128(p.cast())), sh);
+        let (m, nib) = (_mm256_set1_epi8(0x0f), _mm256_set_epi32(4, 4, 4, 4, 0, 0, 0, 0));
+        let q = bp.add(k4_qs(FIVE) + 32 * h);
+        let (mut a, mut b) = (_mm256_and_si256(both(q, nib), m), _mm256_and_si256(both(q.add(16), nib), m));
+        if FIVE {
+            // Sub-block j takes bit j of each qh byte (element i's in byte i) as its fifth bit.
+            let (lo, hi) = (2 * h as i32, 2 * h as i32 + 1);
+            let (sh, one) = (_mm256_set_epi32(hi, hi, hi, hi, lo, lo, lo, lo), _mm256_set1_epi8(1));
+            let fifth = |p: *const u8| _mm256_slli_epi16::<4>(_mm256_and_si256(both(p, sh), one));
+            a = _mm256_or_si256(a, fifth(bp.add(Q5K_QH)));
+            b = _mm256_or_si256(b, fifth(bp.add(Q5K_QH + 16)));
+        }
+        (a, b)
     }
 }
 
@@ -397,15 +419,15 @@ impl<const FIVE: bool> Fmt for K4<FIVE> {
     unsafe fn row<D: Dot, const T: usize>(p: *const u8, x: Acts, nb: usize, r: usize, out: &RowSums) {
         // SAFETY: within this function's contract: the CPU has the target features it (or its
         // caller) names, and the caller's pointers and lengths are valid for what it touches.
-        unsafe { k4_row::<FIVE, D, T>(p, x.x, x.k, nb, r, out) }
+        unsafe { k4_row::<FIVE, D, T>(p, x.p32, x.pk, nb, r, out) }
     }
 }
 
 #[inline(always)]
 unsafe fn k4_row<const FIVE: bool, D: Dot, const T: usize>(
     p: *const u8,
-    x: *const i8,
-    k: usize,
+    p32: *const i8,
+    pk: usize,
     nb: usize,
     r: usize,
     out: &RowSums,
@@ -418,19 +440,22 @@ unsafe fn k4_row<const FIVE: bool, D: Dot, const T: usize>(
             let bp = p.add(b * bytes);
             prefetch_ahead::<Avx2>(bp, bytes);
             for h in 0..4 {
-                let (lo, hi) = k4_codes::<FIVE>(bp, h);
+                let (c0, c1) = k4_pair_codes::<FIVE>(bp, h);
                 for t in 0..T {
-                    let xb = x.add(t * k + 256 * b + 64 * h);
-                    let z = _mm256_setzero_si256();
-                    let v = pair(D::dot(z, lo, ld(xb.cast())), D::dot(z, hi, ld(xb.add(32).cast())));
-                    *out.units.add(t * out.ustride + (4 * b + h) * 8 + r) = v;
+                    let xb = p32.add(t * pk + 256 * b + 64 * h);
+                    *out.units.add(t * out.ustride + (4 * b + h) * 8 + r) =
+                        D::dot2(c0, ld(xb.cast()), c1, ld(xb.add(32).cast()));
                 }
             }
-            let (d, dmin) = (f16_to_f32(rd16(bp.add(K4_D))), f16_to_f32(rd16(bp.add(K4_DMIN))));
+            // `d` and `dmin` (adjacent f16) converted together: one 32-bit load, one conversion
+            // (two 16-bit inserts cost the FP load pipes on Zen 3).
+            debug_assert_eq!(K4_DMIN, K4_D + 2);
+            let dd = _mm_cvtph_ps(_mm_cvtsi32_si128(bp.add(K4_D).cast::<i32>().read_unaligned()));
+            let (d, dmin) = (_mm256_broadcastss_ps(dd), _mm256_broadcastss_ps(_mm_movehdup_ps(dd)));
             let (sc, m) = k4_scales_mins(bp.add(K4_SCALES));
             let at = r * SEG + 8 * b;
-            _mm256_storeu_ps(out.dw.add(at), _mm256_mul_ps(_mm256_set1_ps(d), sc));
-            let mw = _mm256_mul_ps(_mm256_set1_ps(dmin), m);
+            _mm256_storeu_ps(out.dw.add(at), _mm256_mul_ps(d, sc));
+            let mw = _mm256_mul_ps(dmin, m);
             _mm256_storeu_ps(out.mw.add(at), _mm256_xor_ps(mw, _mm256_set1_ps(-0.0)));
         }
     }
@@ -543,7 +568,7 @@ unsafe fn tokens<F: Fmt, D: Dot>(j: &Job<'_>) {
         debug_assert_eq!(j.a.sblock, F::SB);
         debug_assert_eq!(j.k % (F::SB * F::SB_PER_BLOCK), 0);
         debug_assert!(j.w.len().is_multiple_of(j.rb));
-        debug_assert!(!F::F16_SCALES || j.p32.len() >= j.a.n_tokens * j.k.next_multiple_of(64));
+        debug_assert!(F::SB != 32 || j.p32.len() >= j.a.n_tokens * j.k.next_multiple_of(64));
         match j.a.n_tokens {
             1 => tiles::<F, D, 1>(j),
             2 => tiles::<F, D, 2>(j),

@@ -13,6 +13,7 @@
 //! from memory once for every token: tokens go in tiles of [`TT`] over the same (cached) rows.
 
 use std::arch::aarch64::*;
+use std::marker::PhantomData;
 
 use gguf_file::GgmlType;
 use quill_quant::{fp16_to_fp32, BlockQ4_0, BlockQ8_0};
@@ -57,25 +58,13 @@ trait Source {
     unsafe fn mins(&self, rows: &[*const u8; RG], s: usize) -> float32x4_t;
 }
 
-/// Q4_0 blocks read in place: low nibbles are elements 0..16, high ones 16..32.
-struct Q4_0Rows;
+/// Q4_0 (low nibbles are elements 0..16, high ones 16..32) or Q8_0 (signed codes) blocks read
+/// in place.
+struct InPlace<B>(PhantomData<B>);
 
-/// Q8_0 blocks read in place: signed codes.
-struct Q8_0Rows;
-
-/// The four f16 scales at byte `at` of each row's block `s` (`bytes` per block).
-#[inline(always)]
-unsafe fn block_scales(rows: &[*const u8; RG], s: usize, bytes: usize, at: usize) -> float32x4_t {
-    // SAFETY: the caller's rows hold block `s`.
-    unsafe {
-        let d: [f32; RG] = std::array::from_fn(|r| rd_f16(rows[r].add(s * bytes + at)));
-        vld1q_f32(d.as_ptr())
-    }
-}
-
-impl Source for Q4_0Rows {
+impl<B: LegacyBlock> Source for InPlace<B> {
     const SB: usize = 32;
-    const SIGNED: bool = false;
+    const SIGNED: bool = B::SIGNED;
     const MIN: bool = false;
 
     #[inline(always)]
@@ -83,53 +72,29 @@ impl Source for Q4_0Rows {
 
     #[inline(always)]
     unsafe fn codes(&self, rows: &[*const u8; RG], r: usize, s: usize) -> [int8x16_t; 2] {
-        const B: usize = <BlockQ4_0 as LegacyBlock>::BYTES;
         // SAFETY: the caller's row `r` holds block `s`.
         unsafe {
-            let qs = vld1q_u8(rows[r].add(s * B + <BlockQ4_0 as LegacyBlock>::QS));
-            [vreinterpretq_s8_u8(vandq_u8(qs, vdupq_n_u8(0x0f))), vreinterpretq_s8_u8(vshrq_n_u8::<4>(qs))]
+            let qs = rows[r].add(s * B::BYTES + B::QS);
+            if B::SIGNED {
+                return [vld1q_s8(qs.cast()), vld1q_s8(qs.add(16).cast())];
+            }
+            let q = vld1q_u8(qs);
+            [vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0f))), vreinterpretq_s8_u8(vshrq_n_u8::<4>(q))]
         }
     }
 
     #[inline(always)]
     unsafe fn scales(&self, rows: &[*const u8; RG], s: usize) -> float32x4_t {
         // SAFETY: as for `codes`.
-        unsafe { block_scales(rows, s, <BlockQ4_0 as LegacyBlock>::BYTES, <BlockQ4_0 as LegacyBlock>::D) }
-    }
-
-    #[inline(always)]
-    unsafe fn mins(&self, _: &[*const u8; RG], _: usize) -> float32x4_t {
-        unreachable!("Q4_0 has no minimum")
-    }
-}
-
-impl Source for Q8_0Rows {
-    const SB: usize = 32;
-    const SIGNED: bool = true;
-    const MIN: bool = false;
-
-    #[inline(always)]
-    unsafe fn prepare(&mut self, _: &[*const u8; RG], _: usize, _: usize) {}
-
-    #[inline(always)]
-    unsafe fn codes(&self, rows: &[*const u8; RG], r: usize, s: usize) -> [int8x16_t; 2] {
-        const B: usize = <BlockQ8_0 as LegacyBlock>::BYTES;
-        // SAFETY: the caller's row `r` holds block `s`.
         unsafe {
-            let qs = rows[r].add(s * B + <BlockQ8_0 as LegacyBlock>::QS).cast::<i8>();
-            [vld1q_s8(qs), vld1q_s8(qs.add(16))]
+            let d: [f32; RG] = std::array::from_fn(|r| rd_f16(rows[r].add(s * B::BYTES + B::D)));
+            vld1q_f32(d.as_ptr())
         }
     }
 
     #[inline(always)]
-    unsafe fn scales(&self, rows: &[*const u8; RG], s: usize) -> float32x4_t {
-        // SAFETY: as for `codes`.
-        unsafe { block_scales(rows, s, <BlockQ8_0 as LegacyBlock>::BYTES, <BlockQ8_0 as LegacyBlock>::D) }
-    }
-
-    #[inline(always)]
     unsafe fn mins(&self, _: &[*const u8; RG], _: usize) -> float32x4_t {
-        unreachable!("Q8_0 has no minimum")
+        unreachable!("Q4_0 and Q8_0 have no minimum")
     }
 }
 
@@ -339,7 +304,7 @@ macro_rules! neon_fns {
                 match ty {
                     $(GgmlType::$ty => product(&mut $src, w, rb, k, a, out, stride),)*
                     GgmlType::Q4_0_8_8 => crate::interleaved::for_each_group(w, rb, |rows, r0| {
-                        product(&mut Q4_0Rows, rows, rb, k, a, out.add(r0), stride)
+                        product(&mut InPlace::<BlockQ4_0>(PhantomData), rows, rb, k, a, out.add(r0), stride)
                     }),
                     other => unreachable!("{other} has no quantized step kernel"),
                 }
@@ -349,11 +314,11 @@ macro_rules! neon_fns {
 }
 
 neon_fns! {
-    gemv_q4_0 Q4_0 => Q4_0Rows,
+    gemv_q4_0 Q4_0 => InPlace::<BlockQ4_0>(PhantomData),
     gemv_q4_1 Q4_1 => Decoded::<32, true>::new(GgmlType::Q4_1),
     gemv_q5_0 Q5_0 => Decoded::<32, false>::new(GgmlType::Q5_0),
     gemv_q5_1 Q5_1 => Decoded::<32, true>::new(GgmlType::Q5_1),
-    gemv_q8_0 Q8_0 => Q8_0Rows,
+    gemv_q8_0 Q8_0 => InPlace::<BlockQ8_0>(PhantomData),
     gemv_q4_k Q4_K => Decoded::<32, true>::new(GgmlType::Q4_K),
     gemv_q5_k Q5_K => Decoded::<32, true>::new(GgmlType::Q5_K),
     gemv_q6_k Q6_K => Decoded::<16, false>::new(GgmlType::Q6_K),

@@ -6,8 +6,9 @@
 //! weight scale block (`sblock` elements) of every token the activation scale `dx`,
 //! `corr = -offset * (sum of the block's codes)` (i32, added to the integer dot product so that
 //! unsigned weight codes need no sign fix-up) and, for formats with a minimum, `sx` (the
-//! block's share of `d * sum(q)`), as single values the kernels broadcast. The 32-element formats'
-//! x86 GEMV and step kernels also read the codes in block-pair order ([`pack_p32`]).
+//! block's share of `d * sum(q)`), as single values the kernels broadcast. The x86 GEMV and step
+//! kernels of the formats with 32-element scale blocks (legacy blocks, K-quant sub-blocks) also
+//! read the codes in block-pair order ([`pack_p32`]).
 
 use gguf_file::GgmlType;
 use quill_quant::{cast_blocks, BlockQ8_0, BlockQ8_1, BlockQ8_K, Q8_0, Q8_1, Q8_K};

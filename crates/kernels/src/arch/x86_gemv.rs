@@ -449,7 +449,7 @@ unsafe fn k4_row<const FIVE: bool, D: Dot, const T: usize>(
             }
             // `d` and `dmin` (adjacent f16) converted together: one 32-bit load, one conversion
             // (two 16-bit inserts cost the FP load pipes on Zen 3).
-            debug_assert_eq!(K4_DMIN, K4_D + 2);
+            const { assert!(K4_DMIN == K4_D + 2) };
             let dd = _mm_cvtph_ps(_mm_cvtsi32_si128(bp.add(K4_D).cast::<i32>().read_unaligned()));
             let (d, dmin) = (_mm256_broadcastss_ps(dd), _mm256_broadcastss_ps(_mm_movehdup_ps(dd)));
             let (sc, m) = k4_scales_mins(bp.add(K4_SCALES));

@@ -127,8 +127,9 @@ impl MatmulScratch {
     ///
     /// Quantized weights: every kernel (GEMV, step, GEMM) gives each token the same sequence of
     /// float operations (`crate::order`) whatever tile it lands in, and rows are split across
-    /// threads whole, so this changes nothing for them. Float weights: every width runs the panel-free kernel in the float
-    /// GEMV's order (`GemmKernels::step_f32`), so one token's product is the plain GEMV's.
+    /// threads whole, so this changes nothing for them. Float weights: every width runs the
+    /// panel-free kernel in the float GEMV's order (`GemmKernels::step_f32`), so one token's
+    /// product is the plain GEMV's.
     pub fn set_row_invariant(&mut self, on: bool) {
         self.row_invariant = on;
     }

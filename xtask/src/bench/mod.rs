@@ -23,7 +23,8 @@ pub struct Args {
     /// A tiny model only, few repetitions: a smoke test of the whole pipeline.
     #[arg(long)]
     pub quick: bool,
-    /// llama.cpp's llama-bench, run on the very same files, interleaved [env: LLAMA_BENCH].
+    /// llama.cpp's llama-bench, run on the very same files, alternating with Quill repetition by
+    /// repetition [env: LLAMA_BENCH].
     #[arg(long, env = "LLAMA_BENCH")]
     pub llama_bench: Option<PathBuf>,
     /// A Python with CTranslate2 (and torch + transformers to convert): runs CTranslate2 int8 on
@@ -124,6 +125,35 @@ fn with_filename(mut rows: Json, name: &str) -> Json {
     rows
 }
 
+/// One engine's JSON rows from several one-repetition runs (the same tests in the same order)
+/// as if from one run of them all: each test's samples together, with their mean and standard
+/// deviation (llama-bench's `avg_*` and `stddev_*`); other fields from the first run.
+fn merge_rounds(rounds: Vec<Json>) -> Json {
+    let mut rounds = rounds.into_iter();
+    let Some(mut merged) = rounds.next() else { return Json::Null };
+    let rest: Vec<Json> = rounds.collect();
+    for (i, row) in merged.as_array_mut().into_iter().flatten().enumerate() {
+        for unit in ["ns", "ts"] {
+            let key = format!("samples_{unit}");
+            let samples: Vec<f64> = std::iter::once(&*row)
+                .chain(rest.iter().filter_map(|r| r.get(i)))
+                .flat_map(|r| r[&key].as_array().cloned().unwrap_or_default())
+                .filter_map(|v| v.as_f64())
+                .collect();
+            if samples.is_empty() {
+                continue;
+            }
+            let n = samples.len() as f64;
+            let mean = samples.iter().sum::<f64>() / n;
+            let var = samples.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0).max(1.0);
+            row[format!("avg_{unit}")] = json!(mean);
+            row[format!("stddev_{unit}")] = json!(var.sqrt());
+            row[key] = json!(samples);
+        }
+    }
+    merged
+}
+
 fn pick(rows: &Json, prompt: bool) -> Option<&Json> {
     rows.as_array()?.iter().find(|r| {
         let (p, g) = (r["n_prompt"].as_u64().unwrap_or(0), r["n_gen"].as_u64().unwrap_or(0));
@@ -202,23 +232,38 @@ pub fn run(repo: &Path, args: Args) -> Result<()> {
     let mut rows = Vec::new();
     for (i, m) in models.iter().enumerate() {
         let path = m.path.to_str().context("utf-8 path")?;
-        let (p, n, r, t) = (n_prompt.to_string(), n_gen.to_string(), reps.to_string(), args.threads.to_string());
-        log(&format!("[{}/{}] quill bench {} {}", i + 1, models.len(), m.shape, m.file_type));
+        let (p, n, t) = (n_prompt.to_string(), n_gen.to_string(), args.threads.to_string());
+        let llama = args.llama_bench.as_ref().zip(llama_file(m));
+        log(&format!(
+            "[{}/{}] {} {} {}: {reps} rounds",
+            i + 1,
+            models.len(),
+            if llama.is_some() { "quill bench and llama-bench" } else { "quill bench" },
+            m.shape,
+            m.file_type
+        ));
         warm_page_cache(&m.path)?;
-        let q = run_json(
-            Command::new(&quill).args(["bench", "-m", path, "-p", &p, "-n", &n, "-r", &r, "-t", &t, "--json"]),
-            "quill bench",
-        )?;
-        let mut llama_rows = Json::Null;
-        if let (Some(lb), Some(lpath)) = (&args.llama_bench, llama_file(m)) {
-            log(&format!("[{}/{}] llama-bench {} {}", i + 1, models.len(), m.shape, m.file_type));
-            warm_page_cache(&lpath)?;
-            let lpath = lpath.to_str().context("utf-8 path")?;
-            llama_rows = run_json(
-                Command::new(lb).args(["-m", lpath, "-p", &p, "-n", &n, "-r", &r, "-t", &t, "-o", "json"]),
-                "llama-bench",
-            )?;
+        if let Some((_, lpath)) = &llama {
+            warm_page_cache(lpath)?;
         }
+        // One repetition of each engine per round, alternating, so that a machine that slows
+        // down or speeds up over the minutes a model takes (shared hosts do) moves both.
+        let (mut q_rounds, mut l_rounds) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            q_rounds.push(run_json(
+                Command::new(&quill).args(["bench", "-m", path, "-p", &p, "-n", &n, "-r", "1", "-t", &t, "--json"]),
+                "quill bench",
+            )?);
+            if let Some((lb, lpath)) = &llama {
+                let lpath = lpath.to_str().context("utf-8 path")?;
+                l_rounds.push(run_json(
+                    Command::new(lb).args(["-m", lpath, "-p", &p, "-n", &n, "-r", "1", "-t", &t, "-o", "json"]),
+                    "llama-bench",
+                )?);
+            }
+        }
+        let q = merge_rounds(q_rounds);
+        let llama_rows = if llama.is_some() { merge_rounds(l_rounds) } else { Json::Null };
         let ct2 = match &args.ct2 {
             Some(py) if m.shape != "tiny" => {
                 if !ct2_runs.iter().any(|(s, _)| *s == m.shape) {
@@ -344,7 +389,8 @@ fn markdown(m: &Machine, rows: &[Row]) -> String {
     let peak = |v: Option<f64>| v.map(|v| format!("{:.0} G", v / 1e9)).unwrap_or_else(|| "-".into());
     s += &format!(
         "Machine: {} ({}), {} threads, {} kernels; memory read bandwidth {:.1} GB/s, int8 {} and f32 {} \
-         multiply-adds/s (measured by the suite). Quill {}; {}; {}; {}; {} repetitions per test.\n\n",
+         multiply-adds/s (measured by the suite). Quill {}; {}; {}; {}; {} repetitions per test, the engines \
+         alternating repetition by repetition.\n\n",
         m.cpu,
         m.flags.join(" "),
         m.threads,

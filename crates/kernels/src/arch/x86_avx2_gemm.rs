@@ -5,9 +5,10 @@
 //! broadcast and multiplied with `vpmaddubsw` (unsigned codes x signed activations, adjacent
 //! pairs summed to i16) against both row registers. The i16 sums run on for as many steps as
 //! the format's largest code allows without overflow (8 steps = 32 elements for 4-bit codes,
-//! 4 for 5-bit, 2 for 6-bit), so that one `vpmaddwd` widens 8 to 32 products to i32: on CPUs
-//! with one integer multiplier (Zen 3) that is nearly one multiply instruction per 32
-//! multiply-adds, twice the rate of `vpmaddubsw` + `vpmaddwd` per step. Q8_0's signed codes
+//! 4 for 5-bit, 2 for 6-bit), so that one `vpmaddwd` widens 8 to 32 products to i32: integer
+//! multiplies run on two pipes of Zen 3 (measured: two `vpmaddubsw` or two `vpmaddwd` a cycle,
+//! against four `vpaddw`), so nearly one multiply instruction per 32 multiply-adds is twice the
+//! rate of `vpmaddubsw` + `vpmaddwd` per step. Q8_0's signed codes
 //! take ggml's sign trick (`|w|` x `sign(x, w)`), widened every step. The integer sum of each
 //! scale block (plus the activation's `-offset * sum(x)`) is converted and scaled by
 //! `dw[row] * dx[token]` into float accumulators whose lanes are output rows, scale block `s`

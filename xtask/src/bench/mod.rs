@@ -125,6 +125,35 @@ fn with_filename(mut rows: Json, name: &str) -> Json {
     rows
 }
 
+/// `reps` rounds on one model file of one `quill bench` repetition, then one `llama-bench`
+/// repetition (with `llama`: the tool and its file), so that a machine that slows down or
+/// speeds up over the minutes a model takes (shared hosts do) moves both engines' numbers.
+/// `ppt` is the prompt tokens, generated tokens and threads. Each engine's rows, merged over
+/// the rounds (llama.cpp's: null without it).
+fn alternate(
+    quill: &Path,
+    llama: Option<(&Path, &str)>,
+    path: &str,
+    ppt: [&str; 3],
+    reps: usize,
+) -> Result<(Json, Json)> {
+    let [p, n, t] = ppt;
+    let (mut q_rounds, mut l_rounds) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        q_rounds.push(run_json(
+            Command::new(quill).args(["bench", "-m", path, "-p", p, "-n", n, "-r", "1", "-t", t, "--json"]),
+            "quill bench",
+        )?);
+        if let Some((lb, lpath)) = llama {
+            l_rounds.push(run_json(
+                Command::new(lb).args(["-m", lpath, "-p", p, "-n", n, "-r", "1", "-t", t, "-o", "json"]),
+                "llama-bench",
+            )?);
+        }
+    }
+    Ok((merge_rounds(q_rounds), if llama.is_some() { merge_rounds(l_rounds) } else { Json::Null }))
+}
+
 /// One engine's JSON rows from several one-repetition runs (the same tests in the same order)
 /// as if from one run of them all: each test's samples together, with their mean and standard
 /// deviation (llama-bench's `avg_*` and `stddev_*`); other fields from the first run.
@@ -243,27 +272,14 @@ pub fn run(repo: &Path, args: Args) -> Result<()> {
             m.file_type
         ));
         warm_page_cache(&m.path)?;
-        if let Some((_, lpath)) = &llama {
-            warm_page_cache(lpath)?;
-        }
-        // One repetition of each engine per round, alternating, so that a machine that slows
-        // down or speeds up over the minutes a model takes (shared hosts do) moves both.
-        let (mut q_rounds, mut l_rounds) = (Vec::new(), Vec::new());
-        for _ in 0..reps {
-            q_rounds.push(run_json(
-                Command::new(&quill).args(["bench", "-m", path, "-p", &p, "-n", &n, "-r", "1", "-t", &t, "--json"]),
-                "quill bench",
-            )?);
-            if let Some((lb, lpath)) = &llama {
-                let lpath = lpath.to_str().context("utf-8 path")?;
-                l_rounds.push(run_json(
-                    Command::new(lb).args(["-m", lpath, "-p", &p, "-n", &n, "-r", "1", "-t", &t, "-o", "json"]),
-                    "llama-bench",
-                )?);
+        let llama = match &llama {
+            Some((lb, lpath)) => {
+                warm_page_cache(lpath)?;
+                Some((lb.as_path(), lpath.to_str().context("utf-8 path")?))
             }
-        }
-        let q = merge_rounds(q_rounds);
-        let llama_rows = if llama.is_some() { merge_rounds(l_rounds) } else { Json::Null };
+            None => None,
+        };
+        let (q, llama_rows) = alternate(&quill, llama, path, [&p, &n, &t], reps)?;
         let ct2 = match &args.ct2 {
             Some(py) if m.shape != "tiny" => {
                 if !ct2_runs.iter().any(|(s, _)| *s == m.shape) {

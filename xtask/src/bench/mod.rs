@@ -543,3 +543,32 @@ fn warm_page_cache(path: &std::path::Path) -> Result<()> {
     while f.read(&mut buf).with_context(|| path.display().to_string())? > 0 {}
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rounds of one repetition each merge into one row per test: every sample, their mean and
+    /// (sample) standard deviation; the other fields from the first round.
+    #[test]
+    fn merged_rounds_hold_every_sample() {
+        let round = |pp: f64, tg: f64, tag: &str| {
+            json!([
+                {"n_prompt": 512, "n_gen": 0, "samples_ts": [pp], "samples_ns": [1e9 / pp], "avg_ts": pp, "tag": tag},
+                {"n_prompt": 0, "n_gen": 128, "samples_ts": [tg], "samples_ns": [1e9 / tg], "avg_ts": tg, "tag": tag},
+            ])
+        };
+        let m =
+            merge_rounds(vec![round(100.0, 10.0, "first"), round(300.0, 30.0, "second"), round(200.0, 20.0, "third")]);
+        let pp = pick(&m, true).unwrap();
+        assert_eq!(pp["samples_ts"], json!([100.0, 300.0, 200.0]));
+        assert_eq!(pp["avg_ts"], json!(200.0));
+        assert_eq!(pp["stddev_ts"], json!(100.0));
+        assert_eq!(pp["tag"], json!("first"));
+        let tg = pick(&m, false).unwrap();
+        assert_eq!(tg["avg_ts"], json!(20.0));
+        assert_eq!(tg["stddev_ts"], json!(10.0));
+        assert_eq!(tg["samples_ns"].as_array().map(Vec::len), Some(3));
+        assert_eq!(merge_rounds(Vec::new()), Json::Null);
+    }
+}
